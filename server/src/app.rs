@@ -1,0 +1,298 @@
+//! The HTTP application: shared state ([`AppState`]), the route table
+//! ([`app`]), the one error type every handler returns ([`ApiError`]), and
+//! [`run`], which serves it on a listener until shutdown.
+//!
+//! Routes (one table, in [`app`]):
+//! - Label Studio protocol (`protocol`): `/`, `/health`, `/setup`,
+//!   `/predict`, `/webhook`, `/versions`, also under `/backends/{name}/`.
+//! - Admin (`admin`): `POST /configure`, `GET /backends`,
+//!   `GET|PUT|DELETE /backends/{name}`.
+//! - `GET /metrics`: Prometheus text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::pipeline::Services;
+use crate::secret::Secret;
+use crate::state::{Backends, StateDir};
+
+/// Default cap on a request body (uploads of hooks and models included).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 512 << 20;
+/// Default number of `/predict` requests processed at once; more get 503.
+pub const DEFAULT_MAX_CONCURRENT_PREDICTS: usize = 64;
+
+/// HTTP basic auth credentials for the protocol routes.
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// Server-wide settings that handlers consult.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub basic_auth: Option<BasicAuth>,
+    /// Bearer token for admin routes; without it they accept loopback only.
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub max_concurrent_predicts: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            basic_auth: None,
+            admin_token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_concurrent_predicts: DEFAULT_MAX_CONCURRENT_PREDICTS,
+        }
+    }
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub backends: Arc<Backends>,
+    pub services: Arc<Services>,
+    pub config: Arc<ServerConfig>,
+    pub state_dir: StateDir,
+    pub predict_slots: Arc<tokio::sync::Semaphore>,
+    pub metrics: Arc<Metrics>,
+    pub loader: Arc<crate::admin::Loader>,
+}
+
+/// The whole route table.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::protocol::routes(state.clone()))
+        .merge(crate::admin::routes(state.clone()))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(&state.backends),
+    )
+        .into_response()
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish.
+pub async fn run(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Every error a handler returns. Bodies are `{"status": <code>, "error":
+/// "<message>"}`; messages say what to fix and never carry secrets or
+/// internals (those are logged).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: credentials missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: not allowed from here.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such backend.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413: body over the size limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: wrong content type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but unusable (a hook that does not compile, a
+    /// sample that does not predict).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 502: an upstream (MLflow) failed.
+    #[error("{0}")]
+    BadGateway(String),
+    /// 503: no model configured at this URL.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// 503: too many concurrent predictions; retry.
+    #[error("too many concurrent /predict requests; retry shortly")]
+    Busy,
+    /// 500: our bug or our disk.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::NotConfigured(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({ "status": status.as_u16(), "error": self.to_string() });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// A JSON body whose rejections use the [`ApiError`] body shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "expected a JSON body with Content-Type: application/json".into(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!("malformed JSON: {}", e.body_text())),
+        JsonRejection::JsonDataError(e) => ApiError::BadRequest(e.body_text()),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge(e.body_text())
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}
+
+/// Everything `serve` needs to build the [`AppState`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub state_dir: std::path::PathBuf,
+    pub server: ServerConfig,
+    pub model_cache_bytes: u64,
+    pub download_cache_bytes: u64,
+    /// Overrides every model's execution providers.
+    pub execution_provider: Option<String>,
+    /// `libonnxruntime` to load instead of discovering one.
+    pub ort_library: Option<std::path::PathBuf>,
+}
+
+/// Why the server cannot start. Each message is one line saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Ort(#[from] crate::model::OrtError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("cannot start the hook runtime: {0}")]
+    Hooks(#[from] crate::hooks::HookLoadError),
+    #[error("cannot set up downloads: {0}")]
+    Fetch(String),
+}
+
+impl AppState {
+    /// Loads ONNX Runtime, opens the state dir, builds the hook runtime and
+    /// restores every persisted backend (a broken one is logged and skipped).
+    pub async fn start(settings: Settings) -> Result<Self, StartupError> {
+        let ort = match &settings.ort_library {
+            Some(path) => crate::model::OrtRuntime::init_from(path)?,
+            None => crate::model::OrtRuntime::init()?,
+        };
+        tracing::info!(library = %ort.library().display(), "ONNX Runtime loaded");
+        let state_dir = StateDir::open(&settings.state_dir)?;
+        let hooks = Arc::new(crate::hooks::HookRuntime::new(crate::hooks::RuntimeOptions {
+            artefact_dir: Some(state_dir.compiled_dir()),
+            ..crate::hooks::RuntimeOptions::default()
+        })?);
+        let fetcher = Arc::new(
+            crate::fetch::Fetcher::new(state_dir.downloads_dir(), settings.download_cache_bytes)
+                .map_err(|e| StartupError::Fetch(e.to_string()))?,
+        );
+        let models = Arc::new(crate::model::ModelLoader::new(
+            Arc::new(ort),
+            state_dir.models_dir(),
+            settings.model_cache_bytes,
+            settings.execution_provider.clone(),
+        ));
+        let loader = Arc::new(crate::admin::Loader::new(hooks.clone(), models));
+        let state = Self {
+            backends: Arc::new(Backends::default()),
+            services: Arc::new(Services { hooks, fetcher }),
+            predict_slots: Arc::new(tokio::sync::Semaphore::new(settings.server.max_concurrent_predicts)),
+            config: Arc::new(settings.server),
+            state_dir,
+            metrics: Arc::new(Metrics::new()),
+            loader,
+        };
+        state.restore().await;
+        Ok(state)
+    }
+
+    /// Rebuilds the persisted backends, concurrently.
+    async fn restore(&self) {
+        let started = std::time::Instant::now();
+        let persisted = self.state_dir.load_all();
+        let builds = persisted.into_iter().map(|entry| async move {
+            let entry = entry?;
+            let backend = self.loader.build(&entry).await.map_err(|e| {
+                crate::state::StateError::Corrupt {
+                    name: entry.name.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+            Ok::<_, crate::state::StateError>(backend)
+        });
+        for result in futures::future::join_all(builds).await {
+            match result {
+                Ok(backend) => {
+                    tracing::info!(backend = %backend.name, model_version = %backend.model_version, "backend restored");
+                    self.backends.swap(Arc::new(backend));
+                }
+                Err(e) => tracing::error!("skipping persisted backend: {e}"),
+            }
+        }
+        tracing::info!(
+            backends = self.backends.list().len(),
+            "state restored in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! One hook call: a fresh `Store` with limits, instantiate from the
+//! `InstancePre`, call the export, classify any trap, drop the store.
+
+use std::time::Instant;
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::types as wit;
+use super::compile::{Compiled, Hook};
+use super::convert::{
+    datapoint_to_wit, info_to_wit, spec_to_wit, tensor_from_wit, tensor_to_wit, Datapoint,
+    DatapointInfo,
+};
+use super::host::HostState;
+use super::{CallTag, HookCallError, HookFailure, HookKind, HookLimits, HookRuntime};
+use crate::tensor::{Tensor, TensorSpec};
+
+/// Everything a hook may know about the call besides its main input.
+#[derive(Debug, Clone, Default)]
+pub struct HookContext {
+    pub task_json: String,
+    pub task_id: Option<i64>,
+    pub label_config: String,
+    pub model_version: String,
+    pub interactive_context: Option<String>,
+    pub model_inputs: Vec<TensorSpec>,
+    pub model_outputs: Vec<TensorSpec>,
+    pub model_metadata: Vec<(String, String)>,
+    pub datapoints: Vec<DatapointInfo>,
+    pub carry: Option<String>,
+}
+
+impl HookContext {
+    fn to_wit(&self) -> wit::Context {
+        wit::Context {
+            task_json: self.task_json.clone(),
+            task_id: self.task_id,
+            label_config: self.label_config.clone(),
+            model_version: self.model_version.clone(),
+            interactive_context: self.interactive_context.clone(),
+            model_inputs: self.model_inputs.iter().map(spec_to_wit).collect(),
+            model_outputs: self.model_outputs.iter().map(spec_to_wit).collect(),
+            model_metadata: self.model_metadata.clone(),
+            datapoints: self.datapoints.iter().map(info_to_wit).collect(),
+            carry: self.carry.clone(),
+        }
+    }
+}
+
+/// What a pre-hook returned for one task.
+#[derive(Debug, Clone)]
+pub struct PreOutput {
+    pub inputs: Vec<Tensor>,
+    pub carry: Option<String>,
+}
+
+/// Raised from the epoch callback when the call's wall-time budget is spent.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("hook deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+impl Hook {
+    /// Runs a pre-hook on one task's datapoints.
+    pub async fn call_pre(
+        &self,
+        runtime: &HookRuntime,
+        datapoints: &[Datapoint],
+        ctx: &HookContext,
+        limits: &HookLimits,
+        backend: &str,
+    ) -> Result<PreOutput, HookCallError> {
+        let Compiled::Pre(instance_pre) = &self.compiled else {
+            return Err(wrong_kind(self.kind, HookKind::Pre, ctx.task_id));
+        };
+        let tag = CallTag {
+            backend: backend.to_owned(),
+            kind: HookKind::Pre,
+            task: ctx.task_id,
+        };
+        let fail = |failure| HookCallError {
+            kind: HookKind::Pre,
+            task: ctx.task_id,
+            failure,
+        };
+        let _permit = runtime.instance_permit().await.map_err(fail)?;
+        let mut store = new_store(runtime, tag, limits);
+        let input: Vec<wit::Datapoint> = datapoints.iter().map(datapoint_to_wit).collect();
+        let result = async {
+            let hook = instance_pre.instantiate_async(&mut store).await?;
+            hook.call_pre_hook(&mut store, &input, &ctx.to_wit()).await
+        }
+        .await;
+        store.data().finish_logging();
+        let output = match result {
+            Ok(Ok(output)) => output,
+            Ok(Err(returned)) => return Err(fail(HookFailure::Returned(describe(&returned)))),
+            Err(trap) => return Err(fail(classify(&trap, store.data(), limits))),
+        };
+        let size: usize = output.inputs.iter().map(wit_tensor_len).sum();
+        if size > limits.max_output_bytes {
+            return Err(fail(HookFailure::OutputTooLarge {
+                size,
+                max: limits.max_output_bytes,
+            }));
+        }
+        let inputs = output
+            .inputs
+            .into_iter()
+            .map(tensor_from_wit)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(HookFailure::InvalidOutput(e.to_string())))?;
+        Ok(PreOutput {
+            inputs,
+            carry: output.carry,
+        })
+    }
+
+    /// Runs a post-hook on one task's model outputs; returns its JSON text.
+    pub async fn call_post(
+        &self,
+        runtime: &HookRuntime,
+        outputs: Vec<Tensor>,
+        ctx: &HookContext,
+        limits: &HookLimits,
+        backend: &str,
+    ) -> Result<String, HookCallError> {
+        let Compiled::Post(instance_pre) = &self.compiled else {
+            return Err(wrong_kind(self.kind, HookKind::Post, ctx.task_id));
+        };
+        let tag = CallTag {
+            backend: backend.to_owned(),
+            kind: HookKind::Post,
+            task: ctx.task_id,
+        };
+        let fail = |failure| HookCallError {
+            kind: HookKind::Post,
+            task: ctx.task_id,
+            failure,
+        };
+        let _permit = runtime.instance_permit().await.map_err(fail)?;
+        let mut store = new_store(runtime, tag, limits);
+        let input: Vec<wit::Tensor> = outputs.into_iter().map(tensor_to_wit).collect();
+        let result = async {
+            let hook = instance_pre.instantiate_async(&mut store).await?;
+            hook.call_post_hook(&mut store, &input, &ctx.to_wit()).await
+        }
+        .await;
+        store.data().finish_logging();
+        let json = match result {
+            Ok(Ok(json)) => json,
+            Ok(Err(returned)) => return Err(fail(HookFailure::Returned(describe(&returned)))),
+            Err(trap) => return Err(fail(classify(&trap, store.data(), limits))),
+        };
+        if json.len() > limits.max_output_bytes {
+            return Err(fail(HookFailure::OutputTooLarge {
+                size: json.len(),
+                max: limits.max_output_bytes,
+            }));
+        }
+        Ok(json)
+    }
+}
+
+impl HookRuntime {
+    async fn instance_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HookFailure> {
+        self.instances
+            .acquire()
+            .await
+            .map_err(|e| HookFailure::Instantiate(e.to_string()))
+    }
+}
+
+fn new_store(runtime: &HookRuntime, tag: CallTag, limits: &HookLimits) -> Store<HostState> {
+    let mut store = Store::new(&runtime.engine, HostState::new(tag, limits));
+    store.limiter(|state| &mut state.limits);
+    // The deadline is an `Instant` checked on every epoch tick; between ticks
+    // the call yields to tokio, so a spinning guest never blocks a worker.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+fn classify(err: &wasmtime::Error, state: &HostState, limits: &HookLimits) -> HookFailure {
+    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+        return HookFailure::Deadline(limits.timeout);
+    }
+    let output = state.captured_output();
+    let with_output = |message: String| {
+        if output.trim().is_empty() {
+            message
+        } else {
+            format!("{message}; hook output: {}", output.trim())
+        }
+    };
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => return HookFailure::StackOverflow,
+        Some(Trap::Interrupt) => return HookFailure::Deadline(limits.timeout),
+        _ => {}
+    }
+    let message = format!("{err:#}");
+    if message.contains("growing memory") || message.contains("memory allocation") {
+        return HookFailure::OutOfMemory(with_output(first_line(&message)));
+    }
+    HookFailure::Trap(with_output(message))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}
+
+fn describe(err: &wit::HookError) -> String {
+    match err {
+        wit::HookError::BadInput(m) => format!("bad input: {m}"),
+        wit::HookError::BadConfig(m) => format!("bad config: {m}"),
+        wit::HookError::Failed(m) => m.clone(),
+    }
+}
+
+fn wit_tensor_len(t: &wit::Tensor) -> usize {
+    match &t.data {
+        wit::TensorData::Bytes(b) => b.len(),
+        wit::TensorData::Strings(s) => s.iter().map(String::len).sum(),
+    }
+}
+
+fn wrong_kind(actual: HookKind, wanted: HookKind, task: Option<i64>) -> HookCallError {
+    HookCallError {
+        kind: actual,
+        task,
+        failure: HookFailure::InvalidOutput(format!("called as {wanted}")),
+    }
+}

@@ -1,0 +1,236 @@
+//! Turning uploaded bytes into a callable [`Hook`]: validation, compilation
+//! off the request path, the world check, and the compiled-artefact cache.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::bindings::{post::PostHookPre, pre::PreHookPre};
+use super::host::HostState;
+use super::{HookKind, HookLoadError, HookRuntime};
+
+/// A compiled hook, ready to be instantiated per call. Cheap to share
+/// behind an `Arc`; in-flight calls keep the version they started with.
+pub struct Hook {
+    pub(super) kind: HookKind,
+    pub(super) compiled: Compiled,
+    info: HookInfo,
+}
+
+pub(super) enum Compiled {
+    Pre(PreHookPre<HostState>),
+    Post(PostHookPre<HostState>),
+}
+
+/// What the admin API reports about a hook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HookInfo {
+    pub kind: HookKind,
+    pub sha256: String,
+    pub size: usize,
+    /// Time spent compiling (or loading the cached artefact).
+    pub load_ms: f64,
+    /// Whether the compiled artefact came from the on-disk cache.
+    pub from_cache: bool,
+}
+
+impl Hook {
+    pub fn kind(&self) -> HookKind {
+        self.kind
+    }
+
+    pub fn info(&self) -> &HookInfo {
+        &self.info
+    }
+}
+
+const WASM_MAGIC: &[u8] = b"\0asm";
+/// Version field of a core module; components use a different layer/version.
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+
+impl HookRuntime {
+    /// Validates and compiles an uploaded component as a hook of `kind`.
+    /// Compilation runs on a blocking thread, one at a time, under the
+    /// runtime's compile-time cap.
+    pub async fn load(&self, kind: HookKind, bytes: Bytes) -> Result<Hook, HookLoadError> {
+        check_upload(kind, &bytes, self.options.max_upload_bytes)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let started = Instant::now();
+        let (component, from_cache) = self.compile_cached(kind, bytes.clone(), &sha256).await?;
+        let compiled = self.link(kind, &component)?;
+        let info = HookInfo {
+            kind,
+            sha256,
+            size: bytes.len(),
+            load_ms: started.elapsed().as_secs_f64() * 1e3,
+            from_cache,
+        };
+        tracing::info!(
+            hook = %kind, sha256 = %info.sha256, size = info.size, from_cache,
+            "hook loaded in {:.1} ms", info.load_ms
+        );
+        Ok(Hook {
+            kind,
+            compiled,
+            info,
+        })
+    }
+
+    async fn compile_cached(
+        &self,
+        kind: HookKind,
+        bytes: Bytes,
+        sha256: &str,
+    ) -> Result<(Component, bool), HookLoadError> {
+        let artefact = self
+            .options
+            .artefact_dir
+            .as_deref()
+            .map(|dir| artefact_path(dir, &self.engine, sha256));
+        if let Some(path) = &artefact
+            && let Some(component) = load_artefact(&self.engine, path)
+        {
+            return Ok((component, true));
+        }
+        let _permit = self
+            .compiles
+            .acquire()
+            .await
+            .map_err(|e| HookLoadError::Internal {
+                kind,
+                message: e.to_string(),
+            })?;
+        let engine = self.engine.clone();
+        let limit = self.options.compile_timeout;
+        let job = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes));
+        // A compile cannot be interrupted; past the cap we stop waiting and
+        // report, and the single compile permit is held until it finishes so
+        // a flood of slow uploads cannot pile up threads.
+        let component = match tokio::time::timeout(limit, job).await {
+            Err(_) => return Err(HookLoadError::CompileTimeout { kind, limit }),
+            Ok(Err(join)) => {
+                return Err(HookLoadError::Internal {
+                    kind,
+                    message: join.to_string(),
+                });
+            }
+            Ok(Ok(Err(e))) => {
+                return Err(HookLoadError::Invalid {
+                    kind,
+                    message: format!("{e:#}"),
+                });
+            }
+            Ok(Ok(Ok(component))) => component,
+        };
+        if let Some(path) = &artefact {
+            store_artefact(&component, path);
+        }
+        Ok((component, false))
+    }
+
+    /// Resolves the component's imports against our linker and checks that
+    /// it exports the world it was uploaded as.
+    fn link(&self, kind: HookKind, component: &Component) -> Result<Compiled, HookLoadError> {
+        let wrong_world = |message: String| HookLoadError::WrongWorld { kind, message };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| wrong_world(format!("it imports something this server does not provide: {e:#}")))?;
+        let linked = match kind {
+            HookKind::Pre => PreHookPre::new(instance_pre.clone()).map(Compiled::Pre),
+            HookKind::Post => PostHookPre::new(instance_pre.clone()).map(Compiled::Post),
+        };
+        linked.map_err(|e| {
+            let other = match kind {
+                HookKind::Pre => HookKind::Post,
+                HookKind::Post => HookKind::Pre,
+            };
+            let is_other = match other {
+                HookKind::Pre => PreHookPre::new(instance_pre.clone()).is_ok(),
+                HookKind::Post => PostHookPre::new(instance_pre.clone()).is_ok(),
+            };
+            if is_other {
+                wrong_world(format!(
+                    "it is a {other}, uploaded as {} (export the `{kind}` world instead)",
+                    kind.part_name()
+                ))
+            } else {
+                wrong_world(format!(
+                    "it does not export the `{kind}` world of cls:hooks@0.1.0: {e:#}"
+                ))
+            }
+        })
+    }
+}
+
+fn check_upload(kind: HookKind, bytes: &[u8], max: usize) -> Result<(), HookLoadError> {
+    if bytes.len() > max {
+        return Err(HookLoadError::TooLarge {
+            kind,
+            size: bytes.len(),
+            max,
+        });
+    }
+    if Engine::detect_precompiled(bytes).is_some() {
+        return Err(HookLoadError::Precompiled { kind });
+    }
+    if !bytes.starts_with(WASM_MAGIC) {
+        return Err(HookLoadError::NotWasm { kind });
+    }
+    if bytes.get(4..8) == Some(&CORE_MODULE_VERSION[..]) {
+        return Err(HookLoadError::CoreModule { kind });
+    }
+    Ok(())
+}
+
+/// Artefacts are only valid for the engine configuration that made them, so
+/// the file name carries the engine's compatibility hash.
+fn artefact_path(dir: &Path, engine: &Engine, sha256: &str) -> PathBuf {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+}
+
+fn load_artefact(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.is_file() {
+        return None;
+    }
+    // SAFETY: `deserialize_file` trusts its input. The only files under the
+    // artefact directory are ones `store_artefact` wrote from our own
+    // `Component::serialize()` output (atomically, via rename), named by the
+    // sha256 of the upload and this engine's compatibility hash. Uploaded
+    // bytes never reach this function: `check_upload` refuses precompiled
+    // artefacts outright.
+    #[allow(unsafe_code)]
+    let loaded = unsafe { Component::deserialize_file(engine, path) };
+    match loaded {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring unusable compiled hook: {e:#}");
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
+}
+
+fn store_artefact(component: &Component, path: &Path) {
+    let write = || -> Result<(), String> {
+        let bytes = component.serialize().map_err(|e| format!("{e:#}"))?;
+        let dir = path.parent().ok_or("artefact path has no parent")?;
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| e.to_string())?;
+        tmp.persist(path).map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    // The cache only saves time on restart; failing to write it is not an error.
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), "cannot cache compiled hook: {e}");
+    }
+}

@@ -1,0 +1,306 @@
+//! The sandbox that runs user hooks: WebAssembly components exporting the
+//! `pre-hook` or `post-hook` world of `wit/hooks.wit`.
+//!
+//! This is the only module that touches wasmtime. It owns:
+//! - one shared [`HookRuntime`]: an `Engine` with the pooling allocator and
+//!   epoch interruption (a ticker thread advances the epoch every
+//!   millisecond), and one `Linker` with WASI (granting nothing) plus our
+//!   `host` interface;
+//! - loading uploads ([`HookRuntime::load`]): size cap, refusal of core
+//!   modules and precompiled artefacts, compilation off the request path with
+//!   a time cap, world check, and an on-disk cache of our *own*
+//!   `serialize()` output (uploaded bytes are never deserialized);
+//! - calling a [`Hook`]: a fresh `Store` per call with wall-time, memory and
+//!   output limits; every trap becomes a [`HookCallError`] naming the hook,
+//!   the task and the cause, and the trapped store is dropped.
+//!
+//! It does not know about HTTP, models or Label Studio beyond the data the
+//! WIT carries.
+
+mod bindings;
+mod call;
+mod compile;
+mod convert;
+mod host;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use call::{HookContext, PreOutput};
+pub use compile::Hook;
+pub use convert::{Datapoint, DatapointInfo};
+pub use host::{MAX_LOG_LINE, MAX_LOG_LINES_PER_CALL};
+
+use host::HostState;
+
+/// Default wall-time budget for one hook call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default linear-memory limit for one hook instance.
+pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
+/// Default cap on what one call may return (JSON text or tensor bytes).
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
+/// Default cap on an uploaded component's size.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 50 << 20;
+/// Default cap on compiling one upload.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Upper bound for any per-backend memory limit: the pooling allocator
+/// reserves slots of this size.
+pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+/// Hook instances alive at once (each holds a pool slot).
+pub const DEFAULT_MAX_INSTANCES: u32 = 64;
+
+/// Which of the two hook worlds a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookKind {
+    /// `pre-hook`: datapoints → model inputs.
+    Pre,
+    /// `post-hook`: model outputs → Label Studio predictions.
+    Post,
+}
+
+impl HookKind {
+    /// The multipart part name and config key for this kind.
+    pub fn part_name(self) -> &'static str {
+        match self {
+            Self::Pre => "pre_hook",
+            Self::Post => "post_hook",
+        }
+    }
+
+    fn world(self) -> &'static str {
+        match self {
+            Self::Pre => "pre-hook",
+            Self::Post => "post-hook",
+        }
+    }
+}
+
+impl fmt::Display for HookKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// Per-backend limits on each hook call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HookLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub max_output_bytes: usize,
+}
+
+impl Default for HookLimits {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// Who is calling a hook, for logs and error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallTag {
+    pub backend: String,
+    pub kind: HookKind,
+    pub task: Option<i64>,
+}
+
+/// How the runtime is set up; see the `DEFAULT_*` constants.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled artefacts are cached (`None`: no disk cache).
+    pub artefact_dir: Option<PathBuf>,
+    pub max_instances: u32,
+    pub max_upload_bytes: usize,
+    pub compile_timeout: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            artefact_dir: None,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+        }
+    }
+}
+
+/// Why an upload is not a usable hook. Every variant is the uploader's
+/// fault (a 4xx), except [`HookLoadError::Internal`].
+#[derive(Debug, thiserror::Error)]
+pub enum HookLoadError {
+    #[error("{kind} is {size} bytes, over the {max}-byte upload limit")]
+    TooLarge {
+        kind: HookKind,
+        size: usize,
+        max: usize,
+    },
+    #[error("{kind} is not a WebAssembly component (it does not start with the wasm magic bytes)")]
+    NotWasm { kind: HookKind },
+    #[error(
+        "{kind} is a core WebAssembly module, not a component: build it with \
+         `cargo build --release --target wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule { kind: HookKind },
+    #[error("{kind} is a precompiled wasmtime artefact; upload the .wasm component instead")]
+    Precompiled { kind: HookKind },
+    #[error("{kind} does not compile: {message}")]
+    Invalid { kind: HookKind, message: String },
+    #[error("{kind} took longer than {limit:?} to compile")]
+    CompileTimeout { kind: HookKind, limit: Duration },
+    #[error("{kind} does not fit this server: {message}")]
+    WrongWorld { kind: HookKind, message: String },
+    #[error("internal error while loading {kind}: {message}")]
+    Internal { kind: HookKind, message: String },
+}
+
+/// Why a hook call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind} failed on task {task}: {failure}", task = task_label(*.task))]
+pub struct HookCallError {
+    pub kind: HookKind,
+    pub task: Option<i64>,
+    pub failure: HookFailure,
+}
+
+fn task_label(task: Option<i64>) -> String {
+    task.map_or_else(|| "(no id)".to_owned(), |t| t.to_string())
+}
+
+/// The cause of a failed hook call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HookFailure {
+    #[error("stopped after the {0:?} time limit (limits.hook_timeout_ms)")]
+    Deadline(Duration),
+    #[error("ran out of memory: {0} (limits.hook_memory_mb)")]
+    OutOfMemory(String),
+    #[error("call stack exhausted (infinite recursion?)")]
+    StackOverflow,
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("returned an error: {0}")]
+    Returned(String),
+    #[error("returned {size} bytes, over the {max}-byte limit (limits.max_output_mb)")]
+    OutputTooLarge { size: usize, max: usize },
+    #[error("returned invalid output: {0}")]
+    InvalidOutput(String),
+    #[error("could not start: {0}")]
+    Instantiate(String),
+}
+
+/// The shared engine, linker and epoch ticker.
+pub struct HookRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    options: RuntimeOptions,
+    instances: Arc<tokio::sync::Semaphore>,
+    compiles: Arc<tokio::sync::Semaphore>,
+    ticker: EpochTicker,
+}
+
+impl HookRuntime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(options: RuntimeOptions) -> Result<Self, HookLoadError> {
+        let internal = |e: wasmtime::Error| HookLoadError::Internal {
+            kind: HookKind::Post,
+            message: format!("{e:#}"),
+        };
+        let engine = Engine::new(&engine_config(options.max_instances)).map_err(internal)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
+        bindings::pre::PreHook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(internal)?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(|e| HookLoadError::Internal {
+            kind: HookKind::Post,
+            message: format!("cannot start the epoch thread: {e}"),
+        })?;
+        Ok(Self {
+            instances: Arc::new(tokio::sync::Semaphore::new(options.max_instances as usize)),
+            compiles: Arc::new(tokio::sync::Semaphore::new(1)),
+            engine,
+            linker,
+            options,
+            ticker,
+        })
+    }
+
+    /// The options this runtime was built with.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+}
+
+impl Drop for HookRuntime {
+    fn drop(&mut self) {
+        self.ticker.stop();
+    }
+}
+
+fn engine_config(max_instances: u32) -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10)
+        .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
+    let mut pool = PoolingAllocationConfig::new();
+    // Sized together (wasmCloud PR #3066): a semaphore in front of
+    // instantiation keeps us at `max_instances` components, each of which may
+    // hold several core instances, memories and tables (Python guests do).
+    pool.total_component_instances(max_instances)
+        .total_core_instances(max_instances * 16)
+        .total_memories(max_instances * 2)
+        .total_tables(max_instances * 16)
+        .total_stacks(max_instances)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(32)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .table_elements(200_000)
+        .max_memory_size(MAX_MEMORY_BYTES);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every millisecond so deadlines can fire.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+impl EpochTicker {
+    /// Without this thread no deadline would ever fire, so failing to start
+    /// it is fatal.
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("hook-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self { stop })
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

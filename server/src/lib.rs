@@ -1,0 +1,43 @@
+//! configurable-ls-backend: any MLflow ONNX model as a Label Studio ML
+//! backend, shaped by sandboxed WebAssembly hooks.
+//!
+//! # Layout
+//! A request enters at the HTTP edge and flows downward:
+//!
+//! - [`app`]: shared state, the route table, the error type, `run`.
+//! - [`protocol`]: the Label Studio ML backend routes (`/health`, `/setup`,
+//!   `/predict`, `/webhook`, `/versions`), at the root and under `/backends/{name}`.
+//! - [`admin`]: `/configure` and `/backends` (create, replace, inspect, delete).
+//! - [`pipeline`]: one `/predict` call: fetch → pre-hook → batch → inference →
+//!   post-hook → validate.
+//! - [`fetch`]: downloads task files from Label Studio, cloud storage and the web.
+//! - [`hooks`]: the wasmtime sandbox that runs user hooks (the only module that
+//!   touches wasmtime).
+//! - [`imageops`]: native image decoding and tensor conversion, shared by the
+//!   hooks' host interface and the built-in pre-hook.
+//! - [`model`]: model sources (MLflow registry, files, uploads), the on-disk
+//!   model cache and the ONNX Runtime session pool (the only module that
+//!   touches `ort`).
+//! - [`labelconfig`]: re-export of the shared label-config parser and
+//!   prediction validator.
+//! - [`metrics`]: Prometheus metrics for `/metrics`.
+//! - [`state`]: the configured backends, their atomic swaps and persistence.
+//! - [`tensor`]: the host's tensor type, shared by hooks and model.
+//! - [`secret`]: a string that never prints.
+//! - [`cli`]: the command line (`serve`, `hook`, `try`, `configure`, …).
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod fetch;
+pub mod hooks;
+pub mod imageops;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod protocol;
+pub mod secret;
+pub mod state;
+pub mod tensor;
+
+pub use labelconfig;

@@ -1,0 +1,126 @@
+//! Prometheus metrics served at `/metrics`: requests, tasks, task errors,
+//! per-stage latency histograms, rejected (busy) requests.
+//!
+//! Handlers record through [`Metrics`]; rendering happens only when scraped.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::pipeline::StageTimes;
+use crate::state::{BackendName, Backends};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    backend: String,
+    stage: String,
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<BackendLabel, Counter>,
+    tasks: Family<BackendLabel, Counter>,
+    task_errors: Family<BackendLabel, Counter>,
+    stage_seconds: Family<StageLabel, Histogram>,
+    rejected: Counter,
+    backends: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cls");
+        let requests = Family::<BackendLabel, Counter>::default();
+        let tasks = Family::<BackendLabel, Counter>::default();
+        let task_errors = Family::<BackendLabel, Counter>::default();
+        let stage_seconds = Family::<StageLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let rejected = Counter::default();
+        let backends = Gauge::default();
+        registry.register("predict_requests", "/predict requests served", requests.clone());
+        registry.register("predict_tasks", "Tasks predicted", tasks.clone());
+        registry.register("predict_task_errors", "Tasks that got an error entry", task_errors.clone());
+        registry.register(
+            "stage_seconds",
+            "Time per /predict stage (fetch, pre_hook, inference, post_hook, validation, total)",
+            stage_seconds.clone(),
+        );
+        registry.register("predict_rejected", "/predict requests answered 503 (busy)", rejected.clone());
+        registry.register("backends", "Configured backends", backends.clone());
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            tasks,
+            task_errors,
+            stage_seconds,
+            rejected,
+            backends,
+        }
+    }
+
+    /// Records one `/predict` request.
+    pub fn observe_predict(
+        &self,
+        backend: &BackendName,
+        tasks: usize,
+        failed: usize,
+        times: &StageTimes,
+        total: Duration,
+    ) {
+        let label = BackendLabel {
+            backend: backend.to_string(),
+        };
+        self.requests.get_or_create(&label).inc();
+        self.tasks.get_or_create(&label).inc_by(tasks as u64);
+        self.task_errors.get_or_create(&label).inc_by(failed as u64);
+        for (stage, d) in [
+            ("fetch", times.fetch),
+            ("pre_hook", times.pre_hook),
+            ("inference", times.inference),
+            ("post_hook", times.post_hook),
+            ("validation", times.validation),
+            ("total", total),
+        ] {
+            self.stage_seconds
+                .get_or_create(&StageLabel {
+                    backend: backend.to_string(),
+                    stage: stage.to_owned(),
+                })
+                .observe(d.as_secs_f64());
+        }
+    }
+
+    /// Records a request turned away with 503.
+    pub fn rejected(&self) {
+        self.rejected.inc();
+    }
+
+    /// The metrics in Prometheus/OpenMetrics text format.
+    pub fn render(&self, backends: &Backends) -> String {
+        self.backends.set(backends.list().len() as i64);
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            // Encoding into a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}

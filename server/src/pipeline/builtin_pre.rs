@@ -1,0 +1,134 @@
+//! The pre-hook used when a backend has none: text becomes a string tensor,
+//! an image becomes the tensor the model's input shape asks for.
+//!
+//! Images are resized (stretched) to the input's height and width, scaled to
+//! 0–1 for `f32` inputs (raw 0–255 for `u8`), RGB (or grey for one channel),
+//! NCHW when dimension 1 is the channel count, NHWC when the last one is.
+//! Dynamic height/width take the image's own size rounded to a multiple of
+//! 32, capped at [`MAX_DYNAMIC_SIDE`]. Anything else needs a real pre-hook.
+
+use crate::hooks::{Datapoint, DatapointInfo, PreOutput};
+use crate::imageops::{self, Channels, Image, Layout, TensorOptions};
+use crate::tensor::{ElementType, Tensor, TensorSpec};
+
+/// Largest side used for an image input whose size the model leaves open.
+pub const MAX_DYNAMIC_SIDE: u32 = 1024;
+
+/// Builds one tensor per model input from the task's datapoints.
+pub fn run(
+    datapoints: &[Datapoint],
+    inputs: &[TensorSpec],
+) -> Result<(PreOutput, Vec<DatapointInfo>), String> {
+    let mut infos: Vec<DatapointInfo> = datapoints.iter().map(describe).collect();
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for spec in inputs {
+        let tensor = match spec.element_type {
+            Some(ElementType::String) => text_tensor(spec, datapoints)?,
+            Some(ty @ (ElementType::F32 | ElementType::U8)) if spec.shape.len() == 4 => {
+                image_tensor(spec, ty, datapoints, &mut infos)?
+            }
+            _ => {
+                return Err(format!(
+                    "the built-in pre-hook cannot build model input '{}' ({} {:?}); upload a pre_hook",
+                    spec.name,
+                    spec.element_type.map_or("unsupported".into(), |t| t.to_string()),
+                    spec.shape
+                ));
+            }
+        };
+        tensors.push(tensor);
+    }
+    Ok((
+        PreOutput {
+            inputs: tensors,
+            carry: None,
+        },
+        infos,
+    ))
+}
+
+/// What the post-hook should know about a datapoint that no built-in
+/// conversion touched (image size read from the header only).
+pub fn describe(d: &Datapoint) -> DatapointInfo {
+    DatapointInfo {
+        field: d.field.clone(),
+        uri: d.uri.clone(),
+        content_type: d.content_type.clone(),
+        image_size: looks_like_image(d).then(|| imageops::dimensions(&d.data)).flatten(),
+        transform: None,
+    }
+}
+
+fn looks_like_image(d: &Datapoint) -> bool {
+    d.content_type.starts_with("image/") || d.uri.is_some() && !d.content_type.starts_with("text/")
+}
+
+fn text_tensor(spec: &TensorSpec, datapoints: &[Datapoint]) -> Result<Tensor, String> {
+    let text = datapoints
+        .iter()
+        .find(|d| d.content_type.starts_with("text/"))
+        .ok_or_else(|| format!("model input '{}' takes text, but the task has no text field", spec.name))?;
+    let value = String::from_utf8_lossy(&text.data).into_owned();
+    // One element, shaped like the spec with every dynamic dimension as 1.
+    let shape: Vec<u64> = spec.shape.iter().map(|&d| if d > 0 { d as u64 } else { 1 }).collect();
+    if shape.iter().product::<u64>() != 1 {
+        return Err(format!(
+            "model input '{}' has shape {:?}; the built-in pre-hook feeds one string",
+            spec.name, spec.shape
+        ));
+    }
+    Tensor::from_strings(spec.name.clone(), shape, vec![value]).map_err(|e| e.to_string())
+}
+
+fn image_tensor(
+    spec: &TensorSpec,
+    element_type: ElementType,
+    datapoints: &[Datapoint],
+    infos: &mut [DatapointInfo],
+) -> Result<Tensor, String> {
+    let (index, datapoint) = datapoints
+        .iter()
+        .enumerate()
+        .find(|(_, d)| looks_like_image(d))
+        .ok_or_else(|| format!("model input '{}' takes an image, but the task has none", spec.name))?;
+    let dims = &spec.shape;
+    let (layout, channels_dim, h_dim, w_dim) = if matches!(dims[1], 1 | 3) {
+        (Layout::Nchw, 1, 2, 3)
+    } else if matches!(dims[3], 1 | 3) {
+        (Layout::Nhwc, 3, 1, 2)
+    } else {
+        return Err(format!(
+            "model input '{}' {:?} has no channel dimension of 1 or 3; upload a pre_hook",
+            spec.name, dims
+        ));
+    };
+    let image = Image::decode(&datapoint.data, true)
+        .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
+    let side = |declared: i64, actual: u32| -> u32 {
+        if declared > 0 {
+            declared as u32
+        } else {
+            (actual.min(MAX_DYNAMIC_SIDE).div_ceil(32) * 32).max(32)
+        }
+    };
+    let width = side(dims[w_dim], image.width());
+    let height = side(dims[h_dim], image.height());
+    let (resized, transform) = image.stretch(width, height).map_err(|e| e.to_string())?;
+    let options = TensorOptions {
+        name: spec.name.clone(),
+        layout,
+        channels: if dims[channels_dim] == 1 {
+            Channels::Gray
+        } else {
+            Channels::Rgb
+        },
+        element_type,
+        scale: 1.0 / 255.0,
+        mean: Vec::new(),
+        std: Vec::new(),
+    };
+    let tensor = resized.to_tensor(&options).map_err(|e| e.to_string())?;
+    infos[index].image_size = Some((image.width(), image.height()));
+    infos[index].transform = Some(transform);
+    Ok(tensor)
+}

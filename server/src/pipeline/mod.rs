@@ -1,0 +1,554 @@
+//! One `/predict` call for one backend: fetch every task's datapoints →
+//! pre-hook per task → batch → inference → split → post-hook per task →
+//! validate against the label config.
+//!
+//! Each task succeeds or fails on its own: a failure becomes that task's
+//! [`TaskError`] naming the stage, and the other tasks go on. Blocking work
+//! (pixels, inference) runs off the tokio workers; hooks yield while they
+//! run. This module owns the order of stages and the batching; the stages
+//! themselves live in `fetch`, `hooks`, `model` and `labelconfig`.
+
+pub mod builtin_pre;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::Value;
+
+use crate::fetch::{FetchRequest, Fetcher};
+use crate::hooks::{Datapoint, DatapointInfo, HookContext, HookRuntime, PreOutput};
+use crate::labelconfig::{self, LabelConfig};
+use crate::state::Backend;
+use crate::tensor::Tensor;
+
+/// What the pipeline needs besides the backend itself.
+pub struct Services {
+    pub hooks: Arc<HookRuntime>,
+    pub fetcher: Arc<Fetcher>,
+}
+
+/// A `/predict` request, as Label Studio sends it.
+#[derive(Debug, Clone, Default)]
+pub struct PredictRequest {
+    pub tasks: Vec<Value>,
+    /// The project's label config (LS sends it with every request).
+    pub label_config: Option<String>,
+    /// `params.context` of an interactive request.
+    pub interactive_context: Option<Value>,
+    /// Label Studio's URL as `/setup` reported it, for relative file URLs
+    /// when none is configured.
+    pub label_studio_url: Option<String>,
+}
+
+/// The stage at which a task failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Fetch,
+    PreHook,
+    Inference,
+    PostHook,
+    Validation,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fetch => "fetch",
+            Self::PreHook => "pre_hook",
+            Self::Inference => "inference",
+            Self::PostHook => "post_hook",
+            Self::Validation => "validation",
+        }
+    }
+}
+
+/// Why one task produced no prediction.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub stage: Stage,
+    pub message: String,
+}
+
+impl TaskError {
+    fn new(stage: Stage, message: impl Into<String>) -> Self {
+        Self {
+            stage,
+            message: message.into(),
+        }
+    }
+}
+
+/// One task's predictions (each already validated and carrying the
+/// backend's model version), or why there are none.
+pub type TaskResult = Result<Vec<Value>, TaskError>;
+
+/// Time spent per stage, summed over the request's tasks.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StageTimes {
+    pub fetch: Duration,
+    pub pre_hook: Duration,
+    pub inference: Duration,
+    pub post_hook: Duration,
+    pub validation: Duration,
+}
+
+/// A task after its pre-hook: model inputs plus what the post-hook needs.
+struct Prepared {
+    ctx: HookContext,
+    pre: PreOutput,
+}
+
+/// Runs the whole pipeline; one result per task, in task order.
+pub async fn predict(
+    services: &Services,
+    backend: &Backend,
+    request: PredictRequest,
+) -> (Vec<TaskResult>, StageTimes) {
+    let mut times = StageTimes::default();
+    let label_config = effective_label_config(backend, request.label_config.as_deref());
+    let label_config_xml = request
+        .label_config
+        .clone()
+        .or_else(|| backend.config.label_config.clone())
+        .unwrap_or_default();
+    let interactive = request.interactive_context.as_ref().map(Value::to_string);
+
+    let prepared: Vec<Result<Prepared, TaskError>> = join_all(request.tasks.iter().map(|task| {
+        let ctx = base_context(backend, task, &label_config_xml, interactive.clone());
+        prepare(services, backend, label_config.as_deref(), &request, task, ctx)
+    }))
+    .await
+    .into_iter()
+    .map(|r| {
+        r.map(|(p, fetch, pre)| {
+            times.fetch += fetch;
+            times.pre_hook += pre;
+            p
+        })
+    })
+    .collect();
+
+    let started = Instant::now();
+    let outputs = infer(backend, &prepared).await;
+    times.inference += started.elapsed();
+
+    let finished = join_all(prepared.into_iter().zip(outputs).map(|(prepared, outputs)| {
+        let label_config = label_config.clone();
+        async move {
+            let prepared = prepared?;
+            let outputs = outputs?;
+            finish(services, backend, label_config.as_deref(), prepared, outputs).await
+        }
+    }))
+    .await;
+    let results = finished
+        .into_iter()
+        .map(|r| {
+            r.map(|(predictions, post, validation)| {
+                times.post_hook += post;
+                times.validation += validation;
+                predictions
+            })
+        })
+        .collect();
+    (results, times)
+}
+
+/// The label config to validate against: the request's (what Label Studio
+/// will render) or else the configured one.
+fn effective_label_config(backend: &Backend, from_request: Option<&str>) -> Option<Arc<LabelConfig>> {
+    match from_request.filter(|x| !x.trim().is_empty()) {
+        Some(xml) => match LabelConfig::parse(xml) {
+            Ok(config) => Some(Arc::new(config)),
+            Err(e) => {
+                tracing::warn!(backend = %backend.name, "request label config unusable ({e}); using the configured one");
+                backend.label_config.clone()
+            }
+        },
+        None => backend.label_config.clone(),
+    }
+}
+
+fn base_context(
+    backend: &Backend,
+    task: &Value,
+    label_config: &str,
+    interactive: Option<String>,
+) -> HookContext {
+    HookContext {
+        task_json: task.to_string(),
+        task_id: task.get("id").and_then(Value::as_i64),
+        label_config: label_config.to_owned(),
+        model_version: backend.model_version.clone(),
+        interactive_context: interactive,
+        model_inputs: backend.model.inputs().to_vec(),
+        model_outputs: backend.model.outputs().to_vec(),
+        model_metadata: backend.model.metadata().to_vec(),
+        datapoints: Vec::new(),
+        carry: None,
+    }
+}
+
+/// Fetch + pre-hook for one task. Returns the time spent in each.
+async fn prepare(
+    services: &Services,
+    backend: &Backend,
+    label_config: Option<&LabelConfig>,
+    request: &PredictRequest,
+    task: &Value,
+    mut ctx: HookContext,
+) -> Result<(Prepared, Duration, Duration), TaskError> {
+    let started = Instant::now();
+    let datapoints = fetch_datapoints(services, backend, label_config, request, task).await?;
+    let fetched = started.elapsed();
+
+    let started = Instant::now();
+    let (pre, infos) = match &backend.pre_hook {
+        Some(hook) => {
+            let pre = hook
+                .call_pre(&services.hooks, &datapoints, &ctx, &backend.limits, backend.name.as_str())
+                .await
+                .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?;
+            let infos = describe_all(datapoints).await;
+            (pre, infos)
+        }
+        None => {
+            let inputs = backend.model.inputs().to_vec();
+            tokio::task::spawn_blocking(move || builtin_pre::run(&datapoints, &inputs))
+                .await
+                .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?
+                .map_err(|e| TaskError::new(Stage::PreHook, format!("built-in pre-hook: {e}")))?
+        }
+    };
+    check_inputs(backend, &pre)?;
+    ctx.datapoints = infos;
+    ctx.carry = pre.carry.clone();
+    Ok((Prepared { ctx, pre }, fetched, started.elapsed()))
+}
+
+async fn describe_all(datapoints: Vec<Datapoint>) -> Vec<DatapointInfo> {
+    tokio::task::spawn_blocking(move || datapoints.iter().map(builtin_pre::describe).collect())
+        .await
+        .unwrap_or_default()
+}
+
+/// Every model input must be provided exactly once, with the declared
+/// element type and rank.
+fn check_inputs(backend: &Backend, pre: &PreOutput) -> Result<(), TaskError> {
+    let fail = |m: String| Err(TaskError::new(Stage::PreHook, m));
+    for spec in backend.model.inputs() {
+        let Some(tensor) = pre.inputs.iter().find(|t| t.name() == spec.name) else {
+            return fail(format!(
+                "pre-hook returned no tensor for model input '{}' (it returned: {})",
+                spec.name,
+                names(&pre.inputs)
+            ));
+        };
+        if spec.element_type != Some(tensor.element_type()) || spec.shape.len() != tensor.shape().len() {
+            return fail(format!(
+                "pre-hook tensor '{}' is {} {:?}, but the model expects {} {:?}",
+                spec.name,
+                tensor.element_type(),
+                tensor.shape(),
+                spec.element_type.map_or("unsupported".into(), |t| t.to_string()),
+                spec.shape
+            ));
+        }
+    }
+    if pre.inputs.len() != backend.model.inputs().len() {
+        return fail(format!(
+            "pre-hook returned tensors {}, but the model's inputs are {}",
+            names(&pre.inputs),
+            backend
+                .model
+                .inputs()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn names(tensors: &[Tensor]) -> String {
+    tensors.iter().map(Tensor::name).collect::<Vec<_>>().join(", ")
+}
+
+/// The task fields the label config's object tags read, fetched (URLs) or
+/// passed as UTF-8 (inline text). Without a label config every data field
+/// is used.
+async fn fetch_datapoints(
+    services: &Services,
+    backend: &Backend,
+    label_config: Option<&LabelConfig>,
+    request: &PredictRequest,
+    task: &Value,
+) -> Result<Vec<Datapoint>, TaskError> {
+    let fields = task_fields(task, label_config)?;
+    let task_id = task.get("id").and_then(Value::as_i64);
+    let fetches = fields.into_iter().map(|field| async move {
+        match field.source {
+            Source::Inline(text) => Ok(Datapoint {
+                field: field.name,
+                uri: None,
+                content_type: "text/plain; charset=utf-8".into(),
+                data: text.into_bytes().into(),
+            }),
+            Source::Url(url) => {
+                let fetched = services
+                    .fetcher
+                    .fetch(
+                        &backend.fetch,
+                        &FetchRequest {
+                            value: url.clone(),
+                            task_id,
+                            fallback_label_studio_url: request.label_studio_url.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| TaskError::new(Stage::Fetch, format!("field '{}': {e}", field.name)))?;
+                Ok(Datapoint {
+                    field: field.name,
+                    uri: Some(url),
+                    content_type: fetched.content_type,
+                    data: fetched.bytes,
+                })
+            }
+        }
+    });
+    join_all(fetches).await.into_iter().collect()
+}
+
+struct Field {
+    name: String,
+    source: Source,
+}
+
+enum Source {
+    Inline(String),
+    Url(String),
+}
+
+fn task_fields(task: &Value, label_config: Option<&LabelConfig>) -> Result<Vec<Field>, TaskError> {
+    let data = task
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| TaskError::new(Stage::Fetch, "task has no \"data\" object"))?;
+    let as_text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut fields: BTreeMap<String, Field> = BTreeMap::new();
+    match label_config {
+        Some(config) => {
+            for object in config.objects() {
+                let Some(name) = &object.field else { continue };
+                let Some(value) = data.get(name) else {
+                    return Err(TaskError::new(
+                        Stage::Fetch,
+                        format!(
+                            "task data has no field '{name}' (read by <{} name=\"{}\">); it has: {}",
+                            object.kind,
+                            object.name,
+                            data.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                };
+                let source = if object.value_is_url() {
+                    Source::Url(as_text(value))
+                } else {
+                    Source::Inline(as_text(value))
+                };
+                fields.entry(name.clone()).or_insert(Field {
+                    name: name.clone(),
+                    source,
+                });
+            }
+        }
+        None => {
+            for (name, value) in data {
+                let text = as_text(value);
+                let source = if looks_like_url(&text) {
+                    Source::Url(text)
+                } else {
+                    Source::Inline(text)
+                };
+                fields.insert(
+                    name.clone(),
+                    Field {
+                        name: name.clone(),
+                        source,
+                    },
+                );
+            }
+        }
+    }
+    Ok(fields.into_values().collect())
+}
+
+fn looks_like_url(s: &str) -> bool {
+    ["http://", "https://", "/data/", "data:", "s3://", "gs://", "azure-blob://", "azure-spi://"]
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
+/// Runs inference for every prepared task: stacked along dimension 0 when
+/// the model allows it (tasks with identical input shapes, up to the batch
+/// size), one by one otherwise.
+async fn infer(
+    backend: &Backend,
+    prepared: &[Result<Prepared, TaskError>],
+) -> Vec<Result<Vec<Tensor>, TaskError>> {
+    let mut results: Vec<Option<Result<Vec<Tensor>, TaskError>>> =
+        prepared.iter().map(|_| None).collect();
+    let batch_size = if backend.model.batches_on_dim0() {
+        backend.config.batch_size.max(1)
+    } else {
+        1
+    };
+    let mut groups: BTreeMap<Vec<Vec<u64>>, Vec<usize>> = BTreeMap::new();
+    for (index, p) in prepared.iter().enumerate() {
+        match p {
+            Ok(p) => groups
+                .entry(p.pre.inputs.iter().map(|t| t.shape().to_vec()).collect())
+                .or_default()
+                .push(index),
+            Err(e) => results[index] = Some(Err(e.clone())),
+        }
+    }
+    let batches: Vec<Vec<usize>> = groups
+        .into_values()
+        .flat_map(|members| members.chunks(batch_size).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect();
+    let runs = batches.into_iter().map(|members| async move {
+        let outputs = run_batch(backend, prepared, &members).await;
+        (members, outputs)
+    });
+    for (members, outputs) in join_all(runs).await {
+        match outputs {
+            Ok(per_task) => {
+                for (index, outputs) in members.into_iter().zip(per_task) {
+                    results[index] = Some(Ok(outputs));
+                }
+            }
+            Err(e) => {
+                for index in members {
+                    results[index] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(TaskError::new(Stage::Inference, "task was not scheduled"))))
+        .collect()
+}
+
+async fn run_batch(
+    backend: &Backend,
+    prepared: &[Result<Prepared, TaskError>],
+    members: &[usize],
+) -> Result<Vec<Vec<Tensor>>, TaskError> {
+    let fail = |m: String| TaskError::new(Stage::Inference, m);
+    let tasks: Vec<&Prepared> = members
+        .iter()
+        .filter_map(|&i| prepared[i].as_ref().ok())
+        .collect();
+    let inputs = if let [only] = tasks.as_slice() {
+        only.pre.inputs.clone()
+    } else {
+        backend
+            .model
+            .inputs()
+            .iter()
+            .map(|spec| {
+                let parts = tasks
+                    .iter()
+                    .filter_map(|p| p.pre.inputs.iter().find(|t| t.name() == spec.name).cloned())
+                    .collect();
+                Tensor::concat(parts).map_err(|e| fail(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let outputs = backend.model.run(inputs).await.map_err(|e| fail(e.to_string()))?;
+    if tasks.len() == 1 {
+        return Ok(vec![outputs]);
+    }
+    let mut per_task: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outputs.len()); tasks.len()];
+    for output in outputs {
+        let name = output.name().to_owned();
+        let parts = output.split(tasks.len()).map_err(|e| {
+            fail(format!(
+                "{e}; set batch_size to 1 for this model (output '{name}' is not batched on dimension 0)"
+            ))
+        })?;
+        for (task, part) in per_task.iter_mut().zip(parts) {
+            task.push(part);
+        }
+    }
+    Ok(per_task)
+}
+
+/// Post-hook + validation for one task.
+async fn finish(
+    services: &Services,
+    backend: &Backend,
+    label_config: Option<&LabelConfig>,
+    prepared: Prepared,
+    outputs: Vec<Tensor>,
+) -> Result<(Vec<Value>, Duration, Duration), TaskError> {
+    let started = Instant::now();
+    let json = backend
+        .post_hook
+        .call_post(&services.hooks, outputs, &prepared.ctx, &backend.limits, backend.name.as_str())
+        .await
+        .map_err(|e| TaskError::new(Stage::PostHook, e.to_string()))?;
+    let post = started.elapsed();
+
+    let started = Instant::now();
+    let predictions = validate(backend, label_config, &json)?;
+    Ok((predictions, post, started.elapsed()))
+}
+
+/// Parses and validates a post-hook's JSON, fills region ids and stamps the
+/// backend's model version on every prediction (Label Studio dedups by it).
+fn validate(backend: &Backend, label_config: Option<&LabelConfig>, json: &str) -> Result<Vec<Value>, TaskError> {
+    let fail = |m: String| TaskError::new(Stage::Validation, format!("post-hook output {m}"));
+    let output: Value =
+        serde_json::from_str(json).map_err(|e| fail(format!("is not valid JSON: {e}")))?;
+    let mut next_id = || uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let predictions = match label_config {
+        Some(config) => labelconfig::validate_predictions(config, output, &mut next_id)
+            .map_err(|e| fail(format!("is not a valid prediction for this label config: {e}")))?,
+        None => structural_only(output).map_err(fail)?,
+    };
+    Ok(predictions
+        .into_iter()
+        .map(|mut p| {
+            if let Some(object) = p.as_object_mut() {
+                object.insert("model_version".into(), Value::String(backend.model_version.clone()));
+            }
+            p
+        })
+        .collect())
+}
+
+/// Without a label config only the shape Label Studio needs is checked.
+fn structural_only(output: Value) -> Result<Vec<Value>, String> {
+    let predictions = match output {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        other => return Err(format!("must be a prediction object or a list of them, not {other}")),
+    };
+    for (i, p) in predictions.iter().enumerate() {
+        if !p.get("result").is_some_and(Value::is_array) {
+            return Err(format!("[{i}] has no \"result\" list"));
+        }
+    }
+    Ok(predictions)
+}
