@@ -1,0 +1,211 @@
+//! Hostile hooks: each is stopped with a clear error, and the same runtime
+//! keeps serving a well-behaved hook afterwards.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cls::hooks::{
+    HookCallError, HookContext, HookFailure, HookKind, HookLimits, HookLoadError, HookRuntime,
+    RuntimeOptions,
+};
+use harness::{example_hook, fixture_hook, read};
+
+fn runtime() -> HookRuntime {
+    HookRuntime::new(RuntimeOptions::default()).expect("hook runtime")
+}
+
+fn limits() -> HookLimits {
+    HookLimits {
+        timeout: Duration::from_millis(300),
+        memory_bytes: 64 << 20,
+        max_output_bytes: 16 << 20,
+    }
+}
+
+fn ctx() -> HookContext {
+    HookContext {
+        task_json: r#"{"id":7,"data":{"text":"hi"}}"#.into(),
+        task_id: Some(7),
+        label_config: "<View><Text name=\"text\" value=\"$text\"/></View>".into(),
+        model_version: "v1".into(),
+        ..HookContext::default()
+    }
+}
+
+async fn load(rt: &HookRuntime, kind: HookKind, path: std::path::PathBuf) -> cls::hooks::Hook {
+    rt.load(kind, Bytes::from(read(&path)))
+        .await
+        .unwrap_or_else(|e| panic!("{} should load: {e}", path.display()))
+}
+
+async fn run_post(rt: &HookRuntime, fixture: &str) -> Result<String, HookCallError> {
+    let hook = load(rt, HookKind::Post, fixture_hook(fixture)).await;
+    hook.call_post(rt, Vec::new(), &ctx(), &limits(), "test").await
+}
+
+/// The host is still healthy: a trivial hook runs fine on the same runtime.
+async fn assert_still_healthy(rt: &HookRuntime) {
+    let hook = load(rt, HookKind::Post, example_hook("trivial-post")).await;
+    let json = hook
+        .call_post(rt, Vec::new(), &ctx(), &limits(), "test")
+        .await
+        .expect("a good hook still runs after a hostile one");
+    assert!(json.contains("result"), "{json}");
+}
+
+#[tokio::test]
+async fn infinite_loop_is_stopped_at_the_deadline() {
+    let rt = runtime();
+    let started = std::time::Instant::now();
+    let err = run_post(&rt, "loop-forever").await.unwrap_err();
+    assert!(matches!(err.failure, HookFailure::Deadline(_)), "{err}");
+    assert_eq!(err.kind, HookKind::Post);
+    assert_eq!(err.task, Some(7));
+    assert!(
+        err.to_string().starts_with("post-hook failed on task 7: stopped after"),
+        "{err}"
+    );
+    // Generous bound: the point is that it stops at all, not how fast.
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_limit() {
+    let rt = runtime();
+    let err = run_post(&rt, "memory-bomb").await.unwrap_err();
+    assert!(
+        matches!(err.failure, HookFailure::OutOfMemory(_) | HookFailure::Trap(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("memory"), "{err}");
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_exhausts_the_stack_not_the_host() {
+    let rt = runtime();
+    let err = run_post(&rt, "deep-recursion").await.unwrap_err();
+    assert!(matches!(err.failure, HookFailure::StackOverflow), "{err}");
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn panic_is_reported_with_its_message() {
+    let rt = runtime();
+    let err = run_post(&rt, "panics").await.unwrap_err();
+    assert!(matches!(err.failure, HookFailure::Trap(_)), "{err}");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn output_over_the_cap_is_refused() {
+    let rt = runtime();
+    let err = run_post(&rt, "huge-output").await.unwrap_err();
+    assert!(
+        matches!(err.failure, HookFailure::OutputTooLarge { .. }),
+        "{err}"
+    );
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn invalid_json_comes_back_as_text_for_the_validator() {
+    let rt = runtime();
+    let json = run_post(&rt, "invalid-json").await.expect("the call itself works");
+    assert!(serde_json::from_str::<serde_json::Value>(&json).is_err());
+}
+
+#[tokio::test]
+async fn a_hook_cannot_read_host_files_or_environment() {
+    // SAFETY of the assertion: the variable is set in this process; a hook
+    // that could see the host environment would report it.
+    let rt = runtime();
+    let json = run_post(&rt, "reads-host").await.expect("reads-host runs");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("reads-host returns JSON");
+    let text = report.to_string();
+    assert!(!text.contains("root:x:0:0"), "hook read /etc/passwd: {text}");
+    assert!(!text.contains("CARGO"), "hook saw the host environment: {text}");
+    assert!(!text.contains("PATH="), "hook saw the host environment: {text}");
+}
+
+#[tokio::test]
+async fn logging_is_truncated_and_rate_limited() {
+    let rt = runtime();
+    let json = run_post(&rt, "logs-a-lot").await.expect("logs-a-lot completes");
+    assert!(json.contains("result"), "{json}");
+}
+
+#[tokio::test]
+async fn a_pre_hook_uploaded_as_post_hook_names_the_mix_up() {
+    let rt = runtime();
+    let err = rt
+        .load(HookKind::Post, Bytes::from(read(&fixture_hook("pre-as-post"))))
+        .await
+        .err()
+        .expect("wrong world is refused");
+    assert!(matches!(err, HookLoadError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("is a pre-hook"), "{err}");
+}
+
+#[tokio::test]
+async fn a_core_module_is_refused_with_build_advice() {
+    let rt = runtime();
+    let module = wat::parse_str("(module (func (export \"f\")))").expect("wat");
+    let err = rt.load(HookKind::Post, Bytes::from(module)).await.err().expect("refused");
+    assert!(matches!(err, HookLoadError::CoreModule { .. }), "{err}");
+    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+}
+
+#[tokio::test]
+async fn random_bytes_are_not_wasm() {
+    let rt = runtime();
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let err = rt.load(HookKind::Post, Bytes::from(bytes)).await.err().expect("refused");
+    assert!(matches!(err, HookLoadError::NotWasm { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_precompiled_artefact_is_never_deserialized() {
+    let rt = runtime();
+    let engine = wasmtime::Engine::default();
+    let component = read(&example_hook("trivial-post"));
+    let artefact = engine.precompile_component(&component).expect("precompile");
+    let err = rt.load(HookKind::Post, Bytes::from(artefact)).await.err().expect("refused");
+    assert!(matches!(err, HookLoadError::Precompiled { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn uploads_over_the_size_cap_are_refused_before_compiling() {
+    let rt = HookRuntime::new(RuntimeOptions {
+        max_upload_bytes: 1024,
+        ..RuntimeOptions::default()
+    })
+    .expect("runtime");
+    let err = rt
+        .load(HookKind::Post, Bytes::from(read(&example_hook("trivial-post"))))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, HookLoadError::TooLarge { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn compiled_hooks_are_cached_on_disk_and_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = RuntimeOptions {
+        artefact_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeOptions::default()
+    };
+    let bytes = Bytes::from(read(&example_hook("trivial-post")));
+    let first = HookRuntime::new(options.clone()).expect("runtime");
+    let hook = first.load(HookKind::Post, bytes.clone()).await.expect("load");
+    assert!(!hook.info().from_cache);
+    let second = HookRuntime::new(options).expect("runtime");
+    let hook = second.load(HookKind::Post, bytes).await.expect("load");
+    assert!(hook.info().from_cache, "second load should reuse the artefact");
+    hook.call_post(&second, Vec::new(), &ctx(), &limits(), "test")
+        .await
+        .expect("cached hook runs");
+}

