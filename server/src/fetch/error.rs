@@ -74,17 +74,18 @@ pub enum FetchError {
     },
 
     /// The server answered with a non-success status.
-    #[error("GET {url}: {status} from {server}{hint}")]
+    #[error("GET {url}: {status} from {server}{detail}{hint}")]
     Status {
         /// What was being fetched, with the redirect hop that failed if any.
         url: String,
         /// The numeric status code.
         code: u16,
-        /// The status line, e.g. `401 Unauthorized`, plus the server's
-        /// `detail` message when it sent one.
+        /// The status line, e.g. `401 Unauthorized`.
         status: String,
-        /// `Label Studio` or the host that answered.
+        /// `Label Studio` or the host (and port) that answered.
         server: String,
+        /// The server's own message (a JSON `detail`), as ` ("…")`, or empty.
+        detail: String,
         /// What to change, starting with ` — `, or empty.
         hint: String,
     },
@@ -169,7 +170,7 @@ pub(crate) fn human_bytes(n: u64) -> String {
         if n >= scale {
             // Round to one decimal in integer arithmetic (tenths of the unit).
             let tenths = (n.saturating_mul(10) + scale / 2) / scale;
-            return if tenths % 10 == 0 {
+            return if tenths.is_multiple_of(10) {
                 format!("{} {unit}", tenths / 10)
             } else {
                 format!("{}.{} {unit}", tenths / 10, tenths % 10)

@@ -1,30 +1,575 @@
-//! TODO
-// TEMPORARY STUB written by the lead so the crate compiles while the fetch
-// module is being written: the fetch module's owner replaces this whole file.
-#![allow(missing_docs, dead_code)]
-pub struct FetchConfig;
-impl FetchConfig {
-    pub fn from_settings(_: &crate::state::FetchSettings) -> Result<Self, String> {
-        Ok(Self)
+//! Turns a task data value into bytes for the pipeline.
+//!
+//! `fetch` owns everything between a string in `task.data` and the bytes of
+//! the file it names: classifying the value, Label Studio credentials, HTTP
+//! downloads with their limits, and the on-disk download cache. It does not
+//! decode the bytes (that is [`crate::imageops`] and the hooks), decide
+//! which task fields to fetch (that is [`crate::pipeline`]), or store
+//! configuration (that is [`crate::state`]).
+//!
+//! # Values
+//! | value | fetched from |
+//! |---|---|
+//! | `/data/upload/…`, `/data/local-files/?d=…`, any `/…` path | Label Studio URL + the path |
+//! | `http(s)://` on the Label Studio origin | as is, with credentials |
+//! | `s3://`, `gs://`, `azure-blob://`, `azure-spi://` | `GET <ls>/tasks/<id>/resolve/?fileuri=<urlsafe base64>`, following the 303 to the presigned URL |
+//! | other `http(s)://` | as is, without credentials, subject to `allowed_hosts` |
+//! | `data:[<type>][;base64],…` | decoded in place |
+//!
+//! The content type is the response's `Content-Type` when it is specific,
+//! else the file's magic bytes (PNG, JPEG, WebP, BMP, TIFF, GIF, WAV, MP3,
+//! FLAC, Ogg, MP4, WebM, …), else the extension.
+//!
+//! # Credentials
+//! The API key goes only to Label Studio's origin (scheme, host and port
+//! equal to the Label Studio URL), on the first request and on redirects
+//! that stay there; redirects are followed by hand, so a 303 to a presigned
+//! S3 URL carries no `Authorization`. A key that is not a JWT is a legacy
+//! token (`Authorization: Token <key>`). A personal access token (a JWT whose
+//! payload has `token_type: refresh`) is exchanged at
+//! `POST <ls>/api/token/refresh/` for an access token sent as `Bearer`,
+//! cached until [`REFRESH_MARGIN`] before its `exp`, refreshed under a lock
+//! so concurrent downloads refresh once, and refreshed once more if Label
+//! Studio answers 401 to a cached one. No error message contains a key.
+//!
+//! # SSRF guard
+//! With [`FetchConfig::allowed_hosts`] non-empty, plain `http(s)` URLs (and
+//! every redirect they lead to) may only reach those hosts: `example.com`
+//! matches that host on any port, `*.example.com` its subdomains. Label
+//! Studio's origin is always allowed, and where Label Studio itself
+//! redirects (presigned cloud URLs) is trusted. Empty allows every host.
+//!
+//! # Limits and cache
+//! One [`Fetcher`] per process: one HTTP client (connect timeout, total
+//! timeout per download, at most [`DEFAULT_MAX_REDIRECTS`] redirects), a
+//! bound on concurrent downloads, a per-file cap ([`FetchConfig::max_bytes`],
+//! checked against `Content-Length` and while streaming), concurrent
+//! requests for the same download sharing one transfer, and an on-disk
+//! cache keyed by the SHA-256 of the absolute URL. Only immutable URLs are
+//! cached: Label Studio uploads (`/data/upload/…`, whose names carry a random
+//! prefix and are never reused) and web URLs with a content hash or UUID in
+//! their path. Local files and cloud objects can change in place, so they
+//! are fetched every time. A cache entry remembers which key fetched it and
+//! is only served to requests made with the same key.
+
+mod auth;
+mod cache;
+mod error;
+mod http;
+mod sniff;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared, WeakShared};
+use tokio::sync::Semaphore;
+use url::Url;
+
+pub use auth::REFRESH_MARGIN;
+pub use error::FetchError;
+
+use crate::secret::Secret;
+use auth::{Credential, Tokens};
+use cache::DiskCache;
+use source::{Remote, Source};
+
+/// Default [`FetchConfig::max_bytes`]: 50 MB.
+pub const DEFAULT_MAX_BYTES: u64 = 50_000_000;
+/// Default [`FetcherOptions::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`FetcherOptions::timeout`]: one download, redirects included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`FetcherOptions::max_redirects`].
+pub const DEFAULT_MAX_REDIRECTS: usize = 5;
+/// Default [`FetcherOptions::max_concurrent`].
+pub const DEFAULT_MAX_CONCURRENT: usize = 16;
+/// Default [`FetcherOptions::cache_max_bytes`]: 1 GB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1_000_000_000;
+
+/// Environment variables for the Label Studio URL, in order of preference
+/// (the names the Label Studio SDK and ML backends use).
+pub const LABEL_STUDIO_URL_ENV: [&str; 2] = ["LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"];
+/// Environment variables for the Label Studio API key, in order of preference.
+pub const LABEL_STUDIO_API_KEY_ENV: [&str; 2] =
+    ["LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"];
+
+/// How one backend fetches task files: [`crate::state::FetchSettings`]
+/// (the `fetch:` section users write) checked and completed from the
+/// environment by [`FetchConfig::from_settings`]. `Debug` prints the key as
+/// `***`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchConfig {
+    /// Label Studio's base URL: relative `/data/…` values are joined onto it,
+    /// cloud URIs resolved through it, and only its origin gets the API key.
+    /// Without it, a request's [`FetchRequest::fallback_label_studio_url`]
+    /// (from `/setup`'s `hostname`) is used.
+    pub label_studio_url: Option<Url>,
+    /// A Label Studio legacy token or personal access token.
+    pub api_key: Option<Secret>,
+    /// When non-empty, the only hosts plain `http(s)` values may reach
+    /// besides Label Studio: `host` or `*.domain`. See the module docs.
+    pub allowed_hosts: Vec<String>,
+    /// The largest file fetched, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            label_studio_url: None,
+            api_key: None,
+            allowed_hosts: Vec::new(),
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
     }
 }
+
+impl FetchConfig {
+    /// Builds a backend's configuration from its `fetch:` settings, filling
+    /// what they leave unset from the environment
+    /// ([`FetchConfig::with_env_defaults`]); `max_bytes` defaults to
+    /// [`DEFAULT_MAX_BYTES`].
+    pub fn from_settings(settings: &crate::state::FetchSettings) -> Result<Self, FetchError> {
+        let label_studio_url = settings
+            .label_studio_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| parse_label_studio_url(u, "fetch.label_studio_url"))
+            .transpose()?;
+        Self {
+            label_studio_url,
+            api_key: settings
+                .api_key
+                .clone()
+                .filter(|k| !k.expose().trim().is_empty()),
+            allowed_hosts: settings.allowed_hosts.clone(),
+            max_bytes: settings.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+        }
+        .with_env_defaults()
+    }
+
+    /// Fills an unset `label_studio_url` from [`LABEL_STUDIO_URL_ENV`] and an
+    /// unset `api_key` from [`LABEL_STUDIO_API_KEY_ENV`] (empty variables
+    /// count as unset). Values already set win.
+    ///
+    /// ```no_run
+    /// # use cls::fetch::FetchConfig;
+    /// let cfg = FetchConfig::default().with_env_defaults()?;
+    /// # Ok::<(), cls::fetch::FetchError>(())
+    /// ```
+    pub fn with_env_defaults(self) -> Result<Self, FetchError> {
+        self.with_defaults_from(|name| std::env::var(name).ok())
+    }
+
+    fn with_defaults_from(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, FetchError> {
+        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if self.label_studio_url.is_none()
+            && let Some((name, value)) = LABEL_STUDIO_URL_ENV
+                .iter()
+                .find_map(|n| var(n).map(|v| (*n, v)))
+        {
+            self.label_studio_url = Some(parse_label_studio_url(&value, name)?);
+        }
+        if self.api_key.is_none() {
+            self.api_key = LABEL_STUDIO_API_KEY_ENV
+                .iter()
+                .find_map(|n| var(n))
+                .map(|v| Secret::new(v.trim()));
+        }
+        Ok(self)
+    }
+}
+
+/// Parses a Label Studio URL from a setting named `setting` (used in the
+/// error): `http://` is assumed without a scheme, only `http` and `https`
+/// are accepted, the query and fragment are dropped, and user info is
+/// refused (credentials belong in the API key).
+pub fn parse_label_studio_url(value: &str, setting: &str) -> Result<Url, FetchError> {
+    let trimmed = value.trim();
+    let fail = |shown: &str, reason: &str| FetchError::InvalidLabelStudioUrl {
+        setting: setting.to_owned(),
+        value: shown.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_owned()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let mut url = Url::parse(&with_scheme).map_err(|e| fail(trimmed, &e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(fail(
+            "<redacted: contains user info>",
+            "user names and passwords in the URL are not supported; set LABEL_STUDIO_API_KEY",
+        ));
+    }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(fail(trimmed, "only http:// and https:// are supported"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(fail(trimmed, "no host"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// One value to fetch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchRequest {
+    /// The raw task data value (surrounding whitespace is ignored).
     pub value: String,
+    /// The task's id: cloud URIs are resolved through
+    /// `/tasks/<id>/resolve/`.
     pub task_id: Option<i64>,
+    /// Label Studio's URL as `/setup` reported it (`hostname`), used when
+    /// [`FetchConfig::label_studio_url`] is unset; parsed like
+    /// [`parse_label_studio_url`]. The API key is sent to this origin in
+    /// that case, so pass only what Label Studio sent.
     pub fallback_label_studio_url: Option<String>,
 }
-pub struct Fetched {
-    pub bytes: bytes::Bytes,
-    pub content_type: String,
-}
-pub struct Fetcher;
-impl Fetcher {
-    pub fn new(_: std::path::PathBuf, _: u64) -> Result<Self, String> {
-        Ok(Self)
+
+impl FetchRequest {
+    /// A request for `value` with no task id and no fallback URL.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self {
+            value: value.into(),
+            ..Self::default()
+        }
     }
-    pub async fn fetch(&self, _: &FetchConfig, r: &FetchRequest) -> Result<Fetched, String> {
-        std::fs::read(r.value.trim_start_matches("file://"))
-            .map(|b| Fetched { bytes: b.into(), content_type: "image/unknown".into() })
-            .map_err(|e| e.to_string())
+}
+
+/// A fetched file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The file's bytes.
+    pub bytes: Bytes,
+    /// Its media type (see the module docs for how it is chosen), e.g.
+    /// `image/png`; `application/octet-stream` when nothing identifies a
+    /// download, `text/plain;charset=US-ASCII` for a `data:` URI without a
+    /// type (RFC 2397).
+    pub content_type: String,
+    /// What was fetched: the absolute URL (relative values joined onto
+    /// Label Studio), the cloud URI as given (never the presigned URL), or
+    /// for `data:` URIs their header followed by `,…`.
+    pub uri: String,
+}
+
+impl fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetched")
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .field("content_type", &self.content_type)
+            .field("uri", &self.uri)
+            .finish()
+    }
+}
+
+/// Process-wide settings of a [`Fetcher`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetcherOptions {
+    /// Where the download cache lives; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// The cache's total size bound; least recently used entries go first.
+    pub cache_max_bytes: u64,
+    /// Downloads in progress at once, across all backends (at least 1).
+    pub max_concurrent: usize,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for one whole download: every redirect, any token refresh and
+    /// the body.
+    pub timeout: Duration,
+    /// Redirects followed per download.
+    pub max_redirects: usize,
+}
+
+impl Default for FetcherOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+        }
+    }
+}
+
+/// Downloads task files. Make one per process and share it: clones are
+/// cheap handles onto the same client, cache, token cache and limits.
+#[derive(Clone)]
+pub struct Fetcher {
+    inner: Arc<Inner>,
+}
+
+type Pending = BoxFuture<'static, Result<Fetched, FetchError>>;
+
+struct Inner {
+    client: reqwest::Client,
+    options: FetcherOptions,
+    permits: Semaphore,
+    cache: Option<DiskCache>,
+    tokens: Tokens,
+    /// Downloads in progress, by [`Job::dedup_key`], with an id so a
+    /// finished download only removes its own entry.
+    inflight: Mutex<HashMap<String, (u64, WeakShared<Pending>)>>,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One remote download, owning what the shared future needs.
+struct Job {
+    remote: Remote,
+    ls: Option<Url>,
+    credential: Credential,
+    allowed_hosts: Vec<String>,
+    max_bytes: u64,
+}
+
+impl Job {
+    /// Requests share a transfer only when everything that shapes it is
+    /// equal: URL, key, Label Studio origin and limits.
+    fn dedup_key(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}\n{:?}",
+            self.remote.url,
+            self.credential.fingerprint(),
+            self.ls.as_ref().map(Url::as_str).unwrap_or(""),
+            self.max_bytes,
+            self.allowed_hosts
+        )
+    }
+}
+
+impl Fetcher {
+    /// A fetcher with the default limits and a download cache of at most
+    /// `cache_max_bytes` in `cache_dir` (created if needed).
+    pub fn new(cache_dir: PathBuf, cache_max_bytes: u64) -> Result<Self, FetchError> {
+        Self::with_options(FetcherOptions {
+            cache_dir: Some(cache_dir),
+            cache_max_bytes,
+            ..FetcherOptions::default()
+        })
+    }
+
+    /// Builds the HTTP client and opens (creating it if needed) the cache.
+    pub fn with_options(options: FetcherOptions) -> Result<Self, FetchError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.timeout)
+            // Redirects are followed by hand in `http::get`, which decides
+            // per hop whether credentials may go along.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "configurable-ls-backend/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| FetchError::Setup {
+                reason: format!("HTTP client: {}", error::causes(&e)),
+            })?;
+        let cache = options
+            .cache_dir
+            .as_ref()
+            .map(|dir| {
+                DiskCache::open(dir, options.cache_max_bytes).map_err(|e| FetchError::Setup {
+                    reason: format!("download cache {}: {e}", dir.display()),
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                permits: Semaphore::new(options.max_concurrent.max(1)),
+                cache,
+                tokens: Tokens::default(),
+                inflight: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                options,
+            }),
+        })
+    }
+
+    /// Fetches one task value for a backend configured with `cfg`.
+    ///
+    /// Concurrent calls for the same download share one transfer; if the
+    /// caller that started it is cancelled, the others carry it on.
+    pub async fn fetch(
+        &self,
+        cfg: &FetchConfig,
+        req: &FetchRequest,
+    ) -> Result<Fetched, FetchError> {
+        // The configured URL wins; a bad `/setup` hostname only matters to
+        // values that need Label Studio.
+        let fallback = match (&cfg.label_studio_url, &req.fallback_label_studio_url) {
+            (None, Some(host)) => Some(parse_label_studio_url(host, "/setup hostname")),
+            _ => None,
+        };
+        let ls: Option<Url> = cfg
+            .label_studio_url
+            .clone()
+            .or_else(|| fallback.as_ref().and_then(|f| f.as_ref().ok().cloned()));
+        let classified =
+            source::classify(req.value.trim(), ls.as_ref(), req.task_id, cfg.max_bytes);
+        let classified = match (classified, fallback) {
+            (Err(FetchError::NoLabelStudioUrl { .. }), Some(Err(bad_fallback))) => {
+                return Err(bad_fallback);
+            }
+            (classified, _) => classified?,
+        };
+        match classified {
+            Source::Inline {
+                bytes,
+                media_type,
+                shown,
+            } => {
+                // RFC 2397: no media type means text/plain; trust magic bytes first.
+                let content_type = media_type
+                    .or_else(|| sniff::magic(&bytes).map(str::to_owned))
+                    .unwrap_or_else(|| "text/plain;charset=US-ASCII".to_owned());
+                Ok(Fetched {
+                    bytes,
+                    content_type,
+                    uri: shown,
+                })
+            }
+            Source::Remote(remote) => {
+                let job = Job {
+                    remote,
+                    ls,
+                    credential: Credential::from_key(cfg.api_key.as_ref()),
+                    allowed_hosts: cfg.allowed_hosts.clone(),
+                    max_bytes: cfg.max_bytes,
+                };
+                self.shared(job).await
+            }
+        }
+    }
+
+    /// The in-progress transfer for `job`, joined or started. Runs without
+    /// awaiting, so two calls polled together always share.
+    fn shared(&self, job: Job) -> Shared<Pending> {
+        let key = job.dedup_key();
+        let mut inflight = self.inner.lock_inflight();
+        if let Some(running) = inflight.get(&key).and_then(|(_, weak)| weak.upgrade()) {
+            tracing::debug!(uri = %job.remote.uri, "joining a download in progress");
+            return running;
+        }
+        // Drop entries whose every waiter was cancelled.
+        inflight.retain(|_, (_, weak)| weak.upgrade().is_some());
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::clone(&self.inner);
+        let finished_key = key.clone();
+        let pending: Pending = async move {
+            let result = inner.run(&job).await;
+            let mut inflight = inner.lock_inflight();
+            if inflight
+                .get(&finished_key)
+                .is_some_and(|(owner, _)| *owner == id)
+            {
+                inflight.remove(&finished_key);
+            }
+            result
+        }
+        .boxed();
+        let shared = pending.shared();
+        if let Some(weak) = shared.downgrade() {
+            inflight.insert(key, (id, weak));
+        }
+        shared
+    }
+}
+
+impl Inner {
+    fn lock_inflight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (u64, WeakShared<Pending>)>> {
+        // Only inserts and removes happen under this lock; a poisoned map is
+        // still consistent.
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cache lookup, then the download (under the concurrency bound), then
+    /// the cache fill.
+    async fn run(&self, job: &Job) -> Result<Fetched, FetchError> {
+        let remote = &job.remote;
+        let cache = self.cache.as_ref().filter(|_| remote.kind.cacheable());
+        let cache_key = cache::key(remote.url.as_str());
+        let credential = job.credential.fingerprint();
+        if let Some(cache) = cache
+            && let Some(hit) = cache.get(&cache_key, &credential).await
+        {
+            let size = hit.bytes.len() as u64;
+            if size > job.max_bytes {
+                return Err(FetchError::TooLarge {
+                    url: format!("GET {}", remote.label),
+                    size: Some(size),
+                    limit: job.max_bytes,
+                });
+            }
+            tracing::debug!(uri = %remote.uri, "download cache hit");
+            return Ok(Fetched {
+                bytes: hit.bytes,
+                content_type: hit.content_type,
+                uri: remote.uri.clone(),
+            });
+        }
+
+        // The semaphore is never closed, so acquiring cannot fail.
+        let permit = self.permits.acquire().await.ok();
+        tracing::debug!(uri = %remote.uri, "downloading");
+        let ctx = http::Ctx {
+            client: &self.client,
+            tokens: &self.tokens,
+            ls: job.ls.as_ref(),
+            credential: &job.credential,
+            allowed_hosts: &job.allowed_hosts,
+            max_bytes: job.max_bytes,
+            max_redirects: self.options.max_redirects,
+            timeout: self.options.timeout,
+        };
+        let downloaded = http::get(&ctx, remote).await?;
+        drop(permit);
+
+        let content_type = sniff::content_type(
+            downloaded.content_type.as_deref(),
+            &downloaded.bytes,
+            &remote.name,
+        );
+        if let Some(cache) = cache {
+            cache
+                .put(
+                    &cache_key,
+                    &credential,
+                    &content_type,
+                    downloaded.bytes.clone(),
+                )
+                .await;
+        }
+        Ok(Fetched {
+            bytes: downloaded.bytes,
+            content_type,
+            uri: remote.uri.clone(),
+        })
     }
 }

@@ -1,0 +1,923 @@
+//! The fetcher against in-process servers on `127.0.0.1:0`: one plays Label
+//! Studio (checks `Authorization`, issues access tokens, resolves cloud
+//! URIs with a 303), another plays a storage bucket that fails any request
+//! carrying credentials. Requests are counted; nothing sleeps.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use url::Url;
+
+use super::auth::tests::jwt;
+use super::*;
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+const LEGACY: &str = "0123456789abcdef0123456789abcdef01234567";
+const UPLOAD: &str = "/data/upload/1/0a1b2c3d-cat.png";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+fn pat() -> String {
+    jwt(&serde_json::json!({"token_type": "refresh", "exp": now() + 86_400 * 365, "jti": "pat"}))
+}
+
+/// Label Studio's state as the fake sees it.
+struct Ls {
+    storage: SocketAddr,
+    /// Organisation has legacy tokens disabled.
+    legacy_disabled: AtomicBool,
+    /// The PAT is accepted by `/api/token/refresh/`.
+    pat_valid: AtomicBool,
+    /// Lifetime of issued access tokens, in seconds.
+    access_ttl: AtomicU64,
+    /// Access tokens currently accepted.
+    access: Mutex<HashSet<String>>,
+    refreshes: AtomicUsize,
+    hits: Mutex<HashMap<String, usize>>,
+}
+
+impl Ls {
+    fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .expect("hits lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// `Err` carries the `detail` Label Studio answers a 401 with.
+    fn authorised(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+        let Some(auth) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err("Authentication credentials were not provided.");
+        };
+        if let Some(token) = auth.strip_prefix("Token ") {
+            if self.legacy_disabled.load(Ordering::SeqCst) {
+                return Err("legacy token authentication has been disabled for this organization");
+            }
+            return if token == LEGACY {
+                Ok(())
+            } else {
+                Err("Invalid token.")
+            };
+        }
+        if let Some(token) = auth.strip_prefix("Bearer ") {
+            return if self.access.lock().expect("access lock").contains(token) {
+                Ok(())
+            } else {
+                Err("Given token not valid for any token type")
+            };
+        }
+        Err("Invalid token header.")
+    }
+}
+
+async fn ls_routes(State(ls): State<Arc<Ls>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    *ls.hits
+        .lock()
+        .expect("hits lock")
+        .entry(path.clone())
+        .or_default() += 1;
+
+    if path == "/api/token/refresh/" {
+        let body = axum::body::to_bytes(req.into_body(), 10_000)
+            .await
+            .expect("refresh body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("refresh JSON");
+        if body["refresh"] != pat() || !ls.pat_valid.load(Ordering::SeqCst) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({"detail": "Token is invalid or expired"})),
+            )
+                .into_response();
+        }
+        let n = ls.refreshes.fetch_add(1, Ordering::SeqCst);
+        let ttl = ls.access_ttl.load(Ordering::SeqCst);
+        let access =
+            jwt(&serde_json::json!({"token_type": "access", "exp": now() + ttl, "jti": n}));
+        ls.access
+            .lock()
+            .expect("access lock")
+            .insert(access.clone());
+        return axum::Json(serde_json::json!({ "access": access })).into_response();
+    }
+    // Public test routes.
+    if path == "/loop" {
+        return redirect(StatusCode::FOUND, "/loop");
+    }
+    if let Some(n) = path.strip_prefix("/chain/") {
+        let n: u32 = n.parse().expect("chain step");
+        return redirect(StatusCode::FOUND, &format!("/chain/{}", n + 1));
+    }
+    if path == "/hang" {
+        std::future::pending::<()>().await;
+    }
+
+    if let Err(detail) = ls.authorised(req.headers()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({ "detail": detail })),
+        )
+            .into_response();
+    }
+    match path.as_str() {
+        UPLOAD => ([(header::CONTENT_TYPE, "image/png")], PNG).into_response(),
+        "/data/upload/1/big.png" => vec![0u8; 2_000].into_response(),
+        "/data/upload/1/endless.bin" => {
+            let chunks = futures::stream::repeat_with(|| {
+                Ok::<_, Infallible>(Bytes::from_static(&[0u8; 1024]))
+            });
+            Response::new(Body::from_stream(chunks))
+        }
+        "/data/local-files/" => {
+            let d = query.get("d").map(String::as_str).unwrap_or("");
+            // No Content-Type: the fetcher must sniff or use the extension.
+            let body: &[u8] = if d.ends_with(".png") {
+                PNG
+            } else {
+                b"RIFF-less audio"
+            };
+            Response::new(Body::from(body))
+        }
+        "/tasks/1/resolve/" => {
+            let uri = query.get("fileuri").map(String::as_str).unwrap_or("");
+            let uri = base64::engine::general_purpose::URL_SAFE
+                .decode(uri)
+                .expect("fileuri is urlsafe base64");
+            let uri = String::from_utf8(uri).expect("utf-8 URI");
+            let Some(key) = uri.strip_prefix("s3://bucket/") else {
+                return StatusCode::NOT_FOUND.into_response();
+            };
+            redirect(
+                StatusCode::SEE_OTHER,
+                &format!(
+                    "http://{}/presigned/{key}?X-Amz-Signature=s3cr3t",
+                    ls.storage
+                ),
+            )
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"detail": "Not found."})),
+        )
+            .into_response(),
+    }
+}
+
+fn redirect(status: StatusCode, to: &str) -> Response {
+    (status, [(header::LOCATION, to.to_owned())]).into_response()
+}
+
+/// The storage bucket: any `Authorization` header is a leak and fails.
+#[derive(Default)]
+struct Storage {
+    hits: AtomicUsize,
+}
+
+async fn storage_routes(State(storage): State<Arc<Storage>>, req: Request) -> Response {
+    storage.hits.fetch_add(1, Ordering::SeqCst);
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Authorization header leaked to storage",
+        )
+            .into_response();
+    }
+    let path = req.uri().path();
+    if path == "/bounce" {
+        // Same server, named by IP instead of `localhost`.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let port = host.and_then(|h| h.rsplit(':').next()).unwrap_or("");
+        return redirect(
+            StatusCode::FOUND,
+            &format!("http://127.0.0.1:{port}/plain/cat.png"),
+        );
+    }
+    if path.starts_with("/presigned/")
+        && !req.uri().query().unwrap_or("").contains("X-Amz-Signature")
+    {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    ([(header::CONTENT_TYPE, "binary/octet-stream")], PNG).into_response()
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    // The listener is bound before this returns, so connections queue
+    // until the server task accepts them.
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+struct Harness {
+    ls: Arc<Ls>,
+    ls_url: Url,
+    storage: Arc<Storage>,
+    storage_addr: SocketAddr,
+    fetcher: Fetcher,
+    cache_dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        Self::with_options(FetcherOptions::default()).await
+    }
+
+    async fn with_options(options: FetcherOptions) -> Self {
+        let storage = Arc::new(Storage::default());
+        let storage_addr = serve(
+            Router::new()
+                .fallback(storage_routes)
+                .with_state(Arc::clone(&storage)),
+        )
+        .await;
+        let ls = Arc::new(Ls {
+            storage: storage_addr,
+            legacy_disabled: AtomicBool::new(false),
+            pat_valid: AtomicBool::new(true),
+            access_ttl: AtomicU64::new(300),
+            access: Mutex::new(HashSet::new()),
+            refreshes: AtomicUsize::new(0),
+            hits: Mutex::new(HashMap::new()),
+        });
+        let ls_addr = serve(
+            Router::new()
+                .fallback(ls_routes)
+                .with_state(Arc::clone(&ls)),
+        )
+        .await;
+        let cache_dir = tempfile::tempdir().expect("cache dir");
+        let fetcher = Fetcher::with_options(FetcherOptions {
+            cache_dir: Some(cache_dir.path().to_owned()),
+            ..options
+        })
+        .expect("fetcher");
+        Self {
+            ls,
+            ls_url: Url::parse(&format!("http://{ls_addr}")).expect("LS URL"),
+            storage,
+            storage_addr,
+            fetcher,
+            cache_dir,
+        }
+    }
+
+    fn cfg(&self, key: Option<&str>) -> FetchConfig {
+        FetchConfig {
+            label_studio_url: Some(self.ls_url.clone()),
+            api_key: key.map(Secret::new),
+            ..FetchConfig::default()
+        }
+    }
+
+    async fn fetch(
+        &self,
+        cfg: &FetchConfig,
+        value: impl Into<String>,
+    ) -> Result<Fetched, FetchError> {
+        self.fetcher.fetch(cfg, &FetchRequest::new(value)).await
+    }
+
+    fn upload_url(&self) -> String {
+        format!("http://{}{UPLOAD}", self.ls_url.authority())
+    }
+}
+
+#[tokio::test]
+async fn legacy_tokens_download_uploads() {
+    let h = Harness::new().await;
+    let got = h.fetch(&h.cfg(Some(LEGACY)), UPLOAD).await.expect("fetch");
+    assert_eq!(got.bytes, PNG);
+    assert_eq!(got.content_type, "image/png");
+    assert_eq!(got.uri, format!("http://{}{UPLOAD}", h.ls_url.authority()));
+}
+
+#[tokio::test]
+async fn absolute_urls_on_the_label_studio_origin_get_credentials() {
+    let h = Harness::new().await;
+    let url = h.upload_url();
+    let got = h.fetch(&h.cfg(Some(LEGACY)), &url).await.expect("fetch");
+    assert_eq!(got.bytes, PNG);
+}
+
+#[tokio::test]
+async fn a_rejected_key_names_the_setting_and_never_appears() {
+    let h = Harness::new().await;
+    let err = h
+        .fetch(&h.cfg(Some("wrong-key-123")), UPLOAD)
+        .await
+        .expect_err("401");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "GET http://{}{UPLOAD}: 401 Unauthorized from Label Studio (\"Invalid token.\") — set LABEL_STUDIO_API_KEY (or fetch.api_key) to a token of a user in that organisation",
+            h.ls_url.authority()
+        )
+    );
+    assert!(!format!("{err} {err:?}").contains("wrong-key-123"));
+    assert!(matches!(err, FetchError::Status { code: 401, .. }));
+}
+
+#[tokio::test]
+async fn a_missing_key_says_none_is_configured() {
+    let h = Harness::new().await;
+    let err = h.fetch(&h.cfg(None), UPLOAD).await.expect_err("401");
+    assert!(
+        err.to_string().contains("no API key is configured"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn disabled_legacy_tokens_suggest_a_personal_access_token() {
+    let h = Harness::new().await;
+    h.ls.legacy_disabled.store(true, Ordering::SeqCst);
+    let err = h
+        .fetch(&h.cfg(Some(LEGACY)), UPLOAD)
+        .await
+        .expect_err("401");
+    assert!(
+        err.to_string().contains("legacy tokens are disabled"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(LEGACY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_personal_access_token_is_exchanged_once_for_concurrent_downloads() {
+    let h = Harness::new().await;
+    let cfg = h.cfg(Some(&pat()));
+    // Distinct URLs, so in-flight dedup does not hide concurrent refreshes.
+    let fetches = (0..8).map(|i| h.fetch(&cfg, format!("/data/local-files/?d={i}.png")));
+    for got in futures::future::join_all(fetches).await {
+        assert_eq!(got.expect("fetch").bytes, PNG);
+    }
+    assert_eq!(h.ls.refreshes.load(Ordering::SeqCst), 1);
+    // And the access token stays cached for later downloads.
+    h.fetch(&cfg, UPLOAD).await.expect("fetch");
+    assert_eq!(h.ls.refreshes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn access_tokens_near_their_exp_are_refreshed() {
+    let h = Harness::new().await;
+    // Inside the refresh margin from the start: every download refreshes.
+    h.ls.access_ttl.store(10, Ordering::SeqCst);
+    let cfg = h.cfg(Some(&pat()));
+    h.fetch(&cfg, "/data/local-files/?d=a.png")
+        .await
+        .expect("first");
+    h.fetch(&cfg, "/data/local-files/?d=b.png")
+        .await
+        .expect("second");
+    assert_eq!(h.ls.refreshes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_401_to_a_cached_access_token_refreshes_once_and_retries() {
+    let h = Harness::new().await;
+    let cfg = h.cfg(Some(&pat()));
+    h.fetch(&cfg, "/data/local-files/?d=a.png")
+        .await
+        .expect("first");
+    // Label Studio forgets every access token (revoked, restarted, …).
+    h.ls.access.lock().expect("access lock").clear();
+    let got = h
+        .fetch(&cfg, "/data/local-files/?d=a.png")
+        .await
+        .expect("retried");
+    assert_eq!(got.bytes, PNG);
+    assert_eq!(h.ls.refreshes.load(Ordering::SeqCst), 2);
+    assert_eq!(h.ls.hits("/data/local-files/"), 3, "ok, 401, retry");
+}
+
+#[tokio::test]
+async fn a_rejected_personal_access_token_fails_clearly() {
+    let h = Harness::new().await;
+    h.ls.pat_valid.store(false, Ordering::SeqCst);
+    let pat = pat();
+    let err = h
+        .fetch(&h.cfg(Some(&pat)), UPLOAD)
+        .await
+        .expect_err("refresh fails");
+    let text = err.to_string();
+    assert!(matches!(err, FetchError::TokenRefresh { .. }), "{text}");
+    assert!(
+        text.contains("401 Unauthorized from Label Studio"),
+        "{text}"
+    );
+    assert!(text.contains("revoked"), "{text}");
+    assert!(!text.contains(&pat));
+    assert_eq!(h.ls.hits(UPLOAD), 0);
+}
+
+#[tokio::test]
+async fn cloud_uris_follow_the_303_without_sending_credentials() {
+    let h = Harness::new().await;
+    for key in [LEGACY.to_owned(), pat()] {
+        let req = FetchRequest {
+            task_id: Some(1),
+            ..FetchRequest::new("s3://bucket/dir/cat.png")
+        };
+        let got = h
+            .fetcher
+            .fetch(&h.cfg(Some(&key)), &req)
+            .await
+            .expect("fetch");
+        assert_eq!(got.bytes, PNG);
+        // binary/octet-stream from the bucket: sniffed instead.
+        assert_eq!(got.content_type, "image/png");
+        assert_eq!(got.uri, "s3://bucket/dir/cat.png");
+    }
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(h.ls.hits("/tasks/1/resolve/"), 2);
+}
+
+#[tokio::test]
+async fn cloud_uris_no_storage_matches_get_a_hint() {
+    let h = Harness::new().await;
+    let req = FetchRequest {
+        task_id: Some(1),
+        ..FetchRequest::new("gs://other/x.png")
+    };
+    let err = h
+        .fetcher
+        .fetch(&h.cfg(Some(LEGACY)), &req)
+        .await
+        .expect_err("404");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("GET gs://other/x.png (resolved by Label Studio at"),
+        "{text}"
+    );
+    assert!(text.contains("404 Not Found from Label Studio"), "{text}");
+    assert!(text.contains("no cloud storage"), "{text}");
+}
+
+#[tokio::test]
+async fn credentials_never_go_to_other_hosts() {
+    let h = Harness::new().await;
+    let url = format!("http://{}/plain/cat.png", h.storage_addr);
+    let got = h.fetch(&h.cfg(Some(LEGACY)), &url).await.expect("fetch");
+    assert_eq!(got.bytes, PNG);
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn allowed_hosts_refuse_other_hosts_but_not_label_studio() {
+    let h = Harness::new().await;
+    let cfg = FetchConfig {
+        allowed_hosts: vec!["images.example.com".into()],
+        ..h.cfg(Some(LEGACY))
+    };
+    let url = format!("http://{}/plain/cat.png", h.storage_addr);
+    let err = h.fetch(&cfg, &url).await.expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "GET {url}: host 127.0.0.1 is not in fetch.allowed_hosts (images.example.com); only Label Studio and those hosts may be fetched"
+        )
+    );
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 0, "nothing was sent");
+    h.fetch(&cfg, UPLOAD)
+        .await
+        .expect("Label Studio is always allowed");
+}
+
+#[tokio::test]
+async fn allowed_hosts_apply_to_every_redirect() {
+    let h = Harness::new().await;
+    let cfg = FetchConfig {
+        allowed_hosts: vec!["localhost".into()],
+        ..h.cfg(None)
+    };
+    // localhost is allowed; it redirects to 127.0.0.1, which is not.
+    let url = format!("http://localhost:{}/bounce", h.storage_addr.port());
+    let err = h.fetch(&cfg, &url).await.expect_err("refused");
+    assert!(
+        matches!(err, FetchError::HostNotAllowed { ref host, .. } if host == "127.0.0.1"),
+        "{err}"
+    );
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 1, "only the bounce");
+}
+
+#[tokio::test]
+async fn files_over_the_limit_are_refused_by_content_length() {
+    let h = Harness::new().await;
+    let cfg = FetchConfig {
+        max_bytes: 1_000,
+        ..h.cfg(Some(LEGACY))
+    };
+    let err = h
+        .fetch(&cfg, "/data/upload/1/big.png")
+        .await
+        .expect_err("too big");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "GET http://{}/data/upload/1/big.png: file is 2 kB, over the 1 kB limit (fetch.max_bytes)",
+            h.ls_url.authority()
+        )
+    );
+}
+
+#[tokio::test]
+async fn streams_over_the_limit_are_cut_off() {
+    let h = Harness::new().await;
+    let cfg = FetchConfig {
+        max_bytes: 100_000,
+        ..h.cfg(Some(LEGACY))
+    };
+    // The body never ends: only the cap can finish this download.
+    let err = h
+        .fetch(&cfg, "/data/upload/1/endless.bin")
+        .await
+        .expect_err("too big");
+    assert!(
+        matches!(
+            err,
+            FetchError::TooLarge {
+                size: None,
+                limit: 100_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("over the 100 kB limit"), "{err}");
+}
+
+#[tokio::test]
+async fn redirect_loops_are_detected() {
+    let h = Harness::new().await;
+    let err = h.fetch(&h.cfg(None), "/loop").await.expect_err("loop");
+    assert!(matches!(err, FetchError::RedirectLoop { .. }), "{err}");
+    assert!(err.to_string().contains("redirect loop"), "{err}");
+}
+
+#[tokio::test]
+async fn redirect_chains_stop_after_the_limit() {
+    let h = Harness::new().await;
+    let err = h
+        .fetch(&h.cfg(None), "/chain/0")
+        .await
+        .expect_err("too many");
+    assert_eq!(
+        err,
+        FetchError::TooManyRedirects {
+            url: format!("{}chain/0", h.ls_url),
+            max: DEFAULT_MAX_REDIRECTS,
+        }
+    );
+    let hops: usize = (0..10).map(|i| h.ls.hits(&format!("/chain/{i}"))).sum();
+    assert_eq!(
+        hops,
+        DEFAULT_MAX_REDIRECTS + 1,
+        "the first request and 5 redirects"
+    );
+}
+
+#[tokio::test]
+async fn slow_servers_hit_the_total_timeout() {
+    let h = Harness::with_options(FetcherOptions {
+        timeout: Duration::from_millis(300),
+        ..FetcherOptions::default()
+    })
+    .await;
+    let err = h.fetch(&h.cfg(None), "/hang").await.expect_err("timeout");
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn refused_connections_say_so() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let fetcher = Fetcher::with_options(FetcherOptions::default()).expect("fetcher");
+    let err = fetcher
+        .fetch(
+            &FetchConfig::default(),
+            &FetchRequest::new(format!("http://{addr}/a.png")),
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("GET http://{addr}/a.png: could not connect")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn data_uris_need_no_server() {
+    let fetcher = Fetcher::with_options(FetcherOptions::default()).expect("fetcher");
+    let cfg = FetchConfig::default();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(PNG);
+    let got = fetcher
+        .fetch(&cfg, &FetchRequest::new(format!(" data:;base64,{b64} ")))
+        .await
+        .expect("base64");
+    assert_eq!(
+        (got.bytes.as_ref(), got.content_type.as_str()),
+        (PNG, "image/png")
+    );
+    assert_eq!(got.uri, "data:;base64,…");
+    let got = fetcher
+        .fetch(&cfg, &FetchRequest::new("data:text/plain,hello%20world"))
+        .await
+        .expect("percent-encoded");
+    assert_eq!(
+        (got.bytes.as_ref(), got.content_type.as_str()),
+        (&b"hello world"[..], "text/plain")
+    );
+    let got = fetcher
+        .fetch(&cfg, &FetchRequest::new("data:,hi"))
+        .await
+        .expect("no media type");
+    assert_eq!(got.content_type, "text/plain;charset=US-ASCII");
+    let small = FetchConfig {
+        max_bytes: 4,
+        ..FetchConfig::default()
+    };
+    let err = fetcher
+        .fetch(
+            &small,
+            &FetchRequest::new(format!("data:image/png;base64,{b64}")),
+        )
+        .await
+        .expect_err("too big");
+    assert!(matches!(err, FetchError::TooLarge { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_cache_hit_avoids_a_second_request_even_after_a_restart() {
+    let h = Harness::new().await;
+    let cfg = h.cfg(Some(LEGACY));
+    let first = h.fetch(&cfg, UPLOAD).await.expect("first");
+    let second = h.fetch(&cfg, UPLOAD).await.expect("second");
+    assert_eq!(first, second);
+    assert_eq!(h.ls.hits(UPLOAD), 1);
+
+    let restarted = Fetcher::with_options(FetcherOptions {
+        cache_dir: Some(h.cache_dir.path().to_owned()),
+        ..FetcherOptions::default()
+    })
+    .expect("fetcher");
+    let third = restarted
+        .fetch(&cfg, &FetchRequest::new(UPLOAD))
+        .await
+        .expect("third");
+    assert_eq!(third, first);
+    assert_eq!(h.ls.hits(UPLOAD), 1);
+}
+
+#[tokio::test]
+async fn cached_files_are_not_served_to_another_key() {
+    let h = Harness::new().await;
+    h.fetch(&h.cfg(Some(LEGACY)), UPLOAD).await.expect("cached");
+    let err = h
+        .fetch(&h.cfg(None), UPLOAD)
+        .await
+        .expect_err("must ask Label Studio");
+    assert!(matches!(err, FetchError::Status { code: 401, .. }), "{err}");
+    assert_eq!(h.ls.hits(UPLOAD), 2);
+}
+
+#[tokio::test]
+async fn cached_files_still_respect_a_smaller_limit() {
+    let h = Harness::new().await;
+    h.fetch(&h.cfg(Some(LEGACY)), UPLOAD).await.expect("cached");
+    let small = FetchConfig {
+        max_bytes: 8,
+        ..h.cfg(Some(LEGACY))
+    };
+    let err = h.fetch(&small, UPLOAD).await.expect_err("too big");
+    assert!(matches!(err, FetchError::TooLarge { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_and_truncated_cache_entries_are_refetched() {
+    let h = Harness::new().await;
+    let cfg = h.cfg(Some(LEGACY));
+    h.fetch(&cfg, UPLOAD).await.expect("first");
+    let entry = h.cache_dir.path().join(cache::key(&h.upload_url()));
+    let full = std::fs::read(&entry).expect("cache entry exists");
+
+    std::fs::write(&entry, &full[..full.len() - 5]).expect("truncate");
+    assert_eq!(h.fetch(&cfg, UPLOAD).await.expect("refetched").bytes, PNG);
+    assert_eq!(h.ls.hits(UPLOAD), 2);
+
+    let mut flipped = std::fs::read(&entry).expect("rewritten entry");
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xFF;
+    std::fs::write(&entry, flipped).expect("corrupt");
+    assert_eq!(h.fetch(&cfg, UPLOAD).await.expect("refetched").bytes, PNG);
+    assert_eq!(h.ls.hits(UPLOAD), 3);
+
+    // Repaired: served from the cache again.
+    h.fetch(&cfg, UPLOAD).await.expect("cached");
+    assert_eq!(h.ls.hits(UPLOAD), 3);
+}
+
+#[tokio::test]
+async fn local_files_are_not_cached_and_typed_by_extension() {
+    let h = Harness::new().await;
+    let cfg = h.cfg(Some(LEGACY));
+    for _ in 0..2 {
+        let got = h
+            .fetch(&cfg, "/data/local-files/?d=clips/a.wav")
+            .await
+            .expect("fetch");
+        assert_eq!(got.content_type, "audio/wav");
+    }
+    assert_eq!(h.ls.hits("/data/local-files/"), 2);
+}
+
+#[tokio::test]
+async fn missing_local_files_hint_at_local_file_serving() {
+    let h = Harness::new().await;
+    let err = h
+        .fetch(&h.cfg(Some(LEGACY)), "/data/local-files?d=a.png")
+        .await
+        .expect_err("404");
+    assert!(
+        err.to_string()
+            .contains("LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_file_share_one_download() {
+    let h = Harness::new().await;
+    let cfg = h.cfg(Some(LEGACY));
+    // Local files are never cached, so only in-flight sharing saves a request.
+    let value = "/data/local-files/?d=shared.png";
+    let (a, b) = tokio::join!(h.fetch(&cfg, value), h.fetch(&cfg, value));
+    assert_eq!(a.expect("a"), b.expect("b"));
+    assert_eq!(h.ls.hits("/data/local-files/"), 1);
+    // Once finished, a later request downloads again.
+    h.fetch(&cfg, value).await.expect("later");
+    assert_eq!(h.ls.hits("/data/local-files/"), 2);
+}
+
+#[tokio::test]
+async fn the_setup_hostname_is_a_fallback_label_studio_url() {
+    let h = Harness::new().await;
+    let cfg = FetchConfig {
+        label_studio_url: None,
+        ..h.cfg(Some(LEGACY))
+    };
+    let req = FetchRequest {
+        fallback_label_studio_url: Some(h.ls_url.to_string()),
+        ..FetchRequest::new(UPLOAD)
+    };
+    assert_eq!(h.fetcher.fetch(&cfg, &req).await.expect("fetch").bytes, PNG);
+
+    let err = h.fetch(&cfg, UPLOAD).await.expect_err("no URL at all");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "relative URL {UPLOAD} but no Label Studio URL is configured (set LABEL_STUDIO_URL)"
+        )
+    );
+}
+
+#[test]
+fn env_defaults_follow_the_sdk_names() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let cfg = FetchConfig::default()
+        .with_defaults_from(env(&[
+            ("LABEL_STUDIO_HOST", "localhost:8080"),
+            ("LABEL_STUDIO_URL", ""),
+            ("LABEL_STUDIO_ACCESS_TOKEN", "tok"),
+        ]))
+        .expect("valid");
+    assert_eq!(
+        cfg.label_studio_url.as_ref().map(Url::as_str),
+        Some("http://localhost:8080/")
+    );
+    assert_eq!(cfg.api_key, Some(Secret::new("tok")));
+
+    let cfg = FetchConfig::default()
+        .with_defaults_from(env(&[
+            ("LABEL_STUDIO_URL", "https://ls.example.com/sub"),
+            ("LABEL_STUDIO_HOST", "http://ignored"),
+            ("LABEL_STUDIO_API_KEY", "primary"),
+            ("LABEL_STUDIO_ACCESS_TOKEN", "ignored"),
+        ]))
+        .expect("valid");
+    assert_eq!(
+        cfg.label_studio_url.as_ref().map(Url::as_str),
+        Some("https://ls.example.com/sub")
+    );
+    assert_eq!(cfg.api_key, Some(Secret::new("primary")));
+
+    let configured = FetchConfig {
+        api_key: Some(Secret::new("mine")),
+        ..FetchConfig::default()
+    };
+    let cfg = configured
+        .with_defaults_from(env(&[("LABEL_STUDIO_API_KEY", "env")]))
+        .expect("valid");
+    assert_eq!(cfg.api_key, Some(Secret::new("mine")), "configuration wins");
+
+    let err = FetchConfig::default()
+        .with_defaults_from(env(&[("LABEL_STUDIO_URL", "ftp://ls")]))
+        .expect_err("bad scheme");
+    assert_eq!(
+        err.to_string(),
+        "invalid Label Studio URL \"ftp://ls\" in LABEL_STUDIO_URL: only http:// and https:// are supported"
+    );
+}
+
+#[test]
+fn label_studio_urls_with_passwords_are_refused_without_echoing_them() {
+    let err = parse_label_studio_url("http://u:hunter2@ls:8080", "LABEL_STUDIO_URL")
+        .expect_err("userinfo");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn settings_are_checked_and_defaulted() {
+    let settings = crate::state::FetchSettings {
+        label_studio_url: Some("127.0.0.1:8089".into()),
+        api_key: Some(Secret::new("abc")),
+        allowed_hosts: vec!["images.example.com".into()],
+        max_bytes: None,
+    };
+    let cfg = FetchConfig::from_settings(&settings).expect("valid settings");
+    assert_eq!(
+        cfg.label_studio_url.as_ref().map(Url::as_str),
+        Some("http://127.0.0.1:8089/")
+    );
+    assert_eq!(cfg.api_key, Some(Secret::new("abc")));
+    assert_eq!(cfg.allowed_hosts, ["images.example.com"]);
+    assert_eq!(cfg.max_bytes, DEFAULT_MAX_BYTES);
+    assert!(format!("{cfg:?}").contains("***"));
+    assert!(!format!("{cfg:?}").contains("abc"));
+
+    let bad = crate::state::FetchSettings {
+        label_studio_url: Some("ftp://ls".into()),
+        ..crate::state::FetchSettings::default()
+    };
+    let err = FetchConfig::from_settings(&bad).expect_err("bad scheme");
+    assert!(
+        err.to_string().contains("in fetch.label_studio_url"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setup_hostname_is_reported_only_when_needed() {
+    let fetcher = Fetcher::with_options(FetcherOptions::default()).expect("fetcher");
+    let req = |value: &str| FetchRequest {
+        fallback_label_studio_url: Some("ftp://nope".into()),
+        ..FetchRequest::new(value)
+    };
+    let err = fetcher
+        .fetch(&FetchConfig::default(), &req(UPLOAD))
+        .await
+        .expect_err("bad hostname");
+    assert!(err.to_string().contains("in /setup hostname"), "{err}");
+    fetcher
+        .fetch(&FetchConfig::default(), &req("data:,ok"))
+        .await
+        .expect("data: URIs need no Label Studio");
+}
