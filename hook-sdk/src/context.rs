@@ -12,7 +12,7 @@ use crate::bindings::pre::cls::hooks::types::{
     Context as WitContext, Datapoint, DatapointInfo, ImageTransform, TensorSpec,
 };
 use crate::error::HookError;
-use crate::image::Image;
+use crate::image::{Image, ImageSize};
 
 /// The call's context: task, labeling config, model description.
 #[derive(Debug)]
@@ -83,6 +83,14 @@ impl Context {
     /// The model's declared outputs.
     pub fn model_outputs(&self) -> &[TensorSpec] {
         &self.raw.model_outputs
+    }
+
+    /// The model's first input: the image or text input of most models.
+    pub fn first_input(&self) -> Result<&TensorSpec, HookError> {
+        self.raw
+            .model_inputs
+            .first()
+            .ok_or_else(|| HookError::bad_config("the model declares no inputs"))
     }
 
     /// A model metadata value (ONNX `metadata_props`).
@@ -334,6 +342,28 @@ impl Datapoint {
         Image::decode(&self.data, true).map_err(|e| {
             HookError::bad_input(format_args!("task field '{}': {}", self.field, e.message()))
         })
+    }
+}
+
+impl TensorSpec {
+    /// Width and height of an image input laid out NCHW (`[N, C, H, W]`)
+    /// when both are fixed; `None` for dynamic sizes or other ranks.
+    ///
+    /// ```
+    /// use hook_sdk::{ElementType, ImageSize, TensorSpec};
+    /// let spec = TensorSpec { name: "image".into(), element_type: ElementType::F32, shape: vec![1, 3, 800, 608] };
+    /// assert_eq!(spec.nchw_size(), Some(ImageSize { width: 608, height: 800 }));
+    /// let dynamic = TensorSpec { shape: vec![-1, 3, -1, -1], ..spec };
+    /// assert_eq!(dynamic.nchw_size(), None);
+    /// ```
+    pub fn nchw_size(&self) -> Option<ImageSize> {
+        match self.shape.as_slice() {
+            [_, _, h, w] if *h > 0 && *w > 0 => Some(ImageSize {
+                width: u32::try_from(*w).ok()?,
+                height: u32::try_from(*h).ok()?,
+            }),
+            _ => None,
+        }
     }
 }
 

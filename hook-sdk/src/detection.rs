@@ -22,6 +22,7 @@
 use crate::boxes::{BBox, Detection, Nms, multiclass_nms};
 use crate::error::HookError;
 use crate::ops::softmax;
+use crate::tensor::{Array, Outputs};
 
 /// Expected value of a DFL side distribution: softmax over the bins, then
 /// `Σ i·pᵢ`, in units of the stride.
@@ -114,6 +115,60 @@ impl GflHead {
             let (rows, cols) = self.grid(s);
             rows * cols == anchors
         })
+    }
+
+    /// Decodes a head's raw model outputs for one image: score maps
+    /// `[1, anchors, num_classes]` and box maps `[1, anchors, 4 × bins]`,
+    /// whatever their names and order, paired by anchor count, each level's
+    /// stride found with [`GflHead::stride_for`].
+    pub fn decode_outputs(&self, outputs: &Outputs) -> Result<Candidates, HookError> {
+        let box_width = 4 * self.bins;
+        if self.num_classes == box_width {
+            return Err(HookError::bad_config(
+                "score and box maps have the same width; cannot tell them apart",
+            ));
+        }
+        let width = |t: &crate::Tensor| t.dims().last().copied();
+        let anchors = |t: &crate::Tensor| t.dims().iter().rev().nth(1).copied().unwrap_or(0);
+        let mut arrays: Vec<(Array<f32>, Array<f32>, u32)> = Vec::new();
+        for scores in outputs
+            .iter()
+            .filter(|t| width(t) == Some(self.num_classes))
+        {
+            let n = anchors(scores);
+            let boxes = outputs
+                .iter()
+                .find(|t| width(t) == Some(box_width) && anchors(t) == n)
+                .ok_or_else(|| {
+                    HookError::bad_config(format_args!(
+                        "no [1, {n}, {box_width}] box map for score map '{}'",
+                        scores.name
+                    ))
+                })?;
+            let stride = self.stride_for(n).ok_or_else(|| {
+                HookError::bad_config(format_args!(
+                    "'{}': {n} anchors fit no stride of a {}×{} input",
+                    scores.name, self.input_width, self.input_height
+                ))
+            })?;
+            arrays.push((scores.to_f32()?, boxes.to_f32()?, stride));
+        }
+        if arrays.is_empty() {
+            return Err(HookError::bad_config(format_args!(
+                "no output is a [1, anchors, {}] score map (outputs: {})",
+                self.num_classes,
+                outputs.names().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let levels: Vec<GflLevel<'_>> = arrays
+            .iter()
+            .map(|(s, b, stride)| GflLevel {
+                scores: s.data(),
+                distributions: b.data(),
+                stride: *stride,
+            })
+            .collect();
+        self.decode(&levels)
     }
 
     /// Decodes every level into boxes in model pixels, keeping each
@@ -277,6 +332,44 @@ mod tests {
             err.to_string().contains("stride 8 expects 4 anchors"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn raw_outputs_are_paired_by_shape_whatever_their_order() {
+        use crate::Tensor;
+        // 16×16 input: stride 8 → 4 anchors, stride 16 → 1 anchor; 3 classes, 2 bins.
+        let head = GflHead {
+            input_width: 16,
+            input_height: 16,
+            num_classes: 3,
+            bins: 2,
+            top_k_per_level: 0,
+        };
+        let mut fine_scores = vec![0.0f32; 4 * 3];
+        fine_scores[3 * 3 + 2] = 0.8; // anchor 3 (row 1, col 1), class 2
+        let outputs = Outputs::new(vec![
+            Tensor::new("b16", &[1, 1, 8], &[0.0f32; 8]).unwrap(),
+            Tensor::new("s8", &[1, 4, 3], &fine_scores).unwrap(),
+            Tensor::new("s16", &[1, 1, 3], &[0.0f32; 3]).unwrap(),
+            Tensor::new("b8", &[1, 4, 8], &[0.0f32; 32]).unwrap(),
+        ]);
+        let found = head
+            .decode_outputs(&outputs)
+            .unwrap()
+            .nms(0.5, &Nms::new(0.5));
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].class, found[0].score), (2, 0.8));
+        // Uniform bins: 0.5 × stride 8 from the centre (12, 12).
+        assert_eq!(found[0].bbox, BBox::from_xyxy(8.0, 8.0, 16.0, 16.0));
+
+        let missing = Outputs::new(vec![Tensor::new("s8", &[1, 4, 3], &fine_scores).unwrap()]);
+        assert!(
+            head.decode_outputs(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("no [1, 4, 8] box map")
+        );
+        assert!(head.decode_outputs(&Outputs::new(vec![])).is_err());
     }
 
     #[test]

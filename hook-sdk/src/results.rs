@@ -125,6 +125,37 @@ impl Region {
         )
     }
 
+    /// The most probable class that the control knows, as a `choices` region
+    /// scored with its probability. Classes are looked up by name with
+    /// [`labelconfig::Binding::resolve_label`]; those the config lacks are
+    /// skipped. `None` when the config knows none of them.
+    ///
+    /// ```
+    /// use hook_sdk::labelconfig::LabelConfig;
+    /// use hook_sdk::Region;
+    ///
+    /// let config = LabelConfig::parse(r#"<View><Image name="image" value="$image"/>
+    ///   <Choices name="rotation" toName="image"><Choice value="0"/><Choice value="180"/></Choices></View>"#)?;
+    /// let names = ["0", "90", "180", "270"].map(String::from);
+    /// // "90" is the most probable but not in the config, so "180" is chosen.
+    /// let region = Region::top_choice(&config.choices_for_image()?, &names, &[0.1, 0.6, 0.25, 0.05]).unwrap();
+    /// assert_eq!(region.value()["choices"][0], "180");
+    /// assert_eq!(region.score(), Some(0.25f32 as f64));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn top_choice(
+        binding: &labelconfig::Binding<'_>,
+        class_names: &[String],
+        probabilities: &[f32],
+    ) -> Option<Self> {
+        crate::ops::top_k(probabilities, probabilities.len())
+            .into_iter()
+            .find_map(|(class, p)| {
+                let label = binding.resolve_label(class_names.get(class)?)?;
+                Some(Self::choices(binding, [label]).with_score(f64::from(p)))
+            })
+    }
+
     /// `labels` on text: the characters `start..end` (offsets in Unicode
     /// code points, as Label Studio counts them in `<Text>`), with the span's text.
     pub fn text_span<S: Into<String>>(

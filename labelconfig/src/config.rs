@@ -2,7 +2,7 @@
 //! need. Tag-specific parsing lives in [`crate::tags`]; checking predictions
 //! in [`crate::validate`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::control::{ChoiceMode, Control, ControlKind};
 use crate::error::{LookupError, ParseError};
@@ -77,7 +77,8 @@ impl LabelConfig {
         let doc = roxmltree::Document::parse(xml)?;
         let mut objects = Vec::new();
         let mut controls = Vec::new();
-        let mut names: HashMap<String, String> = HashMap::new();
+        // A BTreeMap rather than a HashMap: hooks then need no WASI random seed.
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
 
         for node in doc.root_element().descendants().filter(|n| n.is_element()) {
             let tag = node.tag_name().name();
