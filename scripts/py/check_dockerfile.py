@@ -6,7 +6,9 @@ Usage: check_dockerfile.py [Dockerfile]   (stdlib only; any python3 >= 3.11)
    exists in the repo, or for a glob, matches something.
 2. No such source is excluded by .dockerignore.
 3. The Cargo workspace reaches the builder: Cargo.toml, Cargo.lock and every
-   member's Cargo.toml and src/ are inside the context.
+   member's Cargo.toml and src/ are inside the context, and so are the files
+   that member sources embed with include_str!/include_bytes! (e.g. the
+   example hooks `hook new` ships).
 
 Prints one line per problem and exits 1 if there are any.
 
@@ -135,14 +137,36 @@ def check_workspace_in_context(root: Path, rules) -> list[str]:
     required = ["Cargo.toml", "Cargo.lock"]
     for member in manifest.get("workspace", {}).get("members", []):
         for path in sorted(glob.glob(member, root_dir=root)):
-            required += [f"{path}/Cargo.toml", f"{path}/src"]
+            required += [f"{path}/Cargo.toml", f"{path}/src", *sorted(embedded_paths(root, path))]
     problems = []
     for path in required:
         if not (root / path).exists():
             problems.append(f"workspace file missing: {path}")
         elif is_ignored(path, rules):
-            problems.append(f".dockerignore excludes workspace file the builder needs: {path}")
+            problems.append(f".dockerignore excludes a file the builder needs: {path}")
     return problems
+
+
+INCLUDE = re.compile(r'include_(?:str|bytes)!\(\s*(?:concat!\(\s*)?"([^"]+)"')
+
+
+def embedded_paths(root: Path, member: str) -> set[str]:
+    """Context paths embedded by a member's sources.
+
+    Only the first string literal is known (the rest of a concat! may be a
+    macro variable), so this yields the deepest existing path it names.
+    """
+    paths = set()
+    for source in (root / member).rglob("*.rs"):
+        if "target" in source.relative_to(root).parts:
+            continue
+        for literal in INCLUDE.findall(source.read_text(errors="replace")):
+            target = (source.parent / literal).resolve()
+            while not target.exists() and target != root:
+                target = target.parent
+            if target != root and target.is_relative_to(root):
+                paths.add(str(target.relative_to(root)))
+    return paths
 
 
 def main() -> None:
@@ -153,7 +177,7 @@ def main() -> None:
         print(problem)
     if problems:
         sys.exit(1)
-    print(f"{dockerfile.name}: COPY sources exist and are in the build context; workspace members included")
+    print(f"{dockerfile.name}: COPY sources exist and are in the build context; workspace and embedded files included")
 
 
 if __name__ == "__main__":
