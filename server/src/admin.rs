@@ -68,6 +68,7 @@ async fn admin_auth(
     if allowed {
         return next.run(request).await;
     }
+    drain(request).await;
     match &state.config.admin_token {
         Some(_) => ApiError::Unauthorized(
             "admin routes need Authorization: Bearer <ADMIN_TOKEN>".into(),
@@ -78,6 +79,17 @@ async fn admin_auth(
     }
     .into_response()
 }
+
+/// Reads (and drops) up to [`DRAIN_LIMIT`] of a refused request's body, so
+/// a client still uploading gets our 401/403 instead of a reset connection,
+/// without letting unauthenticated clients make us read large bodies.
+async fn drain(request: Request) {
+    let body = request.into_body();
+    let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
+}
+
+/// See [`drain`].
+const DRAIN_LIMIT: usize = 4 << 20;
 
 async fn configure_root(State(state): State<AppState>, multipart: Multipart) -> Result<Response, ApiError> {
     configure(&state, BackendName::root(), multipart).await
@@ -138,17 +150,21 @@ struct Upload {
 }
 
 async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
+    // Read every part before judging any, so an error is answered after the
+    // client finished sending (otherwise it sees a reset, not our message).
+    let mut parts: Vec<(String, Option<String>, Bytes)> = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(multipart_error)?;
+        parts.push((name, file_name, bytes));
+    }
     let mut config = None;
     let mut pre_hook = None;
     let mut post_hook = None;
     let mut model = None;
     let mut sample = None;
-    loop {
-        let field = multipart.next_field().await.map_err(multipart_error)?;
-        let Some(field) = field else { break };
-        let name = field.name().unwrap_or_default().to_owned();
-        let file_name = field.file_name().map(str::to_owned);
-        let bytes = field.bytes().await.map_err(multipart_error)?;
+    for (name, file_name, bytes) in parts {
         match name.as_str() {
             "config" => config = Some(parse_config(&bytes)?),
             "pre_hook" => pre_hook = Some(bytes),

@@ -103,11 +103,15 @@ impl Hook {
             Ok(Err(returned)) => return Err(fail(HookFailure::Returned(describe(&returned)))),
             Err(trap) => return Err(fail(classify(&trap, store.data(), limits))),
         };
+        // Model inputs are routinely larger than any JSON (a 1920x736 f32
+        // image is 17 MB), so they are bounded by the hook's memory limit,
+        // which they had to fit in anyway, rather than by max_output.
         let size: usize = output.inputs.iter().map(wit_tensor_len).sum();
-        if size > limits.max_output_bytes {
+        if size > limits.memory_bytes {
             return Err(fail(HookFailure::OutputTooLarge {
                 size,
-                max: limits.max_output_bytes,
+                max: limits.memory_bytes,
+                setting: "hook_memory_mb",
             }));
         }
         let inputs = output
@@ -162,6 +166,7 @@ impl Hook {
             return Err(fail(HookFailure::OutputTooLarge {
                 size: json.len(),
                 max: limits.max_output_bytes,
+                setting: "max_output_mb",
             }));
         }
         Ok(json)
@@ -208,6 +213,14 @@ fn classify(err: &wasmtime::Error, state: &HostState, limits: &HookLimits) -> Ho
     match err.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => return HookFailure::StackOverflow,
         Some(Trap::Interrupt) => return HookFailure::Deadline(limits.timeout),
+        // Rust and C guests keep large locals on a shadow stack in linear
+        // memory; overflowing it surfaces as an out-of-bounds access.
+        Some(Trap::MemoryOutOfBounds) => {
+            return HookFailure::Trap(with_output(format!(
+                "{}; usually the hook's stack overflowed (deep recursion or large locals)",
+                first_line(&format!("{err}"))
+            )));
+        }
         _ => {}
     }
     let message = format!("{err:#}");

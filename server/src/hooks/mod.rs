@@ -191,8 +191,12 @@ pub enum HookFailure {
     Trap(String),
     #[error("returned an error: {0}")]
     Returned(String),
-    #[error("returned {size} bytes, over the {max}-byte limit (limits.max_output_mb)")]
-    OutputTooLarge { size: usize, max: usize },
+    #[error("returned {size} bytes, over the {max}-byte limit (limits.{setting})")]
+    OutputTooLarge {
+        size: usize,
+        max: usize,
+        setting: &'static str,
+    },
     #[error("returned invalid output: {0}")]
     InvalidOutput(String),
     #[error("could not start: {0}")]

@@ -1,0 +1,160 @@
+//! Hook benchmarks (issue 2): instantiate + call of a trivial Rust hook,
+//! image-to-tensor natively in the host vs inside the guest, and the size
+//! of the stripped example hooks.
+//!
+//! Run: `cargo bench -p configurable-ls-backend --bench hooks`
+//! (needs `scripts/setup.sh` assets; builds the hook crates it uses).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime, RuntimeOptions};
+use cls::imageops::{Channels, Image, Layout, TensorOptions};
+use cls::tensor::ElementType;
+use harness::{example_hook, fixture_hook, image, read};
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let hooks = HookRuntime::new(RuntimeOptions::default()).expect("hook runtime");
+    let limits = HookLimits::default();
+    let ctx = HookContext {
+        task_json: r#"{"id":1,"data":{}}"#.into(),
+        task_id: Some(1),
+        model_version: "bench".into(),
+        ..HookContext::default()
+    };
+
+    let trivial = hooks
+        .load(HookKind::Post, Bytes::from(read(&example_hook("trivial-post"))))
+        .await
+        .expect("trivial-post loads");
+    let samples = measure(3000, || async {
+        trivial
+            .call_post(&hooks, Vec::new(), &ctx, &limits, "bench")
+            .await
+            .expect("call");
+    })
+    .await;
+    report("trivial Rust post-hook: instantiate + call + drop", &samples, Some(Duration::from_micros(50)));
+
+    let jpeg = bench_jpeg();
+    let options = TensorOptions {
+        name: "x".into(),
+        layout: Layout::Nchw,
+        channels: Channels::Rgb,
+        element_type: ElementType::F32,
+        scale: 1.0 / 255.0,
+        mean: vec![0.485, 0.456, 0.406],
+        std: vec![0.229, 0.224, 0.225],
+    };
+    let host = measure(30, || async {
+        let img = Image::decode(&jpeg, true).expect("decode");
+        let small = img.resize(224, 224, cls::imageops::Filter::Bilinear).expect("resize");
+        small.to_tensor(&options).expect("tensor");
+    })
+    .await;
+    report("1024x768 JPEG -> 224x224 f32 NCHW tensor, native host", &host, None);
+
+    let datapoints = vec![Datapoint {
+        field: "image".into(),
+        uri: None,
+        content_type: "image/jpeg".into(),
+        data: Bytes::from(jpeg.clone()),
+    }];
+    let via_host = hooks
+        .load(HookKind::Pre, Bytes::from(read(&example_hook("classification-pre"))))
+        .await
+        .expect("classification-pre loads");
+    let samples = measure(30, || async {
+        via_host
+            .call_pre(&hooks, &datapoints, &ctx, &limits, "bench")
+            .await
+            .expect("pre-hook via host helpers");
+    })
+    .await;
+    report("same in a pre-hook using the host image helpers", &samples, None);
+    let in_guest = hooks
+        .load(HookKind::Pre, Bytes::from(read(&fixture_hook("guest-image-decode"))))
+        .await
+        .expect("guest-image-decode loads");
+    let samples = measure(10, || async {
+        in_guest
+            .call_pre(&hooks, &datapoints, &ctx, &limits, "bench")
+            .await
+            .expect("pre-hook decoding in the guest");
+    })
+    .await;
+    report("same decoded and resized inside the guest (image crate in wasm)", &samples, None);
+
+    println!("\nstripped example hook sizes (target < 1 MiB):");
+    for name in [
+        "classification-pre",
+        "classification-post",
+        "detection-pre",
+        "detection-post",
+        "polygons-pre",
+        "polygons-post",
+        "text-post",
+        "trivial-post",
+    ] {
+        let size = std::fs::metadata(example_hook(name)).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "  {name:<22} {:>9} bytes  {}",
+            size,
+            if size < 1 << 20 { "ok" } else { "OVER TARGET" }
+        );
+    }
+}
+
+/// A 1024x768 JPEG made from a real photo (resized), quality 90.
+fn bench_jpeg() -> Vec<u8> {
+    let photo = image("hubble_deep_field.jpg").expect("run scripts/setup.sh for the test images");
+    let decoded = ::image::open(&photo).expect("decode photo");
+    let resized = decoded.resize_exact(1024, 768, ::image::imageops::FilterType::Triangle);
+    let mut out = std::io::Cursor::new(Vec::new());
+    ::image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&resized.to_rgb8())
+        .expect("encode");
+    out.into_inner()
+}
+
+async fn measure<F, Fut>(iterations: usize, mut f: F) -> Vec<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..iterations.div_ceil(10) {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        f().await;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    samples
+}
+
+fn report(what: &str, sorted: &[Duration], target: Option<Duration>) {
+    let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p) as usize];
+    let median = pct(0.5);
+    let verdict = match target {
+        Some(t) if median <= t => format!("  (target <= {t:?}: met)"),
+        Some(t) => format!("  (target <= {t:?}: MISSED by {:?})", median - t),
+        None => String::new(),
+    };
+    println!(
+        "{what}: median {:?}, p95 {:?}, n={}{verdict}",
+        median,
+        pct(0.95),
+        sorted.len()
+    );
+}
