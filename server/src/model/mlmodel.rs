@@ -103,9 +103,9 @@ pub enum GraphOptimizationLevel {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelSignature {
     /// Input specs, in order.
-    pub inputs: Vec<TensorSpec>,
+    pub inputs: Vec<SignatureSpec>,
     /// Output specs, in order (empty when no output schema was logged).
-    pub outputs: Vec<TensorSpec>,
+    pub outputs: Vec<SignatureSpec>,
 }
 
 /// One input or output of a signature.
@@ -115,7 +115,7 @@ pub struct ModelSignature {
 /// example) are mapped to the numpy name of their column type (`double` →
 /// `float64`, `long` → `int64`, `string` → `str`, …) with shape `[-1]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorSpec {
+pub struct SignatureSpec {
     /// The input name; `None` when logged from a bare array (MLflow then
     /// feeds the first ONNX input).
     pub name: Option<String>,
@@ -239,10 +239,7 @@ fn parse_onnx_flavor(value: &Value) -> Result<OnnxFlavor, MlModelError> {
                 options: BTreeMap::new(),
             })
             .collect(),
-        Some(list) => list
-            .iter()
-            .map(parse_provider)
-            .collect::<Result<_, _>>()?,
+        Some(list) => list.iter().map(parse_provider).collect::<Result<_, _>>()?,
     };
     let session_options = match raw.onnx_session_options {
         None => OnnxSessionOptions::default(),
@@ -418,7 +415,10 @@ struct RawTensorSpec {
     shape: Vec<i64>,
 }
 
-fn parse_schema(json: Option<&str>, field: &'static str) -> Result<Vec<TensorSpec>, MlModelError> {
+fn parse_schema(
+    json: Option<&str>,
+    field: &'static str,
+) -> Result<Vec<SignatureSpec>, MlModelError> {
     let Some(json) = json.filter(|s| !s.trim().is_empty()) else {
         return Ok(Vec::new());
     };
@@ -430,7 +430,7 @@ fn parse_schema(json: Option<&str>, field: &'static str) -> Result<Vec<TensorSpe
     specs
         .into_iter()
         .map(|spec| match (spec.kind.as_str(), spec.tensor_spec) {
-            ("tensor", Some(tensor)) => Ok(TensorSpec {
+            ("tensor", Some(tensor)) => Ok(SignatureSpec {
                 name: spec.name,
                 dtype: tensor.dtype,
                 shape: tensor.shape,
@@ -439,7 +439,7 @@ fn parse_schema(json: Option<&str>, field: &'static str) -> Result<Vec<TensorSpe
                 field,
                 reason: "a tensor spec has no `tensor-spec`".to_owned(),
             }),
-            (column, _) => Ok(TensorSpec {
+            (column, _) => Ok(SignatureSpec {
                 name: spec.name,
                 dtype: column_dtype(column).to_owned(),
                 shape: vec![-1],
@@ -464,12 +464,18 @@ fn column_dtype(column: &str) -> &str {
     }
 }
 
-impl fmt::Display for TensorSpec {
+impl fmt::Display for SignatureSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dims: Vec<String> = self
             .shape
             .iter()
-            .map(|d| if *d < 0 { "?".to_owned() } else { d.to_string() })
+            .map(|d| {
+                if *d < 0 {
+                    "?".to_owned()
+                } else {
+                    d.to_string()
+                }
+            })
             .collect();
         match &self.name {
             Some(name) => write!(f, "{name}: {}[{}]", self.dtype, dims.join(", ")),
@@ -546,7 +552,7 @@ utc_time_created: '2025-11-27 10:00:00.000000'
         let sig = MlModel::parse(IRIS).unwrap().signature.unwrap();
         assert_eq!(
             sig.inputs,
-            [TensorSpec {
+            [SignatureSpec {
                 name: Some("input".into()),
                 dtype: "float32".into(),
                 shape: vec![-1, 4]
@@ -572,7 +578,7 @@ signature:
         assert_eq!(sig.inputs[0].dtype, "str");
         assert_eq!(
             sig.inputs[1],
-            TensorSpec {
+            SignatureSpec {
                 name: Some("x".into()),
                 dtype: "float64".into(),
                 shape: vec![-1]
@@ -626,7 +632,10 @@ flavors:
         let msg = err.to_string();
         assert!(matches!(err, MlModelError::NoOnnxFlavor { .. }));
         assert!(msg.contains("it has: python_function, sklearn"), "{msg}");
-        assert!(msg.contains("mlflow.onnx.log_model(onnx_model, name="), "{msg}");
+        assert!(
+            msg.contains("mlflow.onnx.log_model(onnx_model, name="),
+            "{msg}"
+        );
     }
 
     #[test]
