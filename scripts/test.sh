@@ -80,8 +80,9 @@ main() {
   source "$CLS_RUN_DIR/services.env"
   log "service logs: $CLS_RUN_DIR/logs"
 
-  # End-to-end tests fail, rather than skip, when a service is missing.
-  export CLS_REQUIRE_E2E=1
+  # End-to-end tests fail, rather than skip, when a service is missing; the
+  # hooks were built above, so tests need not run cargo again.
+  export CLS_REQUIRE_E2E=1 CLS_HOOKS_PREBUILT=1
   run_tests "$@"
 }
 

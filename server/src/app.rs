@@ -226,6 +226,8 @@ pub enum StartupError {
     Hooks(#[from] crate::hooks::HookLoadError),
     #[error("cannot set up downloads: {0}")]
     Fetch(String),
+    #[error("cannot open the model cache: {0}")]
+    Models(String),
 }
 
 impl AppState {
@@ -246,10 +248,11 @@ impl AppState {
             crate::fetch::Fetcher::new(state_dir.downloads_dir(), settings.download_cache_bytes)
                 .map_err(|e| StartupError::Fetch(e.to_string()))?,
         );
+        let cache = crate::model::ModelCache::new(state_dir.models_dir(), settings.model_cache_bytes)
+            .map_err(|e| StartupError::Models(e.to_string()))?;
         let models = Arc::new(crate::model::ModelLoader::new(
             Arc::new(ort),
-            state_dir.models_dir(),
-            settings.model_cache_bytes,
+            cache,
             settings.execution_provider.clone(),
         ));
         let loader = Arc::new(crate::admin::Loader::new(hooks.clone(), models));

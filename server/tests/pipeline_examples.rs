@@ -10,7 +10,7 @@ use base64::Engine as _;
 use cls::admin::Loader;
 use cls::fetch::Fetcher;
 use cls::hooks::{HookRuntime, RuntimeOptions};
-use cls::model::{ModelLoader, OrtRuntime};
+use cls::model::{ModelCache, ModelLoader, OrtRuntime};
 use cls::pipeline::{self, PredictRequest, Services};
 use cls::state::{Backend, BackendConfig, BackendName, PersistedBackend};
 use harness::{example_hook, image, model, ort_library, read, require};
@@ -34,7 +34,8 @@ struct Harness {
 fn harness(ort: Arc<OrtRuntime>) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let hooks = Arc::new(HookRuntime::new(RuntimeOptions::default()).expect("hooks"));
-    let models = Arc::new(ModelLoader::new(ort, dir.path().join("models"), 1 << 30, None));
+    let cache = ModelCache::new(dir.path().join("models"), 1 << 30).expect("model cache");
+    let models = Arc::new(ModelLoader::new(ort, cache, None));
     let fetcher = Arc::new(Fetcher::new(dir.path().join("downloads"), 1 << 26).expect("fetcher"));
     Harness {
         loader: Loader::new(hooks.clone(), models),

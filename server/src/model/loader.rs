@@ -2,10 +2,14 @@
 //! and cache the files, read MLmodel's ONNX flavor, build the session pool,
 //! and check the MLflow signature against the real graph.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use super::archive::UploadedModel;
+use super::cache::ModelCache;
+use super::mlmodel::{ExecutionMode, GraphOptimizationLevel, MlModel, SignatureSpec};
 use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
+use super::source::{MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri};
 use crate::state::ModelConfig;
 use crate::tensor::{ElementType, TensorSpec};
 
@@ -22,10 +26,9 @@ pub struct LoadedModel {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelLoadError {
     #[error("model: {0}")]
-    Source(String),
-    /// The registry or artifact store could not be reached or failed (5xx).
+    Source(#[from] ModelSourceError),
     #[error("model: {0}")]
-    Upstream(String),
+    Config(String),
     #[error(transparent)]
     Ort(#[from] OrtError),
     #[error("model signature does not match the ONNX graph: {0}")]
@@ -35,63 +38,95 @@ pub enum ModelLoadError {
 impl ModelLoadError {
     /// Whether the failure lies with an upstream server (a 502, not a 4xx).
     pub fn is_upstream(&self) -> bool {
-        matches!(self, Self::Upstream(_))
+        matches!(self, Self::Source(e) if e.is_transient())
     }
 }
 
-/// Loads models for backends.
+/// Loads models for backends: materializes them in the [`ModelCache`] and
+/// builds their session pools.
 pub struct ModelLoader {
     ort: Arc<OrtRuntime>,
-    cache_dir: PathBuf,
-    cache_bytes: u64,
+    cache: ModelCache,
     provider_override: Option<String>,
 }
 
 impl ModelLoader {
-    pub fn new(
-        ort: Arc<OrtRuntime>,
-        cache_dir: PathBuf,
-        cache_bytes: u64,
-        provider_override: Option<String>,
-    ) -> Self {
+    pub fn new(ort: Arc<OrtRuntime>, cache: ModelCache, provider_override: Option<String>) -> Self {
         Self {
             ort,
-            cache_dir,
-            cache_bytes,
+            cache,
             provider_override,
         }
     }
 
-    /// Resolves, downloads (or unpacks) and loads the configured model.
+    /// Resolves, downloads (or unpacks) and loads the configured model, then
+    /// checks its MLflow signature against the graph.
     pub async fn load(
         &self,
         config: &ModelConfig,
         upload: Option<&(String, Vec<u8>)>,
     ) -> Result<LoadedModel, ModelLoadError> {
-        let _ = (&self.cache_dir, self.cache_bytes, upload);
-        let uri = config
-            .uri
-            .clone()
-            .ok_or_else(|| ModelLoadError::Source("no model uri".into()))?;
-        let path = PathBuf::from(&uri);
-        let onnx = if path.is_dir() {
-            path.join("model.onnx")
-        } else {
-            path.clone()
+        let source = match (&config.uri, upload) {
+            (Some(uri), _) => ModelSource::Uri(ModelUri::parse(uri)?),
+            (None, Some((name, bytes))) => {
+                ModelSource::Upload(UploadedModel::from_bytes(name.clone(), bytes.clone().into()))
+            }
+            (None, None) => {
+                return Err(ModelLoadError::Config(
+                    "no model: set model.uri or upload a model".into(),
+                ));
+            }
         };
+        let mlflow = MlflowConfig::from_settings(&MlflowSettings {
+            tracking_uri: config.tracking_uri.clone(),
+            username: config.username.clone(),
+            password: config.password.clone(),
+            token: config.token.clone(),
+        })?;
+        let cached = self.cache.materialize(&source, mlflow.as_ref()).await?;
+        let options = self.session_options(config, cached.mlmodel.as_ref());
+        let model = self.load_onnx(&cached.onnx_path, options).await?;
+        if let Some(signature) = cached.mlmodel.as_ref().and_then(|m| m.signature.as_ref()) {
+            check_signature("input", &signature.inputs, model.inputs())?;
+            check_signature("output", &signature.outputs, model.outputs())?;
+        }
+        Ok(LoadedModel {
+            model: Arc::new(model),
+            description: cached.description,
+            lease: Box::new(cached.lease),
+        })
+    }
+
+    /// MLmodel's `onnx_session_options` and `providers`, then the backend's
+    /// and the server's overrides.
+    fn session_options(&self, config: &ModelConfig, mlmodel: Option<&MlModel>) -> SessionOptions {
         let mut options = SessionOptions::default();
+        if let Some(flavor) = mlmodel.map(|m| &m.onnx) {
+            let s = &flavor.session_options;
+            if let Some(n) = s.intra_op_num_threads.filter(|n| *n > 0) {
+                options.intra_threads = n;
+            }
+            if let Some(n) = s.inter_op_num_threads.filter(|n| *n > 0) {
+                options.inter_threads = n;
+            }
+            options.parallel_execution = s.execution_mode == Some(ExecutionMode::Parallel);
+            if let Some(level) = s.graph_optimization_level {
+                options.optimization_level = match level {
+                    GraphOptimizationLevel::Disabled => 0,
+                    GraphOptimizationLevel::Basic => 1,
+                    GraphOptimizationLevel::Extended | GraphOptimizationLevel::Layout => 2,
+                    GraphOptimizationLevel::All => 99,
+                };
+            }
+            options.providers = flavor.providers.iter().map(|p| p.name.clone()).collect();
+        }
         if let Some(n) = config.sessions {
             options.pool_size = n.max(1);
         }
         if let Some(provider) = &self.provider_override {
             options.providers = vec![provider.clone()];
         }
-        let model = self.load_onnx(&onnx, options).await?;
-        Ok(LoadedModel {
-            model: Arc::new(model),
-            description: uri,
-            lease: Box::new(()),
-        })
+        options
     }
 
     async fn load_onnx(&self, path: &Path, options: SessionOptions) -> Result<OnnxModel, ModelLoadError> {
@@ -99,24 +134,16 @@ impl ModelLoader {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || OnnxModel::load(&ort, &path, &options))
             .await
-            .map_err(|e| ModelLoadError::Source(e.to_string()))?
+            .map_err(|e| ModelLoadError::Config(e.to_string()))?
             .map_err(ModelLoadError::from)
     }
-}
-
-/// A signature entry as MLflow declares it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeclaredTensor {
-    pub name: Option<String>,
-    pub dtype: String,
-    pub shape: Vec<i64>,
 }
 
 /// Checks an MLflow signature against the graph: names (when given),
 /// element types and ranks.
 pub fn check_signature(
     side: &str,
-    declared: &[DeclaredTensor],
+    declared: &[SignatureSpec],
     actual: &[TensorSpec],
 ) -> Result<(), ModelLoadError> {
     for (i, d) in declared.iter().enumerate() {
