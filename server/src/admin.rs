@@ -48,12 +48,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
 }
 
 /// Bearer token when `ADMIN_TOKEN` is set; loopback clients only otherwise.
-async fn admin_auth(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let connect = request.extensions().get::<ConnectInfo<SocketAddr>>().copied();
+async fn admin_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let connect = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied();
     let allowed = match &state.config.admin_token {
         Some(token) => request
             .headers()
@@ -61,7 +60,10 @@ async fn admin_auth(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| {
-                crate::protocol::constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
+                crate::protocol::constant_time_eq(
+                    given.trim().as_bytes(),
+                    token.expose().as_bytes(),
+                )
             }),
         None => connect.is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback()),
     };
@@ -70,9 +72,9 @@ async fn admin_auth(
     }
     drain(request).await;
     match &state.config.admin_token {
-        Some(_) => ApiError::Unauthorized(
-            "admin routes need Authorization: Bearer <ADMIN_TOKEN>".into(),
-        ),
+        Some(_) => {
+            ApiError::Unauthorized("admin routes need Authorization: Bearer <ADMIN_TOKEN>".into())
+        }
         None => ApiError::Forbidden(
             "admin routes accept only loopback clients unless ADMIN_TOKEN is set".into(),
         ),
@@ -91,7 +93,10 @@ async fn drain(request: Request) {
 /// See [`drain`].
 const DRAIN_LIMIT: usize = 4 << 20;
 
-async fn configure_root(State(state): State<AppState>, multipart: Multipart) -> Result<Response, ApiError> {
+async fn configure_root(
+    State(state): State<AppState>,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
     configure(&state, BackendName::root(), multipart).await
 }
 
@@ -104,7 +109,11 @@ async fn configure_named(
     configure(&state, name, multipart).await
 }
 
-async fn configure(state: &AppState, name: BackendName, multipart: Multipart) -> Result<Response, ApiError> {
+async fn configure(
+    state: &AppState,
+    name: BackendName,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let upload = read_upload(multipart).await?;
     let persisted = PersistedBackend {
@@ -180,12 +189,15 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
     }
     let config = config.unwrap_or_else(BackendConfig::empty);
     let post_hook = post_hook.ok_or_else(|| {
-        ApiError::BadRequest("missing the post_hook part (a .wasm component exporting the post-hook world)".into())
+        ApiError::BadRequest(
+            "missing the post_hook part (a .wasm component exporting the post-hook world)".into(),
+        )
     })?;
     match (&config.model.uri, &model) {
         (None, None) => {
             return Err(ApiError::BadRequest(
-                "no model: set config.model.uri (e.g. models:/name/1) or upload a model part".into(),
+                "no model: set config.model.uri (e.g. models:/name/1) or upload a model part"
+                    .into(),
             ));
         }
         (Some(_), Some(_)) => {
@@ -218,13 +230,21 @@ fn parse_config(bytes: &[u8]) -> Result<BackendConfig, ApiError> {
 
 /// Runs the sample task(s) through the new backend; any failure refuses
 /// the configuration.
-async fn check_sample(services: &Services, backend: &Backend, sample: Bytes) -> Result<(), ApiError> {
+async fn check_sample(
+    services: &Services,
+    backend: &Backend,
+    sample: Bytes,
+) -> Result<(), ApiError> {
     let value: Value = serde_json::from_slice(&sample)
         .map_err(|e| ApiError::BadRequest(format!("sample is not JSON: {e}")))?;
     let tasks = match value {
         Value::Array(tasks) => tasks,
         task @ Value::Object(_) => vec![task],
-        _ => return Err(ApiError::BadRequest("sample must be a task object or a list of tasks".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "sample must be a task object or a list of tasks".into(),
+            ));
+        }
     };
     let request = PredictRequest {
         tasks,
@@ -249,7 +269,10 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let backend = state
         .backends
@@ -258,7 +281,10 @@ async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result
     Ok(Json(describe(&backend)))
 }
 
-async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let lock = state.loader.lock_for(&name);
     let _guard = lock.lock().await;
@@ -320,8 +346,12 @@ impl From<ConfigureError> for ApiError {
     fn from(e: ConfigureError) -> Self {
         match e {
             ConfigureError::Config(m) => ApiError::BadRequest(m),
-            ConfigureError::Hook(e @ HookLoadError::TooLarge { .. }) => ApiError::PayloadTooLarge(e.to_string()),
-            ConfigureError::Hook(e @ HookLoadError::Internal { .. }) => ApiError::Internal(e.to_string()),
+            ConfigureError::Hook(e @ HookLoadError::TooLarge { .. }) => {
+                ApiError::PayloadTooLarge(e.to_string())
+            }
+            ConfigureError::Hook(e @ HookLoadError::Internal { .. }) => {
+                ApiError::Internal(e.to_string())
+            }
             ConfigureError::Hook(e) => ApiError::Unprocessable(e.to_string()),
             ConfigureError::Model(e) if e.is_upstream() => ApiError::BadGateway(e.to_string()),
             ConfigureError::Model(e) => ApiError::Unprocessable(e.to_string()),
@@ -359,7 +389,9 @@ impl Loader {
             .to_hook_limits()
             .map_err(|e| ConfigureError::Config(e.to_string()))?;
         if config.batch_size == 0 {
-            return Err(ConfigureError::Config("batch_size must be at least 1".into()));
+            return Err(ConfigureError::Config(
+                "batch_size must be at least 1".into(),
+            ));
         }
         let label_config = config
             .label_config
@@ -382,14 +414,23 @@ impl Loader {
                 None => Ok(None),
             }
         };
-        let post = self.hooks.load(HookKind::Post, Bytes::from(p.post_hook.clone()));
+        let post = self
+            .hooks
+            .load(HookKind::Post, Bytes::from(p.post_hook.clone()));
         let model = self.models.load(&config.model, p.model_upload.as_ref());
         let (pre, post, model) = tokio::join!(pre, post, model);
-        let (pre, post, LoadedModel { model, description, lease }) = (pre?, post?, model?);
+        let (pre, post, loaded) = (pre?, post?, model?);
+        let LoadedModel {
+            model,
+            description,
+            label,
+            identity,
+            lease,
+        } = loaded;
         let model_version = config
             .model_version
             .clone()
-            .unwrap_or_else(|| derived_version(&description, pre.as_deref(), &post));
+            .unwrap_or_else(|| derived_version(&label, &identity, pre.as_deref(), &post));
         Ok(Backend {
             name: p.name.clone(),
             config: config.clone(),
@@ -410,21 +451,17 @@ impl Loader {
 
 /// `<model>-<8 hex>`: changes whenever the model or a hook changes, so Label
 /// Studio re-predicts tasks after a reconfiguration and dedups otherwise.
-fn derived_version(model: &str, pre: Option<&crate::hooks::Hook>, post: &crate::hooks::Hook) -> String {
+fn derived_version(
+    label: &str,
+    identity: &str,
+    pre: Option<&crate::hooks::Hook>,
+    post: &crate::hooks::Hook,
+) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(model.as_bytes());
+    hasher.update(identity.as_bytes());
     if let Some(pre) = pre {
         hasher.update(pre.info().sha256.as_bytes());
     }
     hasher.update(post.info().sha256.as_bytes());
-    let digest = hex::encode(hasher.finalize());
-    let label: String = model
-        .rsplit(['/', ':'])
-        .next()
-        .unwrap_or("model")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '@' { c } else { '-' })
-        .take(40)
-        .collect();
-    format!("{label}-{}", &digest[..8])
+    format!("{label}-{}", &hex::encode(hasher.finalize())[..8])
 }

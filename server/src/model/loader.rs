@@ -18,6 +18,13 @@ pub struct LoadedModel {
     pub model: Arc<OnnxModel>,
     /// Where it came from, resolved (e.g. `models:/orientation/2`).
     pub description: String,
+    /// A short name for model versions: the registered model's name or the
+    /// file's stem (e.g. `orientation`).
+    pub label: String,
+    /// What the model *is*, independent of how it was named: the cache key
+    /// (content-addressed), or the local path. `models:/m/latest` and
+    /// `models:/m/2` have the same identity when 2 is the latest.
+    pub identity: String,
     /// Held for as long as a backend uses the model (blocks cache eviction).
     pub lease: Box<dyn Send + Sync>,
 }
@@ -68,9 +75,10 @@ impl ModelLoader {
     ) -> Result<LoadedModel, ModelLoadError> {
         let source = match (&config.uri, upload) {
             (Some(uri), _) => ModelSource::Uri(ModelUri::parse(uri)?),
-            (None, Some((name, bytes))) => {
-                ModelSource::Upload(UploadedModel::from_bytes(name.clone(), bytes.clone().into()))
-            }
+            (None, Some((name, bytes))) => ModelSource::Upload(UploadedModel::from_bytes(
+                name.clone(),
+                bytes.clone().into(),
+            )),
             (None, None) => {
                 return Err(ModelLoadError::Config(
                     "no model: set model.uri or upload a model".into(),
@@ -90,8 +98,14 @@ impl ModelLoader {
             check_signature("input", &signature.inputs, model.inputs())?;
             check_signature("output", &signature.outputs, model.outputs())?;
         }
+        let identity = cached
+            .lease
+            .key()
+            .map_or_else(|| cached.onnx_path.display().to_string(), str::to_owned);
         Ok(LoadedModel {
             model: Arc::new(model),
+            label: label_of(&source),
+            identity,
             description: cached.description,
             lease: Box::new(cached.lease),
         })
@@ -129,13 +143,59 @@ impl ModelLoader {
         options
     }
 
-    async fn load_onnx(&self, path: &Path, options: SessionOptions) -> Result<OnnxModel, ModelLoadError> {
+    async fn load_onnx(
+        &self,
+        path: &Path,
+        options: SessionOptions,
+    ) -> Result<OnnxModel, ModelLoadError> {
         let ort = self.ort.clone();
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || OnnxModel::load(&ort, &path, &options))
             .await
             .map_err(|e| ModelLoadError::Config(e.to_string()))?
             .map_err(ModelLoadError::from)
+    }
+}
+
+/// A short, readable name for a model source.
+fn label_of(source: &ModelSource) -> String {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_owned()
+    };
+    let raw = match source {
+        ModelSource::Upload(upload) => stem(Path::new(upload.file_name())),
+        ModelSource::Uri(uri) => match uri {
+            ModelUri::ModelVersion { name, .. }
+            | ModelUri::ModelAlias { name, .. }
+            | ModelUri::LatestVersion { name }
+            | ModelUri::Stage { name, .. } => name.clone(),
+            ModelUri::LocalDir(dir) => dir
+                .file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or("model")
+                .to_owned(),
+            ModelUri::OnnxFile(file) => stem(file),
+            _ => "model".to_owned(),
+        },
+    };
+    let label: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    if label.is_empty() {
+        "model".into()
+    } else {
+        label
     }
 }
 
@@ -151,7 +211,11 @@ pub fn check_signature(
             Some(name) => actual.iter().find(|a| &a.name == name).ok_or_else(|| {
                 ModelLoadError::Signature(format!(
                     "MLmodel declares {side} '{name}', but the graph's {side}s are {}",
-                    actual.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                    actual
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?,
             None => actual.get(i).ok_or_else(|| {
