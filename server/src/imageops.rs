@@ -99,7 +99,11 @@ pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()?;
     let (w, h) = decoder.dimensions();
     let orientation = decoder.orientation().ok()?;
-    Some(if swaps_axes(orientation) { (h, w) } else { (w, h) })
+    Some(if swaps_axes(orientation) {
+        (h, w)
+    } else {
+        (w, h)
+    })
 }
 
 fn swaps_axes(orientation: image::metadata::Orientation) -> bool {
@@ -260,9 +264,13 @@ impl Image {
                 _ => values.get(c).copied().unwrap_or(default),
             }
         };
-        let mean: Vec<f32> = (0..channels).map(|c| per_channel(&options.mean, c, 0.0)).collect();
-        let std: Vec<f32> = (0..channels).map(|c| per_channel(&options.std, c, 1.0)).collect();
-        if std.iter().any(|s| *s == 0.0) {
+        let mean: Vec<f32> = (0..channels)
+            .map(|c| per_channel(&options.mean, c, 0.0))
+            .collect();
+        let std: Vec<f32> = (0..channels)
+            .map(|c| per_channel(&options.std, c, 1.0))
+            .collect();
+        if std.contains(&0.0) {
             return Err(ImageError::InvalidArgument("std must not be 0".into()));
         }
         let source_channel = |c: usize| match options.channels {
