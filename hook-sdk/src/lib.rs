@@ -37,7 +37,7 @@
 //! - [`rle`]: Label Studio brush RLE.
 //! - [`results`]: [`Region`] builders and [`Prediction`].
 //! - [`log`](mod@log): the `trace!`…`error!` macros.
-//! - [`error`]: the [`HookError`] type.
+//! - [`error`](mod@error): the [`HookError`] type.
 //!
 //! Label configs are parsed by [`labelconfig`], the same parser the server
 //! uses, re-exported here.

@@ -41,6 +41,18 @@ pub fn as_probabilities(values: &[f32]) -> Vec<f32> {
     }
 }
 
+/// Widens a model's `f32` to the `f64` of its shortest decimal form, so a
+/// score of `0.8f32` is written to JSON as `0.8`, not `0.800000011920929`.
+///
+/// ```
+/// assert_eq!(hook_sdk::ops::widen(0.8), 0.8f64);
+/// assert_ne!(f64::from(0.8f32), 0.8f64);
+/// ```
+pub fn widen(x: f32) -> f64 {
+    // f32's Display is the shortest string that reads back as the same f32.
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
 /// The logistic function.
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())

@@ -140,7 +140,7 @@ impl Region {
     /// // "90" is the most probable but not in the config, so "180" is chosen.
     /// let region = Region::top_choice(&config.choices_for_image()?, &names, &[0.1, 0.6, 0.25, 0.05]).unwrap();
     /// assert_eq!(region.value()["choices"][0], "180");
-    /// assert_eq!(region.score(), Some(0.25f32 as f64));
+    /// assert_eq!(region.score(), Some(0.25));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn top_choice(
@@ -152,7 +152,7 @@ impl Region {
             .into_iter()
             .find_map(|(class, p)| {
                 let label = binding.resolve_label(class_names.get(class)?)?;
-                Some(Self::choices(binding, [label]).with_score(f64::from(p)))
+                Some(Self::choices(binding, [label]).with_score(crate::ops::widen(p)))
             })
     }
 

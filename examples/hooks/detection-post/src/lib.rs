@@ -8,7 +8,7 @@
 //! pair per stride, the stride inferred from the anchor count.
 
 use hook_sdk::detection::GflHead;
-use hook_sdk::{Context, HookError, Nms, Outputs, Prediction, Region};
+use hook_sdk::{Context, HookError, Nms, Outputs, Prediction, Region, ops};
 
 /// Class score a box needs (rapid-layout's `conf_thresh` default).
 const SCORE_THRESHOLD: f32 = 0.5;
@@ -46,7 +46,7 @@ fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError>
             let bbox = d.bbox.to_original(&transform);
             Some(
                 Region::rectangle_labels(target, &bbox, size, [label])
-                    .with_score(f64::from(d.score)),
+                    .with_score(ops::widen(d.score)),
             )
         })
         .collect();

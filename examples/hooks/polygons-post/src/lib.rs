@@ -9,7 +9,7 @@
 
 use hook_sdk::contours::Mask;
 use hook_sdk::polygon::{self, Point};
-use hook_sdk::{Context, HookError, Outputs, Prediction, Region};
+use hook_sdk::{Context, HookError, Outputs, Prediction, Region, ops};
 
 /// Pixel probability that counts as text (`thresh`).
 const PIXEL_THRESHOLD: f32 = 0.3;
@@ -69,7 +69,8 @@ fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError>
             }
             let points: Vec<Point> = grown.iter().map(|p| p.to_original(&transform)).collect();
             Some(
-                Region::polygon_labels(target, &points, size, [label]).with_score(f64::from(score)),
+                Region::polygon_labels(target, &points, size, [label])
+                    .with_score(ops::widen(score)),
             )
         })
         .collect();
