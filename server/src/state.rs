@@ -181,7 +181,11 @@ impl LimitsConfig {
             if (lo..=hi).contains(&value) {
                 Ok(value)
             } else {
-                Err(InvalidLimit { field, value, range })
+                Err(InvalidLimit {
+                    field,
+                    value,
+                    range,
+                })
             }
         };
         let max_mb = (crate::hooks::MAX_MEMORY_BYTES >> 20) as u64;
@@ -193,10 +197,10 @@ impl LimitsConfig {
                 600_000,
                 "1-600000",
             )?),
-            memory_bytes: (check("hook_memory_mb", self.hook_memory_mb, 1, max_mb, "1-1024")?
-                << 20) as usize,
-            max_output_bytes: (check("max_output_mb", self.max_output_mb, 1, 1024, "1-1024")?
-                << 20) as usize,
+            memory_bytes: (check("hook_memory_mb", self.hook_memory_mb, 1, max_mb, "1-1024")? << 20)
+                as usize,
+            max_output_bytes: (check("max_output_mb", self.max_output_mb, 1, 1024, "1-1024")? << 20)
+                as usize,
         })
     }
 }
@@ -400,7 +404,8 @@ impl StateDir {
             .tempdir_in(&parent)
             .map_err(io(&parent))?;
         let dir = staging.path();
-        let config = serde_json::to_vec_pretty(&PersistedConfig::from(&backend.config))
+        let config = PersistedConfig::new(&backend.config)
+            .and_then(|c| serde_json::to_vec_pretty(&c))
             .map_err(|e| StateError::Corrupt {
                 name: backend.name.to_string(),
                 message: e.to_string(),
@@ -417,7 +422,11 @@ impl StateDir {
         let target = parent.join(backend.name.as_str());
         // Rename the old version aside first: rename(2) cannot replace a
         // non-empty directory.
-        let retired = parent.join(format!(".retired-{}-{}", backend.name, uuid::Uuid::new_v4()));
+        let retired = parent.join(format!(
+            ".retired-{}-{}",
+            backend.name,
+            uuid::Uuid::new_v4()
+        ));
         if target.exists() {
             std::fs::rename(&target, &retired).map_err(io(&target))?;
         }
@@ -466,6 +475,8 @@ impl StateDir {
         let config_bytes = read(CONFIG_FILE).map_err(|e| corrupt(format!("{CONFIG_FILE}: {e}")))?;
         let config: PersistedConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| corrupt(format!("{CONFIG_FILE}: {e}")))?;
+        let config =
+            BackendConfig::try_from(config).map_err(|e| corrupt(format!("{CONFIG_FILE}: {e}")))?;
         let post_hook = read(POST_FILE).map_err(|e| corrupt(format!("{POST_FILE}: {e}")))?;
         let pre_hook = read(PRE_FILE).ok();
         let model_upload = match (read(UPLOAD_NAME_FILE), read(UPLOAD_FILE)) {
@@ -474,7 +485,7 @@ impl StateDir {
         };
         Ok(PersistedBackend {
             name: backend_name,
-            config: config.into(),
+            config,
             pre_hook,
             post_hook,
             model_upload,
@@ -498,8 +509,8 @@ struct PersistedConfig {
     secrets: BTreeMap<String, String>,
 }
 
-impl From<&BackendConfig> for PersistedConfig {
-    fn from(config: &BackendConfig) -> Self {
+impl PersistedConfig {
+    fn new(config: &BackendConfig) -> Result<Self, serde_json::Error> {
         let mut secrets = BTreeMap::new();
         let mut keep = |key: &str, secret: &Option<Secret>| {
             if let Some(s) = secret {
@@ -509,22 +520,23 @@ impl From<&BackendConfig> for PersistedConfig {
         keep("model.password", &config.model.password);
         keep("model.token", &config.model.token);
         keep("fetch.api_key", &config.fetch.api_key);
-        Self {
-            config: serde_json::to_value(config).unwrap_or_default(),
+        Ok(Self {
+            config: serde_json::to_value(config)?,
             secrets,
-        }
+        })
     }
 }
 
-impl From<PersistedConfig> for BackendConfig {
-    fn from(p: PersistedConfig) -> Self {
-        let mut config: BackendConfig =
-            serde_json::from_value(p.config).unwrap_or_else(|_| BackendConfig::empty());
+impl TryFrom<PersistedConfig> for BackendConfig {
+    type Error = serde_json::Error;
+
+    fn try_from(p: PersistedConfig) -> Result<Self, Self::Error> {
+        let mut config: BackendConfig = serde_json::from_value(p.config)?;
         let secret = |key: &str| p.secrets.get(key).map(Secret::new);
         config.model.password = secret("model.password");
         config.model.token = secret("model.token");
         config.fetch.api_key = secret("fetch.api_key");
-        config
+        Ok(config)
     }
 }
 
