@@ -193,7 +193,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
             "expected a JSON body with Content-Type: application/json".into(),
         ),
-        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!("malformed JSON: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))
+        }
         JsonRejection::JsonDataError(e) => ApiError::BadRequest(e.body_text()),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge(e.body_text())
@@ -240,16 +242,19 @@ impl AppState {
         };
         tracing::info!(library = %ort.library().display(), "ONNX Runtime loaded");
         let state_dir = StateDir::open(&settings.state_dir)?;
-        let hooks = Arc::new(crate::hooks::HookRuntime::new(crate::hooks::RuntimeOptions {
-            artefact_dir: Some(state_dir.compiled_dir()),
-            ..crate::hooks::RuntimeOptions::default()
-        })?);
+        let hooks = Arc::new(crate::hooks::HookRuntime::new(
+            crate::hooks::RuntimeOptions {
+                artefact_dir: Some(state_dir.compiled_dir()),
+                ..crate::hooks::RuntimeOptions::default()
+            },
+        )?);
         let fetcher = Arc::new(
             crate::fetch::Fetcher::new(state_dir.downloads_dir(), settings.download_cache_bytes)
                 .map_err(|e| StartupError::Fetch(e.to_string()))?,
         );
-        let cache = crate::model::ModelCache::new(state_dir.models_dir(), settings.model_cache_bytes)
-            .map_err(|e| StartupError::Models(e.to_string()))?;
+        let cache =
+            crate::model::ModelCache::new(state_dir.models_dir(), settings.model_cache_bytes)
+                .map_err(|e| StartupError::Models(e.to_string()))?;
         let models = Arc::new(crate::model::ModelLoader::new(
             Arc::new(ort),
             cache,
@@ -259,7 +264,9 @@ impl AppState {
         let state = Self {
             backends: Arc::new(Backends::default()),
             services: Arc::new(Services { hooks, fetcher }),
-            predict_slots: Arc::new(tokio::sync::Semaphore::new(settings.server.max_concurrent_predicts)),
+            predict_slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.server.max_concurrent_predicts,
+            )),
             config: Arc::new(settings.server),
             state_dir,
             metrics: Arc::new(Metrics::new()),
@@ -273,16 +280,17 @@ impl AppState {
     async fn restore(&self) {
         let started = std::time::Instant::now();
         let persisted = self.state_dir.load_all();
-        let builds = persisted.into_iter().map(|entry| async move {
-            let entry = entry?;
-            let backend = self.loader.build(&entry).await.map_err(|e| {
-                crate::state::StateError::Corrupt {
-                    name: entry.name.to_string(),
-                    message: e.to_string(),
-                }
-            })?;
-            Ok::<_, crate::state::StateError>(backend)
-        });
+        let builds =
+            persisted.into_iter().map(|entry| async move {
+                let entry = entry?;
+                let backend = self.loader.build(&entry).await.map_err(|e| {
+                    crate::state::StateError::Corrupt {
+                        name: entry.name.to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
+                Ok::<_, crate::state::StateError>(backend)
+            });
         for result in futures::future::join_all(builds).await {
             match result {
                 Ok(backend) => {

@@ -55,15 +55,27 @@ impl Metrics {
         });
         let rejected = Counter::default();
         let backends = Gauge::default();
-        registry.register("predict_requests", "/predict requests served", requests.clone());
+        registry.register(
+            "predict_requests",
+            "/predict requests served",
+            requests.clone(),
+        );
         registry.register("predict_tasks", "Tasks predicted", tasks.clone());
-        registry.register("predict_task_errors", "Tasks that got an error entry", task_errors.clone());
+        registry.register(
+            "predict_task_errors",
+            "Tasks that got an error entry",
+            task_errors.clone(),
+        );
         registry.register(
             "stage_seconds",
             "Time per /predict stage (fetch, pre_hook, inference, post_hook, validation, total)",
             stage_seconds.clone(),
         );
-        registry.register("predict_rejected", "/predict requests answered 503 (busy)", rejected.clone());
+        registry.register(
+            "predict_rejected",
+            "/predict requests answered 503 (busy)",
+            rejected.clone(),
+        );
         registry.register("backends", "Configured backends", backends.clone());
         Self {
             registry: Mutex::new(registry),

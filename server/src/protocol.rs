@@ -153,8 +153,13 @@ async fn predict(
         .collect();
     let failed = entries.iter().filter(|e| e.get("error").is_some()).count();
     backend.activity.requests.fetch_add(1, Ordering::Relaxed);
-    backend.activity.tasks.fetch_add(task_count as u64, Ordering::Relaxed);
-    state.metrics.observe_predict(&name, task_count, failed, &times, started.elapsed());
+    backend
+        .activity
+        .tasks
+        .fetch_add(task_count as u64, Ordering::Relaxed);
+    state
+        .metrics
+        .observe_predict(&name, task_count, failed, &times, started.elapsed());
     tracing::info!(
         request_id, backend = %name, tasks = task_count, failed,
         fetch_ms = ms(times.fetch), pre_ms = ms(times.pre_hook), inference_ms = ms(times.inference),
@@ -210,7 +215,10 @@ async fn versions(
 }
 
 fn configured(state: &AppState, name: &BackendName) -> Result<Arc<Backend>, ApiError> {
-    state.backends.get(name).ok_or_else(|| unknown_backend(name))
+    state
+        .backends
+        .get(name)
+        .ok_or_else(|| unknown_backend(name))
 }
 
 fn unknown_backend(name: &BackendName) -> ApiError {
@@ -235,7 +243,11 @@ async fn basic_auth(State(state): State<AppState>, request: Request, next: Next)
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok());
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        });
     let ok = given.is_some_and(|g| {
         let want = format!("{}:{}", expected.user, expected.password.expose());
         constant_time_eq(&g, want.as_bytes())

@@ -24,10 +24,7 @@ impl Secret {
 
     /// Reads an environment variable; empty values count as unset.
     pub fn from_env(name: &str) -> Option<Self> {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Self)
+        std::env::var(name).ok().filter(|v| !v.is_empty()).map(Self)
     }
 }
 

@@ -102,7 +102,9 @@ pub struct Tensor {
 /// Why a tensor could not be built or combined.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TensorError {
-    #[error("tensor '{name}': shape {shape:?} holds {expected} elements but the data holds {actual}")]
+    #[error(
+        "tensor '{name}': shape {shape:?} holds {expected} elements but the data holds {actual}"
+    )]
     LengthMismatch {
         name: String,
         shape: Vec<u64>,
@@ -342,13 +344,21 @@ mod tests {
     #[test]
     fn new_rejects_data_that_does_not_fill_the_shape() {
         let err = Tensor::from_f32("x", vec![2, 2], &[1.0, 2.0, 3.0]).unwrap_err();
-        assert!(err.to_string().contains("holds 4 elements but the data holds 3"));
+        assert!(
+            err.to_string()
+                .contains("holds 4 elements but the data holds 3")
+        );
     }
 
     #[test]
     fn strings_need_string_data() {
-        let err = Tensor::new("t", ElementType::String, vec![1], TensorData::Bytes(vec![0]))
-            .unwrap_err();
+        let err = Tensor::new(
+            "t",
+            ElementType::String,
+            vec![1],
+            TensorData::Bytes(vec![0]),
+        )
+        .unwrap_err();
         assert!(matches!(err, TensorError::DataKind { .. }));
     }
 

@@ -71,12 +71,15 @@ async fn infinite_loop_is_stopped_at_the_deadline() {
         timeout: Duration::from_millis(300),
         ..limits()
     };
-    let err = run_post_with(&rt, "loop-forever", &short).await.unwrap_err();
+    let err = run_post_with(&rt, "loop-forever", &short)
+        .await
+        .unwrap_err();
     assert!(matches!(err.failure, HookFailure::Deadline(_)), "{err}");
     assert_eq!(err.kind, HookKind::Post);
     assert_eq!(err.task, Some(7));
     assert!(
-        err.to_string().starts_with("post-hook failed on task 7: stopped after"),
+        err.to_string()
+            .starts_with("post-hook failed on task 7: stopped after"),
         "{err}"
     );
     // Generous bound: the point is that it stops at all, not how fast.
@@ -89,7 +92,10 @@ async fn memory_bomb_hits_the_memory_limit() {
     let rt = runtime();
     let err = run_post(&rt, "memory-bomb").await.unwrap_err();
     assert!(
-        matches!(err.failure, HookFailure::OutOfMemory(_) | HookFailure::Trap(_)),
+        matches!(
+            err.failure,
+            HookFailure::OutOfMemory(_) | HookFailure::Trap(_)
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("memory"), "{err}");
@@ -134,7 +140,9 @@ async fn output_over_the_cap_is_refused() {
 #[tokio::test]
 async fn invalid_json_comes_back_as_text_for_the_validator() {
     let rt = runtime();
-    let json = run_post(&rt, "invalid-json").await.expect("the call itself works");
+    let json = run_post(&rt, "invalid-json")
+        .await
+        .expect("the call itself works");
     assert!(serde_json::from_str::<serde_json::Value>(&json).is_err());
 }
 
@@ -146,15 +154,26 @@ async fn a_hook_cannot_read_host_files_or_environment() {
     let json = run_post(&rt, "reads-host").await.expect("reads-host runs");
     let report: serde_json::Value = serde_json::from_str(&json).expect("reads-host returns JSON");
     let text = report.to_string();
-    assert!(!text.contains("root:x:0:0"), "hook read /etc/passwd: {text}");
-    assert!(!text.contains("CARGO"), "hook saw the host environment: {text}");
-    assert!(!text.contains("PATH="), "hook saw the host environment: {text}");
+    assert!(
+        !text.contains("root:x:0:0"),
+        "hook read /etc/passwd: {text}"
+    );
+    assert!(
+        !text.contains("CARGO"),
+        "hook saw the host environment: {text}"
+    );
+    assert!(
+        !text.contains("PATH="),
+        "hook saw the host environment: {text}"
+    );
 }
 
 #[tokio::test]
 async fn logging_is_truncated_and_rate_limited() {
     let rt = runtime();
-    let json = run_post(&rt, "logs-a-lot").await.expect("logs-a-lot completes");
+    let json = run_post(&rt, "logs-a-lot")
+        .await
+        .expect("logs-a-lot completes");
     assert!(json.contains("result"), "{json}");
 }
 
@@ -162,7 +181,10 @@ async fn logging_is_truncated_and_rate_limited() {
 async fn a_pre_hook_uploaded_as_post_hook_names_the_mix_up() {
     let rt = runtime();
     let err = rt
-        .load(HookKind::Post, Bytes::from(read(&fixture_hook("pre-as-post"))))
+        .load(
+            HookKind::Post,
+            Bytes::from(read(&fixture_hook("pre-as-post"))),
+        )
         .await
         .err()
         .expect("wrong world is refused");
@@ -174,7 +196,11 @@ async fn a_pre_hook_uploaded_as_post_hook_names_the_mix_up() {
 async fn a_core_module_is_refused_with_build_advice() {
     let rt = runtime();
     let module = wat::parse_str("(module (func (export \"f\")))").expect("wat");
-    let err = rt.load(HookKind::Post, Bytes::from(module)).await.err().expect("refused");
+    let err = rt
+        .load(HookKind::Post, Bytes::from(module))
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, HookLoadError::CoreModule { .. }), "{err}");
     assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
 }
@@ -182,8 +208,14 @@ async fn a_core_module_is_refused_with_build_advice() {
 #[tokio::test]
 async fn random_bytes_are_not_wasm() {
     let rt = runtime();
-    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let err = rt.load(HookKind::Post, Bytes::from(bytes)).await.err().expect("refused");
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let err = rt
+        .load(HookKind::Post, Bytes::from(bytes))
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, HookLoadError::NotWasm { .. }), "{err}");
 }
 
@@ -193,7 +225,11 @@ async fn a_precompiled_artefact_is_never_deserialized() {
     let engine = wasmtime::Engine::default();
     let component = read(&example_hook("trivial-post"));
     let artefact = engine.precompile_component(&component).expect("precompile");
-    let err = rt.load(HookKind::Post, Bytes::from(artefact)).await.err().expect("refused");
+    let err = rt
+        .load(HookKind::Post, Bytes::from(artefact))
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, HookLoadError::Precompiled { .. }), "{err}");
 }
 
@@ -205,7 +241,10 @@ async fn uploads_over_the_size_cap_are_refused_before_compiling() {
     })
     .expect("runtime");
     let err = rt
-        .load(HookKind::Post, Bytes::from(read(&example_hook("trivial-post"))))
+        .load(
+            HookKind::Post,
+            Bytes::from(read(&example_hook("trivial-post"))),
+        )
         .await
         .err()
         .expect("refused");
@@ -221,11 +260,17 @@ async fn compiled_hooks_are_cached_on_disk_and_reused() {
     };
     let bytes = Bytes::from(read(&example_hook("trivial-post")));
     let first = HookRuntime::new(options.clone()).expect("runtime");
-    let hook = first.load(HookKind::Post, bytes.clone()).await.expect("load");
+    let hook = first
+        .load(HookKind::Post, bytes.clone())
+        .await
+        .expect("load");
     assert!(!hook.info().from_cache);
     let second = HookRuntime::new(options).expect("runtime");
     let hook = second.load(HookKind::Post, bytes).await.expect("load");
-    assert!(hook.info().from_cache, "second load should reuse the artefact");
+    assert!(
+        hook.info().from_cache,
+        "second load should reuse the artefact"
+    );
     hook.call_post(&second, Vec::new(), &ctx(), &limits(), "test")
         .await
         .expect("cached hook runs");

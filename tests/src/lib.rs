@@ -299,7 +299,10 @@ impl Configure {
             form = form.part("pre_hook", Part::bytes(pre.clone()).file_name("pre.wasm"));
         }
         if let Some(post) = &self.post_hook {
-            form = form.part("post_hook", Part::bytes(post.clone()).file_name("post.wasm"));
+            form = form.part(
+                "post_hook",
+                Part::bytes(post.clone()).file_name("post.wasm"),
+            );
         }
         if let Some((name, bytes)) = &self.model {
             form = form.part("model", Part::bytes(bytes.clone()).file_name(name.clone()));

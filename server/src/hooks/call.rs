@@ -8,8 +8,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::bindings::types as wit;
 use super::compile::{Compiled, Hook};
 use super::convert::{
-    datapoint_to_wit, info_to_wit, spec_to_wit, tensor_from_wit, tensor_to_wit, Datapoint,
-    DatapointInfo,
+    Datapoint, DatapointInfo, datapoint_to_wit, info_to_wit, spec_to_wit, tensor_from_wit,
+    tensor_to_wit,
 };
 use super::host::HostState;
 use super::{CallTag, HookCallError, HookFailure, HookKind, HookLimits, HookRuntime};

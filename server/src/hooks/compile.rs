@@ -138,10 +138,11 @@ impl HookRuntime {
     /// it exports the world it was uploaded as.
     fn link(&self, kind: HookKind, component: &Component) -> Result<Compiled, HookLoadError> {
         let wrong_world = |message: String| HookLoadError::WrongWorld { kind, message };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| wrong_world(format!("it imports something this server does not provide: {e:#}")))?;
+        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| {
+            wrong_world(format!(
+                "it imports something this server does not provide: {e:#}"
+            ))
+        })?;
         let linked = match kind {
             HookKind::Pre => PreHookPre::new(instance_pre.clone()).map(Compiled::Pre),
             HookKind::Post => PostHookPre::new(instance_pre.clone()).map(Compiled::Post),

@@ -82,9 +82,16 @@ pub fn discover_library() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(home) = std::env::var_os("HOME") {
         let cache = PathBuf::from(home).join(".cache/configurable-ls-backend");
-        candidates.push(cache.join(format!("onnxruntime-{ORT_VERSION}/libonnxruntime.so.{ORT_VERSION}")));
+        candidates.push(cache.join(format!(
+            "onnxruntime-{ORT_VERSION}/libonnxruntime.so.{ORT_VERSION}"
+        )));
     }
-    for dir in ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/opt/onnxruntime/lib"] {
+    for dir in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/opt/onnxruntime/lib",
+    ] {
         candidates.push(Path::new(dir).join("libonnxruntime.so"));
         candidates.push(Path::new(dir).join(format!("libonnxruntime.so.{ORT_VERSION}")));
     }
@@ -104,15 +111,11 @@ fn python_capi_libraries() -> Vec<PathBuf> {
             for packages in ["site-packages", "dist-packages"] {
                 let capi = python.path().join(packages).join("onnxruntime/capi");
                 if let Ok(libs) = std::fs::read_dir(&capi) {
-                    found.extend(
-                        libs.flatten()
-                            .map(|l| l.path())
-                            .filter(|p| {
-                                p.file_name()
-                                    .and_then(|n| n.to_str())
-                                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-                            }),
-                    );
+                    found.extend(libs.flatten().map(|l| l.path()).filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+                    }));
                 }
             }
         }
@@ -161,7 +164,11 @@ pub struct OnnxModel {
 impl OnnxModel {
     /// Loads `pool_size` sessions of the model at `path` (blocking: call it
     /// from a blocking thread). External data files are found beside it.
-    pub fn load(runtime: &OrtRuntime, path: &Path, options: &SessionOptions) -> Result<Self, OrtError> {
+    pub fn load(
+        runtime: &OrtRuntime,
+        path: &Path,
+        options: &SessionOptions,
+    ) -> Result<Self, OrtError> {
         let load_error = |message: String| OrtError::Load {
             path: path.to_owned(),
             message,
@@ -179,8 +186,16 @@ impl OnnxModel {
             sessions.push(session);
         }
         let first = &sessions[0];
-        let inputs = first.inputs().iter().map(|o| spec(o.name(), o.dtype())).collect();
-        let outputs = first.outputs().iter().map(|o| spec(o.name(), o.dtype())).collect();
+        let inputs = first
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        let outputs = first
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
         let metadata = read_metadata(first);
         Ok(Self {
             available: tokio::sync::Semaphore::new(sessions.len()),
@@ -282,7 +297,9 @@ fn session_builder(
                     .map_err(|e| e.to_string());
                 match registered {
                     Ok(()) => used.push("CUDAExecutionProvider".to_owned()),
-                    Err(e) => tracing::warn!("CUDA execution provider unavailable ({e}); using CPU"),
+                    Err(e) => {
+                        tracing::warn!("CUDA execution provider unavailable ({e}); using CPU")
+                    }
                 }
             }
             other => tracing::warn!("execution provider {other} is not supported here; using CPU"),

@@ -31,7 +31,8 @@ pub fn run(
                 return Err(format!(
                     "the built-in pre-hook cannot build model input '{}' ({} {:?}); upload a pre_hook",
                     spec.name,
-                    spec.element_type.map_or("unsupported".into(), |t| t.to_string()),
+                    spec.element_type
+                        .map_or("unsupported".into(), |t| t.to_string()),
                     spec.shape
                 ));
             }
@@ -54,7 +55,9 @@ pub fn describe(d: &Datapoint) -> DatapointInfo {
         field: d.field.clone(),
         uri: d.uri.clone(),
         content_type: d.content_type.clone(),
-        image_size: looks_like_image(d).then(|| imageops::dimensions(&d.data)).flatten(),
+        image_size: looks_like_image(d)
+            .then(|| imageops::dimensions(&d.data))
+            .flatten(),
         transform: None,
     }
 }
@@ -67,10 +70,19 @@ fn text_tensor(spec: &TensorSpec, datapoints: &[Datapoint]) -> Result<Tensor, St
     let text = datapoints
         .iter()
         .find(|d| d.content_type.starts_with("text/"))
-        .ok_or_else(|| format!("model input '{}' takes text, but the task has no text field", spec.name))?;
+        .ok_or_else(|| {
+            format!(
+                "model input '{}' takes text, but the task has no text field",
+                spec.name
+            )
+        })?;
     let value = String::from_utf8_lossy(&text.data).into_owned();
     // One element, shaped like the spec with every dynamic dimension as 1.
-    let shape: Vec<u64> = spec.shape.iter().map(|&d| if d > 0 { d as u64 } else { 1 }).collect();
+    let shape: Vec<u64> = spec
+        .shape
+        .iter()
+        .map(|&d| if d > 0 { d as u64 } else { 1 })
+        .collect();
     if shape.iter().product::<u64>() != 1 {
         return Err(format!(
             "model input '{}' has shape {:?}; the built-in pre-hook feeds one string",
@@ -90,7 +102,12 @@ fn image_tensor(
         .iter()
         .enumerate()
         .find(|(_, d)| looks_like_image(d))
-        .ok_or_else(|| format!("model input '{}' takes an image, but the task has none", spec.name))?;
+        .ok_or_else(|| {
+            format!(
+                "model input '{}' takes an image, but the task has none",
+                spec.name
+            )
+        })?;
     let dims = &spec.shape;
     let (layout, channels_dim, h_dim, w_dim) = if matches!(dims[1], 1 | 3) {
         (Layout::Nchw, 1, 2, 3)

@@ -119,7 +119,14 @@ pub async fn predict(
 
     let prepared: Vec<Result<Prepared, TaskError>> = join_all(request.tasks.iter().map(|task| {
         let ctx = base_context(backend, task, &label_config_xml, interactive.clone());
-        prepare(services, backend, label_config.as_deref(), &request, task, ctx)
+        prepare(
+            services,
+            backend,
+            label_config.as_deref(),
+            &request,
+            task,
+            ctx,
+        )
     }))
     .await
     .into_iter()
@@ -136,14 +143,26 @@ pub async fn predict(
     let outputs = infer(backend, &prepared).await;
     times.inference += started.elapsed();
 
-    let finished = join_all(prepared.into_iter().zip(outputs).map(|(prepared, outputs)| {
-        let label_config = label_config.clone();
-        async move {
-            let prepared = prepared?;
-            let outputs = outputs?;
-            finish(services, backend, label_config.as_deref(), prepared, outputs).await
-        }
-    }))
+    let finished = join_all(
+        prepared
+            .into_iter()
+            .zip(outputs)
+            .map(|(prepared, outputs)| {
+                let label_config = label_config.clone();
+                async move {
+                    let prepared = prepared?;
+                    let outputs = outputs?;
+                    finish(
+                        services,
+                        backend,
+                        label_config.as_deref(),
+                        prepared,
+                        outputs,
+                    )
+                    .await
+                }
+            }),
+    )
     .await;
     let results = finished
         .into_iter()
@@ -160,7 +179,10 @@ pub async fn predict(
 
 /// The label config to validate against: the request's (what Label Studio
 /// will render) or else the configured one.
-fn effective_label_config(backend: &Backend, from_request: Option<&str>) -> Option<Arc<LabelConfig>> {
+fn effective_label_config(
+    backend: &Backend,
+    from_request: Option<&str>,
+) -> Option<Arc<LabelConfig>> {
     match from_request.filter(|x| !x.trim().is_empty()) {
         Some(xml) => match LabelConfig::parse(xml) {
             Ok(config) => Some(Arc::new(config)),
@@ -210,7 +232,13 @@ async fn prepare(
     let (pre, infos) = match &backend.pre_hook {
         Some(hook) => {
             let pre = hook
-                .call_pre(&services.hooks, &datapoints, &ctx, &backend.limits, backend.name.as_str())
+                .call_pre(
+                    &services.hooks,
+                    &datapoints,
+                    &ctx,
+                    &backend.limits,
+                    backend.name.as_str(),
+                )
                 .await
                 .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?;
             let infos = describe_all(datapoints).await;
@@ -248,13 +276,16 @@ fn check_inputs(backend: &Backend, pre: &PreOutput) -> Result<(), TaskError> {
                 names(&pre.inputs)
             ));
         };
-        if spec.element_type != Some(tensor.element_type()) || spec.shape.len() != tensor.shape().len() {
+        if spec.element_type != Some(tensor.element_type())
+            || spec.shape.len() != tensor.shape().len()
+        {
             return fail(format!(
                 "pre-hook tensor '{}' is {} {:?}, but the model expects {} {:?}",
                 spec.name,
                 tensor.element_type(),
                 tensor.shape(),
-                spec.element_type.map_or("unsupported".into(), |t| t.to_string()),
+                spec.element_type
+                    .map_or("unsupported".into(), |t| t.to_string()),
                 spec.shape
             ));
         }
@@ -276,7 +307,11 @@ fn check_inputs(backend: &Backend, pre: &PreOutput) -> Result<(), TaskError> {
 }
 
 fn names(tensors: &[Tensor]) -> String {
-    tensors.iter().map(Tensor::name).collect::<Vec<_>>().join(", ")
+    tensors
+        .iter()
+        .map(Tensor::name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The task fields the label config's object tags read, fetched (URLs) or
@@ -311,7 +346,9 @@ async fn fetch_datapoints(
                         },
                     )
                     .await
-                    .map_err(|e| TaskError::new(Stage::Fetch, format!("field '{}': {e}", field.name)))?;
+                    .map_err(|e| {
+                        TaskError::new(Stage::Fetch, format!("field '{}': {e}", field.name))
+                    })?;
                 Ok(Datapoint {
                     field: field.name,
                     uri: Some(url),
@@ -392,9 +429,18 @@ fn task_fields(task: &Value, label_config: Option<&LabelConfig>) -> Result<Vec<F
 }
 
 fn looks_like_url(s: &str) -> bool {
-    ["http://", "https://", "/data/", "data:", "s3://", "gs://", "azure-blob://", "azure-spi://"]
-        .iter()
-        .any(|p| s.starts_with(p))
+    [
+        "http://",
+        "https://",
+        "/data/",
+        "data:",
+        "s3://",
+        "gs://",
+        "azure-blob://",
+        "azure-spi://",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p))
 }
 
 /// Runs inference for every prepared task: stacked along dimension 0 when
@@ -423,7 +469,12 @@ async fn infer(
     }
     let batches: Vec<Vec<usize>> = groups
         .into_values()
-        .flat_map(|members| members.chunks(batch_size).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .flat_map(|members| {
+            members
+                .chunks(batch_size)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let runs = batches.into_iter().map(|members| async move {
         let outputs = run_batch(backend, prepared, &members).await;
@@ -445,7 +496,9 @@ async fn infer(
     }
     results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(TaskError::new(Stage::Inference, "task was not scheduled"))))
+        .map(|r| {
+            r.unwrap_or_else(|| Err(TaskError::new(Stage::Inference, "task was not scheduled")))
+        })
         .collect()
 }
 
@@ -475,7 +528,11 @@ async fn run_batch(
             })
             .collect::<Result<Vec<_>, _>>()?
     };
-    let outputs = backend.model.run(inputs).await.map_err(|e| fail(e.to_string()))?;
+    let outputs = backend
+        .model
+        .run(inputs)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     if tasks.len() == 1 {
         return Ok(vec![outputs]);
     }
@@ -505,7 +562,13 @@ async fn finish(
     let started = Instant::now();
     let json = backend
         .post_hook
-        .call_post(&services.hooks, outputs, &prepared.ctx, &backend.limits, backend.name.as_str())
+        .call_post(
+            &services.hooks,
+            outputs,
+            &prepared.ctx,
+            &backend.limits,
+            backend.name.as_str(),
+        )
         .await
         .map_err(|e| TaskError::new(Stage::PostHook, e.to_string()))?;
     let post = started.elapsed();
@@ -517,21 +580,33 @@ async fn finish(
 
 /// Parses and validates a post-hook's JSON, fills region ids and stamps the
 /// backend's model version on every prediction (Label Studio dedups by it).
-fn validate(backend: &Backend, label_config: Option<&LabelConfig>, json: &str) -> Result<Vec<Value>, TaskError> {
+fn validate(
+    backend: &Backend,
+    label_config: Option<&LabelConfig>,
+    json: &str,
+) -> Result<Vec<Value>, TaskError> {
     let fail = |m: String| TaskError::new(Stage::Validation, format!("post-hook output {m}"));
     let output: Value =
         serde_json::from_str(json).map_err(|e| fail(format!("is not valid JSON: {e}")))?;
     let mut next_id = || uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let predictions = match label_config {
-        Some(config) => labelconfig::validate_predictions(config, output, &mut next_id)
-            .map_err(|e| fail(format!("is not a valid prediction for this label config: {e}")))?,
+        Some(config) => {
+            labelconfig::validate_predictions(config, output, &mut next_id).map_err(|e| {
+                fail(format!(
+                    "is not a valid prediction for this label config: {e}"
+                ))
+            })?
+        }
         None => structural_only(output).map_err(fail)?,
     };
     Ok(predictions
         .into_iter()
         .map(|mut p| {
             if let Some(object) = p.as_object_mut() {
-                object.insert("model_version".into(), Value::String(backend.model_version.clone()));
+                object.insert(
+                    "model_version".into(),
+                    Value::String(backend.model_version.clone()),
+                );
             }
             p
         })
@@ -543,7 +618,11 @@ fn structural_only(output: Value) -> Result<Vec<Value>, String> {
     let predictions = match output {
         Value::Array(items) => items,
         object @ Value::Object(_) => vec![object],
-        other => return Err(format!("must be a prediction object or a list of them, not {other}")),
+        other => {
+            return Err(format!(
+                "must be a prediction object or a list of them, not {other}"
+            ));
+        }
     };
     for (i, p) in predictions.iter().enumerate() {
         if !p.get("result").is_some_and(Value::is_array) {
