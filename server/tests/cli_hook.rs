@@ -1,0 +1,267 @@
+//! `hook build` and `hook new` as processes: the example hooks built and
+//! identified by world, the missing-target message, and scaffolds that
+//! build out of the box. Also: every subcommand's `--help` has examples.
+
+mod cli_common;
+
+use std::path::Path;
+
+use cli_common::{cli, example_crate, run, run_command};
+use sha2::{Digest, Sha256};
+
+#[test]
+fn hook_build_reports_world_size_and_sha256_of_every_example() {
+    // Build once through the harness so parallel tests share the result.
+    harness::example_hook("trivial-post");
+    let out = run(["hook", "build", "examples/hooks", "--json"]).ok();
+    let report = out.json();
+    let hooks = report["hooks"].as_array().expect("hooks");
+    assert!(hooks.len() >= 8, "{report}");
+    for hook in hooks {
+        let name = hook["crate"].as_str().expect("crate");
+        let expected = if name.ends_with("_pre") {
+            "pre-hook"
+        } else {
+            "post-hook"
+        };
+        assert_eq!(hook["world"], expected, "{hook}");
+        let bytes = harness::read(Path::new(hook["path"].as_str().expect("path")));
+        assert_eq!(hook["size"], bytes.len());
+        assert_eq!(hook["sha256"], hex::encode(Sha256::digest(&bytes)));
+    }
+}
+
+#[test]
+fn hook_build_of_one_crate_prints_one_line() {
+    harness::example_hook("trivial-post");
+    let out = run([
+        "hook".as_ref(),
+        "build".as_ref(),
+        example_crate("trivial-post").as_os_str(),
+    ])
+    .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].starts_with("post-hook "), "{out}");
+    assert!(
+        lines[0].contains("sha256 ") && lines[0].ends_with("trivial_post.wasm"),
+        "{out}"
+    );
+}
+
+#[test]
+fn hook_build_says_how_to_add_the_wasm_target_when_it_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A rustc whose sysroot has no wasm32-wasip2 standard library.
+    let sysroot = dir.path().join("sysroot");
+    std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu")).expect("mkdir");
+    let rustc = cli_common::write(
+        dir.path(),
+        "rustc",
+        format!("#!/bin/sh\necho {}\n", sysroot.display()),
+    );
+    std::fs::set_permissions(&rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let out = run_command(
+        cli()
+            .args(["hook", "build"])
+            .arg(example_crate("trivial-post"))
+            .env("RUSTC", &rustc),
+    )
+    .failed();
+    assert!(
+        out.stderr.contains("rustup target add wasm32-wasip2"),
+        "{out}"
+    );
+}
+
+#[test]
+fn hook_build_refuses_a_folder_without_a_cargo_toml() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(["hook".as_ref(), "build".as_ref(), dir.path().as_os_str()]).failed();
+    assert!(out.stderr.contains("has no Cargo.toml"), "{out}");
+}
+
+#[test]
+fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
+    // Inside the repository, so hook-sdk is found by path. One target dir
+    // for all four keeps this to one build of the dependencies.
+    let parent = tempfile::Builder::new()
+        .prefix("cli-hook-new-")
+        .tempdir_in(harness::repo_root().join("target"))
+        .expect("tempdir in target/");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-new-target");
+    for (template, expected) in [
+        ("classification", vec!["pre-hook", "post-hook"]),
+        ("detection", vec!["pre-hook", "post-hook"]),
+        ("polygons", vec!["pre-hook", "post-hook"]),
+        ("text", vec!["post-hook"]),
+    ] {
+        let dir = parent.path().join(format!("my-{template}"));
+        let out = run([
+            "hook".as_ref(),
+            "new".as_ref(),
+            dir.as_os_str(),
+            "--template".as_ref(),
+            template.as_ref(),
+        ])
+        .ok();
+        assert!(out.stdout.contains("created"), "{out}");
+        let config =
+            std::fs::read_to_string(dir.join("label-config.xml")).expect("label-config.xml");
+        cls::labelconfig::LabelConfig::parse(&config).expect("the scaffold's label config parses");
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+        assert!(
+            manifest.contains("hook-sdk = { path = \"../../../hook-sdk\" }"),
+            "{manifest}"
+        );
+
+        let out = run_command(
+            cli()
+                .args(["hook", "build", "--json"])
+                .arg(&dir)
+                .env("CARGO_TARGET_DIR", &target_dir),
+        )
+        .ok();
+        let report = out.json();
+        let mut worlds: Vec<&str> = report["hooks"]
+            .as_array()
+            .expect("hooks")
+            .iter()
+            .map(|h| h["world"].as_str().unwrap_or_default())
+            .collect();
+        worlds.sort_by_key(|w| *w != "pre-hook");
+        assert_eq!(worlds, expected, "{template}: {report}");
+        let names: Vec<&str> = report["hooks"]
+            .as_array()
+            .expect("hooks")
+            .iter()
+            .filter_map(|h| h["crate"].as_str())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with(&format!("my_{template}_"))),
+            "{names:?}"
+        );
+    }
+}
+
+#[test]
+fn hook_new_refuses_a_folder_that_is_not_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cli_common::write(dir.path(), "keep.txt", "mine");
+    let out = run([
+        "hook".as_ref(),
+        "new".as_ref(),
+        dir.path().as_os_str(),
+        "--template".as_ref(),
+        "text".as_ref(),
+    ])
+    .failed();
+    assert!(
+        out.stderr.contains("already exists and is not empty"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keep.txt")).expect("kept"),
+        "mine"
+    );
+}
+
+#[test]
+fn hook_new_outside_the_repository_takes_the_sdk_from_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("sentiment");
+    run([
+        "hook".as_ref(),
+        "new".as_ref(),
+        target.as_os_str(),
+        "--template".as_ref(),
+        "text".as_ref(),
+        "--sdk".as_ref(),
+        "https://example.com/configurable-ls-backend.git".as_ref(),
+    ])
+    .ok();
+    let manifest = std::fs::read_to_string(target.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest
+            .contains("hook-sdk = { git = \"https://example.com/configurable-ls-backend.git\" }"),
+        "{manifest}"
+    );
+    let post = std::fs::read_to_string(target.join("post/Cargo.toml")).expect("post/Cargo.toml");
+    assert!(post.contains("name = \"sentiment-post\""), "{post}");
+    assert!(
+        !target.join("pre").exists(),
+        "the text example has no pre-hook"
+    );
+}
+
+#[test]
+fn every_command_shows_examples_in_its_help() {
+    for command in [
+        vec!["serve"],
+        vec!["healthcheck"],
+        vec!["hook", "build"],
+        vec!["hook", "new"],
+        vec!["try"],
+        vec!["configure"],
+        vec!["connect"],
+        vec!["backends", "list"],
+        vec!["backends", "show"],
+        vec!["backends", "delete"],
+    ] {
+        let out = run(command.iter().chain(&["--help"])).ok();
+        assert!(
+            out.stdout.contains("Example"),
+            "{command:?} --help has no examples:\n{out}"
+        );
+        assert!(
+            out.stdout.contains("configurable-ls-backend "),
+            "{command:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn serve_keeps_its_flags_and_environment_variables() {
+    // Unset, so help shows `[env: NAME=]` without a (wrapped) value.
+    let out = run_command(cli().args(["serve", "--help"]).env_remove("ORT_DYLIB_PATH")).ok();
+    for flag in [
+        "--host",
+        "--port",
+        "--state-dir",
+        "--log-format",
+        "--admin-token",
+        "--basic-auth-user",
+        "--basic-auth-pass",
+        "--max-concurrent-predicts",
+        "--max-body-bytes",
+        "--model-cache-mb",
+        "--download-cache-mb",
+        "--execution-provider",
+        "--ort-dylib-path",
+    ] {
+        assert!(out.stdout.contains(flag), "{flag} missing:\n{out}");
+    }
+    for env in [
+        "CLS_HOST",
+        "CLS_PORT",
+        "CLS_STATE_DIR",
+        "CLS_LOG_FORMAT",
+        "ADMIN_TOKEN",
+        "BASIC_AUTH_USER",
+        "BASIC_AUTH_PASS",
+        "CLS_MAX_CONCURRENT_PREDICTS",
+        "CLS_MAX_BODY_BYTES",
+        "CLS_MODEL_CACHE_MB",
+        "CLS_DOWNLOAD_CACHE_MB",
+        "CLS_EXECUTION_PROVIDER",
+        "ORT_DYLIB_PATH",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("[env: {env}")),
+            "{env} missing:\n{out}"
+        );
+    }
+}
