@@ -27,7 +27,16 @@ fn try_example(
     if let Some(pre) = pre {
         args.extend(["--pre-hook".into(), pre.display().to_string()]);
     }
+    // Debug builds on a busy machine can take longer than the default 2 s
+    // per hook call; a generous limit keeps the test about drawing.
+    let limits = write(
+        config.parent().expect("config dir"),
+        "limits.json",
+        r#"{"limits": {"hook_timeout_ms": 60000}}"#,
+    );
     args.extend([
+        "--config".into(),
+        limits.display().to_string(),
         "--post-hook".into(),
         post.display().to_string(),
         "--label-config".into(),

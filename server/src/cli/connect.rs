@@ -31,7 +31,8 @@ pub const EXAMPLES: &str = "\
 Examples:
   configurable-ls-backend connect --label-studio http://localhost:8080 --api-key $KEY \\
       --project 3 --backend-url http://192.168.1.20:9090
-  LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=… configurable-ls-backend connect \\
+  export LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=…
+  configurable-ls-backend connect \\
       --project-title \"Page layout\" --label-config layout.xml \\
       --backend-url http://cls:9090/backends/layout --title layout --interactive
   configurable-ls-backend connect --project 3 --backend-url https://cls.example.com \\

