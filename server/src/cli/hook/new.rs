@@ -78,6 +78,10 @@ macro_rules! example {
 
 /// The example workspace's manifest, for its release profile.
 const EXAMPLES_MANIFEST: &str = include_str!("../../../../examples/hooks/Cargo.toml");
+/// The example workspace's lock file: a scaffold starts from the dependency
+/// versions the examples are tested with (cargo adapts it to the new crate
+/// names), so it builds the same way, offline too once they are cached.
+const EXAMPLES_LOCK: &str = include_str!("../../../../examples/hooks/Cargo.lock");
 
 impl Template {
     fn pre(self) -> Option<Source> {
@@ -321,6 +325,7 @@ fn scaffold(template: Template, name: &str, sdk: &str) -> Vec<(String, String)> 
         members = members.join(", "),
     );
     files.insert(0, ("Cargo.toml".to_owned(), workspace));
+    files.insert(1, ("Cargo.lock".to_owned(), EXAMPLES_LOCK.to_owned()));
     if let Some(config) = template.label_config() {
         files.push(("label-config.xml".to_owned(), config.to_owned()));
     }
