@@ -483,8 +483,6 @@ fn bad_input_gets_a_clear_error_and_the_previous_backend_keeps_serving() {
         assert_eq!(body["status"], status.as_u16());
     };
 
-    let mut malformed = request.clone();
-    malformed.config = json!("{not json");
     let form = reqwest::blocking::multipart::Form::new()
         .text("config", "{not json")
         .part(
@@ -539,6 +537,15 @@ fn bad_input_gets_a_clear_error_and_the_previous_backend_keeps_serving() {
         configure(&server, "/configure", &bad_prediction),
         StatusCode::UNPROCESSABLE_ENTITY,
         "not in",
+    );
+
+    let mut invalid_json = request.clone();
+    invalid_json.post_hook = Some(read(&fixture_hook("invalid-json")));
+    invalid_json.sample = Some(json!({"id": 1, "data": {"text": "x"}}));
+    expect_error(
+        configure(&server, "/configure", &invalid_json),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not valid JSON",
     );
 
     expect_error(
@@ -639,5 +646,53 @@ fn a_failing_task_yields_an_error_entry_beside_good_ones() {
         metrics.contains("cls_predict_task_errors_total"),
         "{metrics}"
     );
-    let _ = Duration::from_secs(0);
+}
+
+#[test]
+fn predictions_beyond_the_concurrency_bound_get_503_with_retry_after() {
+    let model_path = require!("text model", model("text_sentiment.onnx"));
+    let server = Server::start(ServerOptions {
+        args: vec!["--max-concurrent-predicts".into(), "1".into()],
+        ..ServerOptions::default()
+    });
+    // A post-hook that spins until its 3 s deadline keeps the one slot busy.
+    let slow = Configure {
+        config: json!({
+            "model": {"uri": model_path.display().to_string()},
+            "limits": {"hook_timeout_ms": 3000},
+        }),
+        post_hook: Some(read(&fixture_hook("loop-forever"))),
+        ..Configure::default()
+    };
+    assert!(configure(&server, "/configure", &slow).status().is_success());
+    let url = server.url.clone();
+    let busy = std::thread::spawn(move || {
+        client()
+            .post(format!("{url}/predict"))
+            .json(&ls_predict_body(&["x"]))
+            .send()
+            .map(|r| r.status())
+    });
+    // Probes give up after 500 ms; one the server accepted holds the slot
+    // itself, so the next probe is turned away whichever request came first.
+    let probe = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let rejected = harness::poll(Duration::from_secs(10), || {
+        let response = probe
+            .post(format!("{}/predict", server.url))
+            .json(&ls_predict_body(&["y"]))
+            .send()
+            .ok()?;
+        (response.status() == StatusCode::SERVICE_UNAVAILABLE).then(|| {
+            response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+        })
+    });
+    assert_eq!(rejected, Some(Some("1".to_owned())), "a second request is turned away while the slot is busy");
+    let first = busy.join().expect("thread").expect("first request");
+    assert_eq!(first, StatusCode::OK, "the request holding the slot completes (with a task error)");
 }
