@@ -63,10 +63,11 @@ print_usage() {
   cat >&2 <<USAGE
 
   configurable-ls-backend is serving the demo backend at $BASE_URL/
-  Try a prediction on a real photo:
+  Try a prediction on a real scanned page:
 
-    curl -s $BASE_URL/predict -H 'Content-Type: application/json' \\
-      -d "{\"tasks\":[{\"id\":1,\"data\":{\"image\":\"data:image/png;base64,\$(base64 -w0 $CLS_ASSETS_DIR/images/astronaut.png)\"}}]}"
+    printf '{"tasks":[{"id":1,"data":{"image":"data:image/png;base64,%s"}}]}' \\
+      "\$(base64 -w0 $CLS_ASSETS_DIR/images/page.png)" |
+      curl -s $BASE_URL/predict -H 'Content-Type: application/json' -d @-
 
   In Label Studio: Settings > Model > Connect Model, URL $BASE_URL
   (label config: examples/demo/label_config.xml). Ctrl-C stops the server.
