@@ -146,24 +146,10 @@ fn first_object(
         .find_map(|o| o.field.clone().map(|f| (f, o.value_is_url())))
 }
 
-/// The media type of an image, from its first bytes.
+/// The media type of an image, from its first bytes (the same sniffing the
+/// server applies to downloads).
 pub fn image_type(b: &[u8]) -> Option<&'static str> {
-    let at = |offset: usize, sig: &[u8]| b.get(offset..offset + sig.len()) == Some(sig);
-    if at(0, b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if at(0, b"\xFF\xD8\xFF") {
-        Some("image/jpeg")
-    } else if at(0, b"GIF87a") || at(0, b"GIF89a") {
-        Some("image/gif")
-    } else if at(0, b"RIFF") && at(8, b"WEBP") {
-        Some("image/webp")
-    } else if at(0, b"II*\0") || at(0, b"MM\0*") {
-        Some("image/tiff")
-    } else if at(0, b"BM") && b.len() >= 14 {
-        Some("image/bmp")
-    } else {
-        None
-    }
+    crate::fetch::sniff_media_type(b).filter(|t| t.starts_with("image/"))
 }
 
 /// `data:<mime>;base64,<bytes>`.

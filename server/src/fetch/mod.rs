@@ -57,6 +57,8 @@ mod cache;
 mod error;
 mod http;
 mod sniff;
+
+pub use sniff::magic as sniff_media_type;
 mod source;
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ pub(crate) fn content_type(header: Option<&str>, bytes: &[u8], name: &str) -> St
 
 /// The media type announced by a file's first bytes, for the image, audio
 /// and video formats Label Studio tasks carry.
-pub(crate) fn magic(b: &[u8]) -> Option<&'static str> {
+pub fn magic(b: &[u8]) -> Option<&'static str> {
     let at = |offset: usize, sig: &[u8]| b.get(offset..offset + sig.len()) == Some(sig);
     if at(0, b"\x89PNG\r\n\x1a\n") {
         Some("image/png")
