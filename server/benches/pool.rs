@@ -28,10 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cls::model::{OnnxModel, OrtRuntime, SessionOptions};
+
+#[path = "shared/direct_session.rs"]
+mod direct_session;
 use cls::tensor::Tensor;
 use harness::{model, ort_library};
-use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 
 /// The model's image side.
 const SIDE: usize = 224;
@@ -176,7 +177,7 @@ fn direct_throughput(
     std::thread::scope(|scope| {
         for _ in 0..callers {
             scope.spawn(|| {
-                let mut session = direct_session(env, path, options);
+                let mut session = direct_session::session(env, path, options);
                 let shape = vec![batch as i64, 3, SIDE as i64, SIDE as i64];
                 let input =
                     ort::value::Tensor::from_array((shape, data.to_vec())).expect("input tensor");
@@ -201,35 +202,6 @@ fn direct_throughput(
     // Each thread measures over its own window after building its session
     // and warming up; the windows overlap almost entirely.
     (runs.load(Ordering::Relaxed) as usize * batch) as f64 / window.as_secs_f64()
-}
-
-/// A session with the pool's settings (`cls::model::session`'s builder).
-fn direct_session(
-    env: &ort::environment::Environment,
-    path: &std::path::Path,
-    options: &SessionOptions,
-) -> Session {
-    // Each step hands the builder back inside its error; only the message matters here.
-    let step = |what: &str, e: String| -> ! { panic!("session builder ({what}): {e}") };
-    let builder = Session::builder(env).unwrap_or_else(|e| step("new", e.to_string()));
-    let builder = builder
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .unwrap_or_else(|e| step("optimisation level", e.to_string()));
-    let builder = builder
-        .with_intra_threads(options.intra_threads)
-        .unwrap_or_else(|e| step("intra-op threads", e.to_string()));
-    let builder = builder
-        .with_inter_threads(options.inter_threads)
-        .unwrap_or_else(|e| step("inter-op threads", e.to_string()));
-    let builder = builder
-        .with_parallel_execution(options.parallel_execution)
-        .unwrap_or_else(|e| step("parallel execution", e.to_string()));
-    let mut builder = builder
-        .with_intra_op_spinning(false)
-        .unwrap_or_else(|e| step("spinning", e.to_string()));
-    builder
-        .commit_from_file(path)
-        .expect("direct session loads the model")
 }
 
 /// Images per second through `OnnxModel::run_blocking` from `callers` plain

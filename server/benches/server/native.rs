@@ -26,7 +26,6 @@ use hook_sdk::{
     RegionIds, TensorSpec, ops,
 };
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, TensorElementType, ValueType};
 use serde_json::{Value, json};
 
@@ -481,34 +480,9 @@ fn transform_of(t: Transform) -> ImageTransform {
     }
 }
 
-/// A session with the server pool's settings (`cls::model::session`).
-pub fn session(
-    env: &ort::environment::Environment,
-    path: &Path,
-    options: &SessionOptions,
-) -> Session {
-    // Each step hands the builder back inside its error; only the message matters here.
-    let step = |what: &str, e: String| -> ! { panic!("session builder ({what}): {e}") };
-    let builder = Session::builder(env).unwrap_or_else(|e| step("new", e.to_string()));
-    let builder = builder
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .unwrap_or_else(|e| step("optimisation level", e.to_string()));
-    let builder = builder
-        .with_intra_threads(options.intra_threads)
-        .unwrap_or_else(|e| step("intra-op threads", e.to_string()));
-    let builder = builder
-        .with_inter_threads(options.inter_threads)
-        .unwrap_or_else(|e| step("inter-op threads", e.to_string()));
-    let builder = builder
-        .with_parallel_execution(options.parallel_execution)
-        .unwrap_or_else(|e| step("parallel execution", e.to_string()));
-    let mut builder = builder
-        .with_intra_op_spinning(false)
-        .unwrap_or_else(|e| step("spinning", e.to_string()));
-    builder
-        .commit_from_file(path)
-        .expect("native session loads the model")
-}
+#[path = "../shared/direct_session.rs"]
+mod direct_session;
+pub use direct_session::session;
 
 fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
     let (element_type, shape) = match dtype {
