@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use super::admin_api::{AdminClient, ServerArgs};
 use super::backends::{describe, label_studio_url};
 use super::model_args::ModelArgs;
-use super::{hook, hook_runtime, print_json, tasks};
+use super::{hook, hook_runtime, print_json, progress, tasks};
 use crate::hooks::HookKind;
 use crate::labelconfig::LabelConfig;
 use crate::state::BackendName;
@@ -43,8 +43,6 @@ A local --model file or folder is uploaded (the server may not share this disk);
 --model-by-path sends its path instead. MLflow credentials come from
 MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD / _TOKEN as well as the flags.";
 
-/// Uploads at least this large get a progress bar.
-const PROGRESS_THRESHOLD_BYTES: u64 = 4 << 20;
 /// Upload chunk size (progress granularity).
 const CHUNK_BYTES: usize = 256 << 10;
 /// Default `--timeout`: uploading, downloading the model and compiling hooks.
@@ -199,7 +197,7 @@ pub async fn run(args: ConfigureArgs) -> anyhow::Result<()> {
         ),
     };
     let total: u64 = uploads.iter().map(|u| u.bytes.len() as u64).sum();
-    let progress = progress_bar(total);
+    let progress = progress::bytes_bar("uploading", total);
     let form = form(uploads, &progress);
     let waiting = {
         let progress = progress.clone();
@@ -327,26 +325,6 @@ fn model_upload(path: &Path) -> anyhow::Result<Upload> {
         file_name: format!("{file_name}.tar.gz"),
         bytes: bytes.into(),
     })
-}
-
-/// A bar on stderr for large uploads (indicatif draws nothing when stderr
-/// is not a terminal).
-fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        if total >= PROGRESS_THRESHOLD_BYTES {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 /// The multipart form, each part streamed in chunks that advance `progress`.

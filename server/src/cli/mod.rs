@@ -24,6 +24,7 @@ mod configure;
 mod connect;
 mod hook;
 mod model_args;
+mod progress;
 mod render;
 mod serve;
 mod tasks;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::model_args::ModelArgs;
 use super::render::{self, Picture, Subject};
 use super::tasks::{self, Input};
-use super::{cache_dir, hook, hook_runtime, init_cli_logging, print_json};
+use super::{cache_dir, hook, hook_runtime, init_cli_logging, print_json, progress};
 use crate::admin::Loader;
 use crate::fetch::{FetchRequest, Fetcher};
 use crate::hooks::HookKind;
@@ -166,13 +166,17 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
     );
     let model_cache = crate::model::ModelCache::new(cache.join("models"), DEFAULT_CACHE_MAX_BYTES)
         .context("cannot open the model cache")?;
-    let models = Arc::new(ModelLoader::new(
-        Arc::new(ort),
-        model_cache,
-        args.execution_provider
-            .clone()
-            .filter(|p| !p.trim().is_empty()),
-    ));
+    let (download_bar, report_download) = progress::download_progress("the model");
+    let models = Arc::new(
+        ModelLoader::new(
+            Arc::new(ort),
+            model_cache,
+            args.execution_provider
+                .clone()
+                .filter(|p| !p.trim().is_empty()),
+        )
+        .with_progress(report_download),
+    );
     let pre_hook = match &args.pre_hook {
         Some(path) => Some(
             hook::load_arg(path, HookKind::Pre, &hooks)
@@ -203,10 +207,9 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
         model_upload: None,
     };
     let loader = Loader::new(hooks.clone(), models);
-    let backend = loader
-        .build(&persisted)
-        .await
-        .context("the backend does not build")?;
+    let backend = loader.build(&persisted).await;
+    download_bar.finish_and_clear();
+    let backend = backend.context("the backend does not build")?;
     Ok(Local {
         services: Services { hooks, fetcher },
         backend,

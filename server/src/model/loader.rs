@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::archive::UploadedModel;
 use super::cache::ModelCache;
 use super::mlmodel::{ExecutionMode, GraphOptimizationLevel, MlModel, SignatureSpec};
+use super::registry::ProgressFn;
 use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
 use super::source::{MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri};
 use crate::state::ModelConfig;
@@ -55,6 +56,7 @@ pub struct ModelLoader {
     ort: Arc<OrtRuntime>,
     cache: ModelCache,
     provider_override: Option<String>,
+    progress: Option<ProgressFn>,
 }
 
 impl ModelLoader {
@@ -63,7 +65,15 @@ impl ModelLoader {
             ort,
             cache,
             provider_override,
+            progress: None,
         }
+    }
+
+    /// Reports download progress of every model this loader fetches
+    /// (bytes done, bytes expected); the CLI draws it as a bar.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Resolves, downloads (or unpacks) and loads the configured model, then
@@ -91,7 +101,14 @@ impl ModelLoader {
             password: config.password.clone(),
             token: config.token.clone(),
         })?;
-        let cached = self.cache.materialize(&source, mlflow.as_ref()).await?;
+        let cached = match &self.progress {
+            Some(progress) => {
+                self.cache
+                    .materialize_with_progress(&source, mlflow.as_ref(), progress.clone())
+                    .await?
+            }
+            None => self.cache.materialize(&source, mlflow.as_ref()).await?,
+        };
         let options = self.session_options(config, cached.mlmodel.as_ref());
         let model = self.load_onnx(&cached.onnx_path, options).await?;
         if let Some(signature) = cached.mlmodel.as_ref().and_then(|m| m.signature.as_ref()) {

@@ -15,6 +15,11 @@ use ort::value::{DynValue, TensorElementType, ValueType};
 
 use crate::tensor::{ElementType, Tensor, TensorData, TensorSpec};
 
+// Tensor bytes are little-endian (the WIT's encoding) and are handed to ONNX
+// Runtime as they are.
+#[cfg(not(target_endian = "little"))]
+compile_error!("configurable-ls-backend supports little-endian targets only");
+
 /// The ONNX Runtime version whose C API we were built against.
 pub const ORT_VERSION: &str = "1.31.1";
 
@@ -381,12 +386,11 @@ fn to_ort(tensor: Tensor) -> Result<DynValue, OrtError> {
     let (name, element_type, shape, data) = tensor.into_parts();
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     let err = |e: ort::Error| OrtError::Run(format!("input '{name}': {e}"));
+    // One memcpy into an aligned buffer: the bytes are already in the
+    // machine's (little-endian) order, so no per-element decoding.
     macro_rules! numeric {
         ($ty:ty, $bytes:expr) => {{
-            let values: Vec<$ty> = $bytes
-                .chunks_exact(std::mem::size_of::<$ty>())
-                .map(|c| <$ty>::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect();
+            let values: Vec<$ty> = bytemuck::pod_collect_to_vec(&$bytes);
             ort::value::Tensor::from_array((dims.clone(), values))
                 .map(|t| t.into_dyn())
                 .map_err(err)
@@ -429,7 +433,7 @@ fn from_ort(name: &str, value: &ort::value::DynValueRef<'_>) -> Result<Tensor, O
             let (shape, values) = value.try_extract_tensor::<$ty>().map_err(err)?;
             (
                 shape.to_vec(),
-                TensorData::Bytes(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                TensorData::Bytes(bytemuck::cast_slice::<$ty, u8>(values).to_vec()),
             )
         }};
     }
