@@ -232,7 +232,7 @@ fn parse_config(bytes: &[u8]) -> Result<BackendConfig, ApiError> {
 /// the configuration.
 async fn check_sample(
     services: &Services,
-    backend: &Backend,
+    backend: &Arc<Backend>,
     sample: Bytes,
 ) -> Result<(), ApiError> {
     let value: Value = serde_json::from_slice(&sample)

@@ -62,7 +62,7 @@ async fn backend(
     pre: Option<&str>,
     post: &str,
     label_config: &str,
-) -> Backend {
+) -> Arc<Backend> {
     let mut config = BackendConfig::empty();
     config.model.uri = Some(model_path.display().to_string());
     config.label_config = Some(label_config.to_owned());
@@ -73,10 +73,10 @@ async fn backend(
         post_hook: read(&example_hook(post)),
         model_upload: None,
     };
-    h.loader.build(&persisted).await.expect("backend builds")
+    Arc::new(h.loader.build(&persisted).await.expect("backend builds"))
 }
 
-async fn predict(h: &Harness, backend: &Backend, tasks: Vec<Value>) -> Vec<Value> {
+async fn predict(h: &Harness, backend: &Arc<Backend>, tasks: Vec<Value>) -> Vec<Value> {
     let (results, _) = pipeline::predict(
         &h.services,
         backend,
@@ -302,4 +302,35 @@ async fn one_bad_task_fails_alone() {
     assert_eq!(err.stage, pipeline::Stage::PreHook);
     assert!(err.message.contains("task 2"), "{}", err.message);
     assert!(results[2].is_ok());
+}
+
+#[tokio::test]
+async fn a_hook_swap_shares_the_running_model_and_new_session_options_do_not() {
+    let ort = require!("ONNX Runtime", ort());
+    let model_path = require!("text_sentiment.onnx", model("text_sentiment.onnx"));
+    let h = harness(ort);
+    let first = backend(&h, model_path.clone(), None, "text-post", TEXT_CONFIG).await;
+    let swapped = backend(&h, model_path.clone(), None, "trivial-post", TEXT_CONFIG).await;
+    assert!(
+        Arc::ptr_eq(&first.model, &swapped.model),
+        "a new hook on the same model must not load the model again"
+    );
+    assert_ne!(first.model_version, swapped.model_version);
+
+    let mut config = BackendConfig::empty();
+    config.model.uri = Some(model_path.display().to_string());
+    config.model.sessions = Some(1);
+    config.label_config = Some(TEXT_CONFIG.to_owned());
+    let one_session = h
+        .loader
+        .build(&PersistedBackend {
+            name: BackendName::new("one-session").expect("name"),
+            config,
+            pre_hook: None,
+            post_hook: read(&example_hook("text-post")),
+            model_upload: None,
+        })
+        .await
+        .expect("backend builds");
+    assert!(!Arc::ptr_eq(&first.model, &one_session.model));
 }

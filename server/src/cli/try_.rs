@@ -89,7 +89,7 @@ pub struct TryArgs {
 /// The in-process backend and what the pipeline needs besides.
 struct Local {
     services: Services,
-    backend: Backend,
+    backend: Arc<Backend>,
 }
 
 pub async fn run(args: TryArgs) -> anyhow::Result<()> {
@@ -209,7 +209,7 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
     let loader = Loader::new(hooks.clone(), models);
     let backend = loader.build(&persisted).await;
     download_bar.finish_and_clear();
-    let backend = backend.context("the backend does not build")?;
+    let backend = Arc::new(backend.context("the backend does not build")?);
     Ok(Local {
         services: Services { hooks, fetcher },
         backend,

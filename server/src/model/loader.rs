@@ -2,8 +2,9 @@
 //! and cache the files, read MLmodel's ONNX flavor, build the session pool,
 //! and check the MLflow signature against the real graph.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::archive::UploadedModel;
 use super::cache::ModelCache;
@@ -57,6 +58,12 @@ pub struct ModelLoader {
     cache: ModelCache,
     provider_override: Option<String>,
     progress: Option<ProgressFn>,
+    /// Models in use by some backend, by what they are and how their
+    /// sessions are built: a hot swap that changes only a hook, or a second
+    /// backend on the same model, shares the running session pool instead
+    /// of building another (the slow half of a configure, and a copy of the
+    /// model's memory).
+    loaded: std::sync::Mutex<HashMap<String, Weak<OnnxModel>>>,
 }
 
 impl ModelLoader {
@@ -66,6 +73,7 @@ impl ModelLoader {
             cache,
             provider_override,
             progress: None,
+            loaded: std::sync::Mutex::default(),
         }
     }
 
@@ -110,17 +118,19 @@ impl ModelLoader {
             None => self.cache.materialize(&source, mlflow.as_ref()).await?,
         };
         let options = self.session_options(config, cached.mlmodel.as_ref());
-        let model = self.load_onnx(&cached.onnx_path, options).await?;
-        if let Some(signature) = cached.mlmodel.as_ref().and_then(|m| m.signature.as_ref()) {
-            check_signature("input", &signature.inputs, model.inputs())?;
-            check_signature("output", &signature.outputs, model.outputs())?;
-        }
         let identity = cached
             .lease
             .key()
             .map_or_else(|| cached.onnx_path.display().to_string(), str::to_owned);
+        let model = self
+            .shared_or_load(&identity, &cached.onnx_path, options)
+            .await?;
+        if let Some(signature) = cached.mlmodel.as_ref().and_then(|m| m.signature.as_ref()) {
+            check_signature("input", &signature.inputs, model.inputs())?;
+            check_signature("output", &signature.outputs, model.outputs())?;
+        }
         Ok(LoadedModel {
-            model: Arc::new(model),
+            model,
             label: label_of(&source),
             identity,
             description: cached.description,
@@ -158,6 +168,35 @@ impl ModelLoader {
             options.providers = vec![provider.clone()];
         }
         options
+    }
+
+    /// The running session pool for this model and these options, or a
+    /// new one. Local files are keyed by their size and modification time
+    /// too, so a file replaced in place is loaded afresh.
+    async fn shared_or_load(
+        &self,
+        identity: &str,
+        path: &Path,
+        options: SessionOptions,
+    ) -> Result<Arc<OnnxModel>, ModelLoadError> {
+        let stamp = std::fs::metadata(path)
+            .map(|m| format!("{}:{:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default();
+        let key = format!("{identity}|{stamp}|{options:?}");
+        let shared = self.loaded_models().get(&key).and_then(Weak::upgrade);
+        if let Some(model) = shared {
+            tracing::debug!(model = %identity, "reusing the loaded session pool");
+            return Ok(model);
+        }
+        let model = Arc::new(self.load_onnx(path, options).await?);
+        let mut loaded = self.loaded_models();
+        loaded.retain(|_, m| m.strong_count() > 0);
+        loaded.insert(key, Arc::downgrade(&model));
+        Ok(model)
+    }
+
+    fn loaded_models(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<OnnxModel>>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn load_onnx(

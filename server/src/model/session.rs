@@ -179,16 +179,30 @@ impl OnnxModel {
             message,
         };
         let pool_size = options.pool_size.max(1);
-        let mut sessions = Vec::with_capacity(pool_size);
-        let mut providers = Vec::new();
-        for _ in 0..pool_size {
-            let (builder, used) = session_builder(runtime, options).map_err(load_error)?;
-            providers = used;
-            let mut builder = builder;
+        let load_one = || -> Result<(Session, Vec<String>), OrtError> {
+            let (mut builder, used) = session_builder(runtime, options).map_err(load_error)?;
             let session = builder
                 .commit_from_file(path)
                 .map_err(|e| load_error(e.to_string()))?;
+            Ok((session, used))
+        };
+        // Sessions are built side by side: graph optimisation dominates a
+        // configure and a restart, and it is single-threaded per session.
+        let built: Vec<Result<(Session, Vec<String>), OrtError>> = std::thread::scope(|scope| {
+            let others: Vec<_> = (1..pool_size).map(|_| scope.spawn(load_one)).collect();
+            let mut built = vec![load_one()];
+            built.extend(others.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(load_error("session build panicked".into())))
+            }));
+            built
+        });
+        let mut sessions = Vec::with_capacity(pool_size);
+        let mut providers = Vec::new();
+        for result in built {
+            let (session, used) = result?;
             sessions.push(session);
+            providers = used;
         }
         let first = &sessions[0];
         let inputs = first

@@ -24,6 +24,7 @@ use crate::state::Backend;
 use crate::tensor::Tensor;
 
 /// What the pipeline needs besides the backend itself.
+#[derive(Clone)]
 pub struct Services {
     pub hooks: Arc<HookRuntime>,
     pub fetcher: Arc<Fetcher>,
@@ -103,9 +104,13 @@ struct Prepared {
 }
 
 /// Runs the whole pipeline; one result per task, in task order.
+///
+/// Each task's fetch + pre-hook and post-hook + validation run as their own
+/// tokio task, so the tasks of one request spread over every core and each
+/// hook's wall-clock deadline counts its own work, not its neighbours'.
 pub async fn predict(
     services: &Services,
-    backend: &Backend,
+    backend: &Arc<Backend>,
     request: PredictRequest,
 ) -> (Vec<TaskResult>, StageTimes) {
     let mut times = StageTimes::default();
@@ -116,28 +121,41 @@ pub async fn predict(
         .or_else(|| backend.config.label_config.clone())
         .unwrap_or_default();
     let interactive = request.interactive_context.as_ref().map(Value::to_string);
+    let request = Arc::new(request);
 
-    let prepared: Vec<Result<Prepared, TaskError>> = join_all(request.tasks.iter().map(|task| {
-        let ctx = base_context(backend, task, &label_config_xml, interactive.clone());
-        prepare(
-            services,
-            backend,
-            label_config.as_deref(),
-            &request,
-            task,
-            ctx,
-        )
-    }))
-    .await
-    .into_iter()
-    .map(|r| {
-        r.map(|(p, fetch, pre)| {
-            times.fetch += fetch;
-            times.pre_hook += pre;
-            p
+    let prepared: Vec<Result<Prepared, TaskError>> =
+        join_all((0..request.tasks.len()).map(|index| {
+            let ctx = base_context(
+                backend,
+                &request.tasks[index],
+                &label_config_xml,
+                interactive.clone(),
+            );
+            let (services, backend, request) = (services.clone(), backend.clone(), request.clone());
+            let label_config = label_config.clone();
+            spawn_stage(Stage::PreHook, async move {
+                let task = &request.tasks[index];
+                prepare(
+                    &services,
+                    &backend,
+                    label_config.as_deref(),
+                    &request,
+                    task,
+                    ctx,
+                )
+                .await
+            })
+        }))
+        .await
+        .into_iter()
+        .map(|r| {
+            r.map(|(p, fetch, pre)| {
+                times.fetch += fetch;
+                times.pre_hook += pre;
+                p
+            })
         })
-    })
-    .collect();
+        .collect();
 
     let started = Instant::now();
     let outputs = infer(backend, &prepared).await;
@@ -148,19 +166,20 @@ pub async fn predict(
             .into_iter()
             .zip(outputs)
             .map(|(prepared, outputs)| {
+                let (services, backend) = (services.clone(), backend.clone());
                 let label_config = label_config.clone();
-                async move {
+                spawn_stage(Stage::PostHook, async move {
                     let prepared = prepared?;
                     let outputs = outputs?;
                     finish(
-                        services,
-                        backend,
+                        &services,
+                        &backend,
                         label_config.as_deref(),
                         prepared,
                         outputs,
                     )
                     .await
-                }
+                })
             }),
     )
     .await;
@@ -175,6 +194,26 @@ pub async fn predict(
         })
         .collect();
     (results, times)
+}
+
+/// Runs one task's stage on the runtime; a panic there fails that task
+/// only, and dropping the request (a client that went away) stops it.
+async fn spawn_stage<T: Send + 'static>(
+    stage: Stage,
+    work: impl Future<Output = Result<T, TaskError>> + Send + 'static,
+) -> Result<T, TaskError> {
+    let mut handle = AbortOnDrop(tokio::spawn(work));
+    (&mut handle.0)
+        .await
+        .unwrap_or_else(|e| Err(TaskError::new(stage, format!("internal error: {e}"))))
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The label config to validate against: the request's (what Label Studio
