@@ -118,6 +118,42 @@ pub fn fixture_hook(krate: &str) -> PathBuf {
     built_hook("tests/fixtures/hooks", krate)
 }
 
+/// A Python example hook (`examples/hooks/<name>-py`), built with
+/// componentize-py by `scripts/build-python-hooks.sh` if needed.
+pub fn python_example_hook(name: &str) -> PathBuf {
+    built_python_hook(
+        &format!("{name}-py"),
+        repo_root().join("examples/hooks/target-py"),
+        name,
+    )
+}
+
+/// A hostile Python hook fixture from `tests/fixtures/hooks-py/`.
+pub fn python_fixture_hook(name: &str) -> PathBuf {
+    built_python_hook(
+        name,
+        repo_root().join("tests/fixtures/hooks-py/target"),
+        name,
+    )
+}
+
+fn built_python_hook(dir_name: &str, out_dir: PathBuf, name: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_build_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let prebuilt = std::env::var("CLS_HOOKS_PREBUILT").is_ok_and(|v| v == "1");
+    if !prebuilt {
+        // Fast (about a second) when the component is up to date.
+        let status = Command::new(repo_root().join("scripts/build-python-hooks.sh"))
+            .args(["--no-test", dir_name])
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "building the Python hook {dir_name} failed (scripts/build-python-hooks.sh)"
+        );
+    }
+    out_dir.join(format!("{}.wasm", name.replace('-', "_")))
+}
+
 /// The server binary, built by cargo next to this test executable.
 pub fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CLS_SERVER_BIN") {

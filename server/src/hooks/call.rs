@@ -225,7 +225,14 @@ fn classify(err: &wasmtime::Error, state: &HostState, limits: &HookLimits) -> Ho
     }
     let message = format!("{err:#}");
     if message.contains("growing memory") || message.contains("memory allocation") {
-        return HookFailure::OutOfMemory(with_output(first_line(&message)));
+        // The chain starts with wasmtime's "error while executing at wasm
+        // backtrace:"; the line that says what ran out is the useful one.
+        let cause = message
+            .lines()
+            .map(str::trim)
+            .find(|l| l.contains("memory"))
+            .map_or_else(|| first_line(&message), str::to_owned);
+        return HookFailure::OutOfMemory(with_output(cause));
     }
     HookFailure::Trap(with_output(message))
 }

@@ -51,6 +51,8 @@ impl Hook {
 }
 
 const WASM_MAGIC: &[u8] = b"\0asm";
+/// How often a long compile logs that it is still running.
+const COMPILE_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Version field of a core module; components use a different layer/version.
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
@@ -106,32 +108,67 @@ impl HookRuntime {
                 kind,
                 message: e.to_string(),
             })?;
-        let engine = self.engine.clone();
-        let limit = self.options.compile_timeout;
-        let job = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes));
-        // A compile cannot be interrupted; past the cap we stop waiting and
-        // report, and the single compile permit is held until it finishes so
-        // a flood of slow uploads cannot pile up threads.
-        let component = match tokio::time::timeout(limit, job).await {
-            Err(_) => return Err(HookLoadError::CompileTimeout { kind, limit }),
-            Ok(Err(join)) => {
-                return Err(HookLoadError::Internal {
-                    kind,
-                    message: join.to_string(),
-                });
-            }
-            Ok(Ok(Err(e))) => {
-                return Err(HookLoadError::Invalid {
-                    kind,
-                    message: format!("{e:#}"),
-                });
-            }
-            Ok(Ok(Ok(component))) => component,
-        };
+        // The same upload may have been compiled while we waited for the
+        // permit (two backends configured with one hook): compile it once.
+        if let Some(path) = &artefact
+            && let Some(component) = load_artefact(&self.engine, path)
+        {
+            return Ok((component, true));
+        }
+        let component = self.compile_with_progress(kind, bytes).await?;
         if let Some(path) = &artefact {
             store_artefact(&component, path);
         }
         Ok((component, false))
+    }
+
+    /// Compiles on a blocking thread under the compile-time cap, logging
+    /// progress: a componentize-py component (about 19 MiB of CPython) takes
+    /// seconds, and whoever waits on `/configure` should see why.
+    async fn compile_with_progress(
+        &self,
+        kind: HookKind,
+        bytes: Bytes,
+    ) -> Result<Component, HookLoadError> {
+        let size = bytes.len();
+        tracing::info!(hook = %kind, size, "compiling {kind} ({:.1} MiB)", size as f64 / (1 << 20) as f64);
+        let started = Instant::now();
+        let engine = self.engine.clone();
+        let limit = self.options.compile_timeout;
+        let mut job = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes));
+        // A compile cannot be interrupted; past the cap we stop waiting and
+        // report, and the single compile permit is held until it finishes so
+        // a flood of slow uploads cannot pile up threads.
+        let deadline = tokio::time::Instant::now() + limit;
+        let joined = loop {
+            let tick = (tokio::time::Instant::now() + COMPILE_PROGRESS_EVERY).min(deadline);
+            match tokio::time::timeout_at(tick, &mut job).await {
+                Ok(joined) => break joined,
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(HookLoadError::CompileTimeout { kind, limit });
+                }
+                Err(_) => tracing::info!(
+                    hook = %kind, size,
+                    "still compiling {kind} after {:.0} s (limit {} s)",
+                    started.elapsed().as_secs_f64(),
+                    limit.as_secs()
+                ),
+            }
+        };
+        let component = joined
+            .map_err(|join| HookLoadError::Internal {
+                kind,
+                message: join.to_string(),
+            })?
+            .map_err(|e| HookLoadError::Invalid {
+                kind,
+                message: format!("{e:#}"),
+            })?;
+        tracing::info!(
+            hook = %kind, size,
+            "compiled {kind} in {:.0} ms", started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(component)
     }
 
     /// Resolves the component's imports against our linker and checks that

@@ -1,6 +1,7 @@
-//! `hook build <crate-dir>`: `cargo build --release --target wasm32-wasip2`,
-//! then each `.wasm` cargo reports is loaded the way the server loads an
-//! upload, to learn which world it exports; world, size and sha256 are
+//! `hook build <dir>`: `cargo build --release --target wasm32-wasip2` for a
+//! Rust hook crate, componentize-py for a Python hook (`app.py`, see
+//! [`super::python`]); then each `.wasm` is loaded the way the server loads
+//! an upload, to learn which world it exports; world, size and sha256 are
 //! printed.
 //!
 //! The components are found from cargo's own artifact messages
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt as _;
 
+use super::python;
 use crate::cli::print_json;
 use crate::hooks::{HookKind, HookLoadError, HookRuntime};
 
@@ -29,13 +31,16 @@ Examples:
   configurable-ls-backend hook build examples/hooks/classification-post
   configurable-ls-backend hook build my-hook            # a workspace: builds pre/ and post/
   configurable-ls-backend hook build my-hook/post --json
+  configurable-ls-backend hook build my-python-hook     # a folder with app.py
 
-Needs Rust with the wasm32-wasip2 target: rustup target add wasm32-wasip2";
+Rust hooks need the wasm32-wasip2 target: rustup target add wasm32-wasip2
+Python hooks need componentize-py 0.25.1: pip install componentize-py==0.25.1";
 
 /// `hook build` flags.
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// The hook crate's folder (holding Cargo.toml), or a workspace of hook crates.
+    /// The hook crate's folder (holding Cargo.toml), a workspace of hook
+    /// crates, or a Python hook's folder (holding app.py).
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Print JSON: {"hooks": [{"crate", "path", "world", "size", "sha256"}]}.
@@ -88,14 +93,18 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
 pub async fn build(dir: &Path, runtime: &HookRuntime) -> anyhow::Result<Vec<BuiltHook>> {
     let dir = &std::path::absolute(dir).with_context(|| dir.display().to_string())?;
     let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
+    let wasm_files = if python::is_python_hook(dir) {
+        vec![python::build(dir).await?]
+    } else if manifest.is_file() {
+        check_target_installed(dir)?;
+        cargo_build(dir, &manifest).await?
+    } else {
         bail!(
-            "{} has no Cargo.toml: pass the folder of a hook crate (scaffold one with `configurable-ls-backend hook new`)",
+            "{} has neither a Cargo.toml nor an app.py: pass the folder of a Rust hook crate \
+             or a Python hook (scaffold one with `configurable-ls-backend hook new`)",
             dir.display()
         );
-    }
-    check_target_installed(dir)?;
-    let wasm_files = cargo_build(dir, &manifest).await?;
+    };
     if wasm_files.is_empty() {
         bail!(
             "{} built no .wasm component: a hook crate needs `[lib] crate-type = [\"cdylib\"]`",

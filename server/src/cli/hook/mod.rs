@@ -4,6 +4,7 @@
 
 mod build;
 mod new;
+mod python;
 
 use std::path::Path;
 
@@ -18,8 +19,9 @@ use crate::hooks::{HookKind, HookRuntime};
 #[derive(Debug, Subcommand)]
 pub enum HookCommand {
     /// Build a hook crate (or a workspace of them) for wasm32-wasip2 in
-    /// release mode, check that each component exports the pre-hook or the
-    /// post-hook world, and print world, size and sha256.
+    /// release mode, or a Python hook (app.py) with componentize-py; check
+    /// that each component exports the pre-hook or the post-hook world, and
+    /// print world, size and sha256.
     #[command(after_help = build::EXAMPLES)]
     Build(build::BuildArgs),
     /// Scaffold hook crates from one of the example hooks; they build as

@@ -18,6 +18,7 @@ use clap::ValueEnum;
 pub const EXAMPLES: &str = "\
 Examples:
   configurable-ls-backend hook new my-detector --template detection
+  configurable-ls-backend hook new my-classifier --template classification --lang python
   configurable-ls-backend hook new sentiment --template text \\
       --sdk https://github.com/<owner>/configurable-ls-backend.git
   configurable-ls-backend hook new my-hook --template classification \\
@@ -33,6 +34,10 @@ pub struct NewArgs {
     /// Which example to start from.
     #[arg(long, value_enum)]
     template: Template,
+    /// The hook's language: a Rust workspace (pre/ and post/ crates) or a
+    /// Python post-hook (app.py, built with componentize-py).
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
     /// Crate name prefix: the crates are `<name>-pre` and `<name>-post`
     /// [default: the folder's name].
     #[arg(long)]
@@ -42,6 +47,13 @@ pub struct NewArgs {
     /// checkout this binary was built from].
     #[arg(long, env = "CLS_HOOK_SDK", value_name = "PATH_OR_GIT_URL")]
     sdk: Option<String>,
+}
+
+/// The languages hooks are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
 }
 
 /// The examples a scaffold can start from.
@@ -159,8 +171,14 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
             .unwrap_or_default(),
     };
     let name = crate_name(&raw_name);
-    let sdk = sdk_dependency(args.sdk.as_deref(), &dir)?;
-    let files = scaffold(args.template, &name, &sdk);
+    let files = match args.lang {
+        Lang::Rust => scaffold(
+            args.template,
+            &name,
+            &sdk_dependency(args.sdk.as_deref(), &dir)?,
+        ),
+        Lang::Python => python_scaffold(args.template, &name)?,
+    };
     for (path, contents) in &files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -337,6 +355,80 @@ fn scaffold(template: Template, name: &str, sdk: &str) -> Vec<(String, String)> 
     files
 }
 
+/// The Python twins of the example post-hooks (`examples/hooks/*-post-py`).
+fn python_app(template: Template) -> Option<&'static str> {
+    match template {
+        Template::Classification => Some(include_str!(
+            "../../../../examples/hooks/classification-post-py/app.py"
+        )),
+        Template::Text => Some(include_str!(
+            "../../../../examples/hooks/text-post-py/app.py"
+        )),
+        Template::Detection | Template::Polygons => None,
+    }
+}
+
+/// A Python post-hook folder: `app.py`, the labeling config and a README.
+/// The SDK (`cls_hooks`) is embedded in `hook build`, so nothing else is needed.
+fn python_scaffold(template: Template, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(app) = python_app(template) else {
+        bail!(
+            "there is no Python {} template yet: the Python SDK lacks the detection and \
+             contour helpers; use --lang rust, or start from --template classification",
+            template.name()
+        );
+    };
+    let mut files = vec![("app.py".to_owned(), app.to_owned())];
+    if let Some(config) = template.label_config() {
+        files.push(("label-config.xml".to_owned(), config.to_owned()));
+    }
+    files.push((
+        ".gitignore".to_owned(),
+        "/target\n__pycache__/\n".to_owned(),
+    ));
+    files.push(("README.md".to_owned(), python_readme(template, name)));
+    Ok(files)
+}
+
+fn python_readme(template: Template, name: &str) -> String {
+    let model = template.model();
+    let sample = template.sample();
+    // The classification model needs its pre-hook (resize, crop, BGR,
+    // ImageNet normalisation); text models take the built-in one.
+    let pre_flag = match template {
+        Template::Classification => " --pre-hook <classification-pre.wasm>",
+        _ => "",
+    };
+    format!(
+        "# {name}\n\
+         \n\
+         A Python post-hook for configurable-ls-backend, scaffolded from its `{template}`\n\
+         example, written for `{model}`.\n\
+         \n\
+         - `app.py`: the post-hook (model outputs → Label Studio predictions), on the\n  \
+         `cls_hooks` SDK\n\
+         - `label-config.xml`: the Label Studio labeling config it expects\n\
+         \n\
+         ## Build\n\
+         \n\
+         ```sh\n\
+         pip install componentize-py==0.25.1   # once\n\
+         configurable-ls-backend hook build .  # → target/<name>.wasm\n\
+         ```\n\
+         \n\
+         The component embeds CPython (about 19 MiB); the server compiles it once\n\
+         (seconds) and caches the result, so later restarts are fast.\n\
+         \n\
+         ## Try it, no server needed\n\
+         \n\
+         ```sh\n\
+         configurable-ls-backend try --model {model}{pre_flag} --post-hook . \\\n    \
+         --label-config label-config.xml {sample}\n\
+         ```\n",
+        template = template.name(),
+    )
+}
+
 fn member_manifest(package: &str) -> String {
     format!(
         "[package]\n\
@@ -403,6 +495,21 @@ fn readme(template: Template, name: &str, has_pre: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_scaffolds_exist_for_classification_and_text_only() {
+        for template in [Template::Classification, Template::Text] {
+            let files = python_scaffold(template, "mine").expect("python template");
+            let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                ["app.py", "label-config.xml", ".gitignore", "README.md"]
+            );
+            assert!(files[0].1.contains("@export_post_hook"));
+        }
+        let err = python_scaffold(Template::Detection, "mine").unwrap_err();
+        assert!(err.to_string().contains("--lang rust"), "{err}");
+    }
 
     #[test]
     fn every_template_has_a_label_config_and_sources() {
