@@ -3,7 +3,8 @@
 # the README and CI (.ci/run) give.
 #
 #   1. scripts/setup.sh (seconds when the cache is warm)
-#   2. builds the example and fixture hooks (wasm32-wasip2 workspaces)
+#   2. builds the example and fixture hooks (wasm32-wasip2 workspaces, and
+#      the Python ones with componentize-py: scripts/build-python-hooks.sh)
 #   3. starts real MLflow, MLflow basic-auth and Label Studio in a run dir of
 #      its own (scripts/services.sh), stopped again on exit
 #   4. CLS_REQUIRE_E2E=1 cargo nextest run --workspace --no-fail-fast
@@ -71,6 +72,7 @@ main() {
   # shellcheck source=/dev/null
   source "$CLS_CACHE/env.sh"
   build_hook_workspaces
+  "$CLS_REPO_ROOT/scripts/build-python-hooks.sh"
 
   reap_stale_runs
   export CLS_RUN_DIR=$CLS_CACHE/run/test-$$

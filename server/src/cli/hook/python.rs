@@ -77,7 +77,9 @@ pub async fn build(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
         .with_context(|| format!("cannot create {}", dir.join("target").display()))?;
     eprintln!("componentize-py: building {} ({world})…", dir.display());
     let started = Instant::now();
+    // `-q`: its success line would land on stdout, which `--json` owns.
     let status = tokio::process::Command::new(&componentize)
+        .arg("-q")
         .arg("-d")
         .arg(&wit_dir)
         .args(["-w", &world.to_string(), "componentize", "-p"])
