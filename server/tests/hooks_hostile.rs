@@ -8,7 +8,7 @@ use cls::hooks::{
     HookCallError, HookContext, HookFailure, HookKind, HookLimits, HookLoadError, HookRuntime,
     RuntimeOptions,
 };
-use harness::{example_hook, fixture_hook, read};
+use harness::{example_hook, fixture_hook, python_example_hook, read};
 
 fn runtime() -> HookRuntime {
     HookRuntime::new(RuntimeOptions::default()).expect("hook runtime")
@@ -253,25 +253,39 @@ async fn uploads_over_the_size_cap_are_refused_before_compiling() {
 
 #[tokio::test]
 async fn compiled_hooks_are_cached_on_disk_and_reused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = RuntimeOptions {
-        artefact_dir: Some(dir.path().to_path_buf()),
-        ..RuntimeOptions::default()
-    };
-    let bytes = Bytes::from(read(&example_hook("trivial-post")));
-    let first = HookRuntime::new(options.clone()).expect("runtime");
-    let hook = first
-        .load(HookKind::Post, bytes.clone())
-        .await
-        .expect("load");
-    assert!(!hook.info().from_cache);
-    let second = HookRuntime::new(options).expect("runtime");
-    let hook = second.load(HookKind::Post, bytes).await.expect("load");
-    assert!(
-        hook.info().from_cache,
-        "second load should reuse the artefact"
-    );
-    hook.call_post(&second, Vec::new(), &ctx(), &limits(), "test")
-        .await
-        .expect("cached hook runs");
+    // A Rust hook and a Python one (CPython inside: seconds to compile).
+    for path in [
+        example_hook("trivial-post"),
+        python_example_hook("text-post"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = RuntimeOptions {
+            artefact_dir: Some(dir.path().to_path_buf()),
+            ..RuntimeOptions::default()
+        };
+        let bytes = Bytes::from(read(&path));
+        let first = HookRuntime::new(options.clone()).expect("runtime");
+        let compiled = first
+            .load(HookKind::Post, bytes.clone())
+            .await
+            .expect("load");
+        assert!(!compiled.info().from_cache);
+        let second = HookRuntime::new(options).expect("runtime");
+        let hook = second.load(HookKind::Post, bytes).await.expect("load");
+        assert!(
+            hook.info().from_cache,
+            "second load of {} should reuse the artefact",
+            path.display()
+        );
+        eprintln!(
+            "{} ({} bytes): compiled in {:.0} ms, loaded from the artefact cache in {:.0} ms",
+            path.display(),
+            compiled.info().size,
+            compiled.info().load_ms,
+            hook.info().load_ms
+        );
+        hook.call_post(&second, Vec::new(), &ctx(), &limits(), "test")
+            .await
+            .expect("cached hook runs");
+    }
 }

