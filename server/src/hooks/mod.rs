@@ -53,6 +53,11 @@ pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upper bound for any per-backend memory limit: the pooling allocator
 /// reserves slots of this size.
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+/// Per pool slot, how much of a linear memory stays resident between
+/// instances (reset by copy, not by `madvise`).
+const KEEP_RESIDENT_BYTES: usize = 16 << 20;
+/// The same for tables (Python guests have large function tables).
+const KEEP_RESIDENT_TABLE_BYTES: usize = 1 << 20;
 /// Hook instances alive at once (each holds a pool slot).
 pub const DEFAULT_MAX_INSTANCES: u32 = 64;
 
@@ -120,7 +125,12 @@ pub struct CallTag {
 pub struct RuntimeOptions {
     /// Where compiled artefacts are cached (`None`: no disk cache).
     pub artefact_dir: Option<PathBuf>,
+    /// Pool slots: the most hook instances that can exist at once.
     pub max_instances: u32,
+    /// Hook calls running at once (at most `max_instances`). Hooks are
+    /// CPU-bound, so more calls than cores only interleave them, stretch
+    /// each one's wall-clock deadline and touch more pool slots (memory).
+    pub max_concurrent_calls: usize,
     pub max_upload_bytes: usize,
     pub compile_timeout: Duration,
 }
@@ -130,6 +140,7 @@ impl Default for RuntimeOptions {
         Self {
             artefact_dir: None,
             max_instances: DEFAULT_MAX_INSTANCES,
+            max_concurrent_calls: 2 * std::thread::available_parallelism().map_or(1, usize::from),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
         }
@@ -233,7 +244,11 @@ impl HookRuntime {
             message: format!("cannot start the epoch thread: {e}"),
         })?;
         Ok(Self {
-            instances: Arc::new(tokio::sync::Semaphore::new(options.max_instances as usize)),
+            instances: Arc::new(tokio::sync::Semaphore::new(
+                options
+                    .max_concurrent_calls
+                    .clamp(1, options.max_instances as usize),
+            )),
             compiles: Arc::new(tokio::sync::Semaphore::new(1)),
             engine,
             linker,
@@ -275,7 +290,13 @@ fn engine_config(max_instances: u32) -> Config {
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(1 << 20)
         .table_elements(200_000)
-        .max_memory_size(MAX_MEMORY_BYTES);
+        .max_memory_size(MAX_MEMORY_BYTES)
+        // Reset a used slot's dirty pages in place (back to the memory image)
+        // instead of handing them to the kernel: the next instance would
+        // fault them straight back in. A componentize-py guest dirties
+        // megabytes of its CPython heap per call; a pre-hook its tensors.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }

@@ -188,7 +188,7 @@ impl ModelLoader {
             tracing::debug!(model = %identity, "reusing the loaded session pool");
             return Ok(model);
         }
-        let model = Arc::new(self.load_onnx(path, options).await?);
+        let model = self.load_onnx(path, options).await?;
         let mut loaded = self.loaded_models();
         loaded.retain(|_, m| m.strong_count() > 0);
         loaded.insert(key, Arc::downgrade(&model));
@@ -199,17 +199,38 @@ impl ModelLoader {
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Loads the model with one session, then builds the rest of its pool
+    /// in the background: a configure or a restart waits for one graph
+    /// optimisation, not `pool_size` of them on a machine with few cores.
     async fn load_onnx(
         &self,
         path: &Path,
         options: SessionOptions,
-    ) -> Result<OnnxModel, ModelLoadError> {
+    ) -> Result<Arc<OnnxModel>, ModelLoadError> {
         let ort = self.ort.clone();
         let path = path.to_owned();
-        tokio::task::spawn_blocking(move || OnnxModel::load(&ort, &path, &options))
-            .await
-            .map_err(|e| ModelLoadError::Config(e.to_string()))?
-            .map_err(ModelLoadError::from)
+        let first = {
+            let (ort, path, options) = (ort.clone(), path.clone(), options.clone());
+            tokio::task::spawn_blocking(move || OnnxModel::load_first(&ort, &path, &options))
+        };
+        let model = Arc::new(
+            first
+                .await
+                .map_err(|e| ModelLoadError::Config(e.to_string()))??,
+        );
+        let more = options.pool_size.max(1) - 1;
+        if more > 0 {
+            let growing = model.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = growing.add_sessions(&ort, &path, &options, more) {
+                    tracing::warn!(
+                        model = %path.display(),
+                        "serving with one session; building the others failed: {e}"
+                    );
+                }
+            });
+        }
+        Ok(model)
     }
 }
 

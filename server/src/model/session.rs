@@ -174,36 +174,21 @@ impl OnnxModel {
         path: &Path,
         options: &SessionOptions,
     ) -> Result<Self, OrtError> {
-        let load_error = |message: String| OrtError::Load {
-            path: path.to_owned(),
-            message,
-        };
-        let pool_size = options.pool_size.max(1);
-        let load_one = || -> Result<(Session, Vec<String>), OrtError> {
-            let (mut builder, used) = session_builder(runtime, options).map_err(load_error)?;
-            let session = builder
-                .commit_from_file(path)
-                .map_err(|e| load_error(e.to_string()))?;
-            Ok((session, used))
-        };
-        // Sessions are built side by side: graph optimisation dominates a
-        // configure and a restart, and it is single-threaded per session.
-        let built: Vec<Result<(Session, Vec<String>), OrtError>> = std::thread::scope(|scope| {
-            let others: Vec<_> = (1..pool_size).map(|_| scope.spawn(load_one)).collect();
-            let mut built = vec![load_one()];
-            built.extend(others.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(load_error("session build panicked".into())))
-            }));
-            built
-        });
-        let mut sessions = Vec::with_capacity(pool_size);
-        let mut providers = Vec::new();
-        for result in built {
-            let (session, used) = result?;
-            sessions.push(session);
-            providers = used;
-        }
+        let model = Self::load_first(runtime, path, options)?;
+        model.add_sessions(runtime, path, options, options.pool_size.max(1) - 1)?;
+        Ok(model)
+    }
+
+    /// Loads the model with one session, ready to serve; the rest of the
+    /// pool can follow with [`OnnxModel::add_sessions`] (in the background:
+    /// graph optimisation dominates a configure and a restart).
+    pub fn load_first(
+        runtime: &OrtRuntime,
+        path: &Path,
+        options: &SessionOptions,
+    ) -> Result<Self, OrtError> {
+        let (session, providers) = build_session(runtime, path, options)?;
+        let sessions = vec![session];
         let first = &sessions[0];
         let inputs = first
             .inputs()
@@ -224,6 +209,41 @@ impl OnnxModel {
             metadata,
             providers,
         })
+    }
+
+    /// Builds `count` more sessions, side by side, and adds them to the pool.
+    pub fn add_sessions(
+        &self,
+        runtime: &OrtRuntime,
+        path: &Path,
+        options: &SessionOptions,
+        count: usize,
+    ) -> Result<(), OrtError> {
+        let built: Vec<Result<(Session, Vec<String>), OrtError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count)
+                .map(|_| scope.spawn(|| build_session(runtime, path, options)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(OrtError::Load {
+                            path: path.to_owned(),
+                            message: "session build panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for result in built {
+            let (session, _) = result?;
+            self.sessions
+                .lock()
+                .map_err(|_| OrtError::Run("session pool poisoned".into()))?
+                .push(session);
+            self.available.add_permits(1);
+        }
+        Ok(())
     }
 
     pub fn inputs(&self) -> &[TensorSpec] {
@@ -289,6 +309,22 @@ impl OnnxModel {
             .pop()
             .ok_or_else(|| OrtError::Run("no free session (pool accounting bug)".into()))
     }
+}
+
+fn build_session(
+    runtime: &OrtRuntime,
+    path: &Path,
+    options: &SessionOptions,
+) -> Result<(Session, Vec<String>), OrtError> {
+    let load_error = |message: String| OrtError::Load {
+        path: path.to_owned(),
+        message,
+    };
+    let (mut builder, used) = session_builder(runtime, options).map_err(load_error)?;
+    let session = builder
+        .commit_from_file(path)
+        .map_err(|e| load_error(e.to_string()))?;
+    Ok((session, used))
 }
 
 fn session_builder(

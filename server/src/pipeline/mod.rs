@@ -567,11 +567,16 @@ async fn run_batch(
             })
             .collect::<Result<Vec<_>, _>>()?
     };
-    let outputs = backend
-        .model
-        .run(inputs)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    // Its own task: inference blocks its thread (`block_in_place`), and the
+    // request's other batches must reach the other sessions meanwhile.
+    let model = backend.model.clone();
+    let outputs = spawn_stage(Stage::Inference, async move {
+        model
+            .run(inputs)
+            .await
+            .map_err(|e| TaskError::new(Stage::Inference, e.to_string()))
+    })
+    .await?;
     if tasks.len() == 1 {
         return Ok(vec![outputs]);
     }
