@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ort::ep::ExecutionProvider;
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
-use ort::value::{DynValue, TensorElementType, ValueType};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::tensor::{ElementType, Tensor, TensorData, TensorSpec};
 
@@ -417,12 +417,9 @@ fn read_metadata(session: &Session) -> Vec<(String, String)> {
 
 fn run_session(session: &mut Session, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, OrtError> {
     let values = inputs
-        .into_iter()
-        .map(|t| {
-            let name = t.name().to_owned();
-            to_ort(t).map(|v| (name, v))
-        })
-        .collect::<Result<Vec<(String, DynValue)>, OrtError>>()?;
+        .iter()
+        .map(|t| to_ort(t).map(|v| (t.name().to_owned(), v)))
+        .collect::<Result<Vec<(String, SessionInputValue<'_>)>, OrtError>>()?;
     let outputs = session
         .run(values)
         .map_err(|e| OrtError::Run(e.to_string()))?;
@@ -432,24 +429,32 @@ fn run_session(session: &mut Session, inputs: Vec<Tensor>) -> Result<Vec<Tensor>
         .collect()
 }
 
-fn to_ort(tensor: Tensor) -> Result<DynValue, OrtError> {
-    let (name, element_type, shape, data) = tensor.into_parts();
-    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+/// An input for ONNX Runtime that borrows the tensor's bytes where it can:
+/// they are already little-endian elements, and a heap buffer is aligned
+/// for any element type in practice. A misaligned buffer is copied once.
+fn to_ort(tensor: &Tensor) -> Result<SessionInputValue<'_>, OrtError> {
+    let name = tensor.name();
+    let dims: Vec<i64> = tensor.shape().iter().map(|&d| d as i64).collect();
     let err = |e: ort::Error| OrtError::Run(format!("input '{name}': {e}"));
-    // One memcpy into an aligned buffer: the bytes are already in the
-    // machine's (little-endian) order, so no per-element decoding.
     macro_rules! numeric {
-        ($ty:ty, $bytes:expr) => {{
-            let values: Vec<$ty> = bytemuck::pod_collect_to_vec(&$bytes);
-            ort::value::Tensor::from_array((dims.clone(), values))
-                .map(|t| t.into_dyn())
-                .map_err(err)
-        }};
+        ($ty:ty, $bytes:expr) => {
+            match bytemuck::try_cast_slice::<u8, $ty>($bytes) {
+                Ok(elements) => TensorRef::from_array_view((dims, elements))
+                    .map(SessionInputValue::from)
+                    .map_err(err),
+                Err(_) => {
+                    let copy: Vec<$ty> = bytemuck::pod_collect_to_vec($bytes);
+                    ort::value::Tensor::from_array((dims, copy))
+                        .map(SessionInputValue::from)
+                        .map_err(err)
+                }
+            }
+        };
     }
-    match (element_type, data) {
+    match (tensor.element_type(), tensor.data()) {
         (ElementType::String, TensorData::Strings(strings)) => {
-            ort::value::Tensor::from_string_array((dims.clone(), strings.as_slice()))
-                .map(|t| t.into_dyn())
+            ort::value::Tensor::from_string_array((dims, strings.as_slice()))
+                .map(SessionInputValue::from)
                 .map_err(err)
         }
         (ElementType::F32, TensorData::Bytes(b)) => numeric!(f32, b),
@@ -460,8 +465,8 @@ fn to_ort(tensor: Tensor) -> Result<DynValue, OrtError> {
         (ElementType::I8, TensorData::Bytes(b)) => numeric!(i8, b),
         (ElementType::Bool, TensorData::Bytes(b)) => {
             let values: Vec<bool> = b.iter().map(|&v| v != 0).collect();
-            ort::value::Tensor::from_array((dims.clone(), values))
-                .map(|t| t.into_dyn())
+            ort::value::Tensor::from_array((dims, values))
+                .map(SessionInputValue::from)
                 .map_err(err)
         }
         (ty, _) => Err(OrtError::Run(format!("input '{name}': {ty} data mismatch"))),
