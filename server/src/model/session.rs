@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ort::ep::ExecutionProvider;
-use ort::session::{Session, SessionInputValue};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::tensor::{ElementType, Tensor, TensorData, TensorSpec};
