@@ -33,8 +33,11 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// The same token on every call: the fake Label Studio compares what it is
+/// sent with `pat()`, so the expiry must not depend on the current second.
 fn pat() -> String {
-    jwt(&serde_json::json!({"token_type": "refresh", "exp": now() + 86_400 * 365, "jti": "pat"}))
+    const YEAR_2100: u64 = 4_102_444_800;
+    jwt(&serde_json::json!({"token_type": "refresh", "exp": YEAR_2100, "jti": "pat"}))
 }
 
 /// Label Studio's state as the fake sees it.
