@@ -88,6 +88,31 @@ async fn run_python(
     hook.call_post(rt, Vec::new(), &ctx(), limits, "test").await
 }
 
+/// A memory bomb (Rust or Python) is stopped by the memory limit, and the
+/// error says so.
+fn assert_out_of_memory(err: &HookCallError) {
+    assert!(
+        matches!(
+            err.failure,
+            HookFailure::OutOfMemory(_) | HookFailure::Trap(_)
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("memory"), "{err}");
+}
+
+/// An endless loop (Rust or Python) is stopped at the deadline of task 7.
+fn assert_stopped_at_deadline(err: &HookCallError) {
+    assert!(matches!(err.failure, HookFailure::Deadline(_)), "{err}");
+    assert_eq!(err.kind, HookKind::Post);
+    assert_eq!(err.task, Some(7));
+    assert!(
+        err.to_string()
+            .starts_with("post-hook failed on task 7: stopped after"),
+        "{err}"
+    );
+}
+
 /// The host is still healthy: a trivial hook runs fine on the same runtime.
 async fn assert_still_healthy(rt: &HookRuntime) {
     let hook = load(rt, HookKind::Post, example_hook("trivial-post")).await;
@@ -109,14 +134,7 @@ async fn infinite_loop_is_stopped_at_the_deadline() {
     let err = run_post_with(&rt, "loop-forever", &short)
         .await
         .unwrap_err();
-    assert!(matches!(err.failure, HookFailure::Deadline(_)), "{err}");
-    assert_eq!(err.kind, HookKind::Post);
-    assert_eq!(err.task, Some(7));
-    assert!(
-        err.to_string()
-            .starts_with("post-hook failed on task 7: stopped after"),
-        "{err}"
-    );
+    assert_stopped_at_deadline(&err);
     // Generous bound: the point is that it stops at all, not how fast.
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_still_healthy(&rt).await;
@@ -126,14 +144,7 @@ async fn infinite_loop_is_stopped_at_the_deadline() {
 async fn memory_bomb_hits_the_memory_limit() {
     let rt = runtime();
     let err = run_post(&rt, "memory-bomb").await.unwrap_err();
-    assert!(
-        matches!(
-            err.failure,
-            HookFailure::OutOfMemory(_) | HookFailure::Trap(_)
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("memory"), "{err}");
+    assert_out_of_memory(&err);
     assert_still_healthy(&rt).await;
 }
 
@@ -338,12 +349,7 @@ async fn python_infinite_loop_is_stopped_at_the_deadline() {
         ..python_limits()
     };
     let err = run_python(&rt, "loop-forever", &short).await.unwrap_err();
-    assert!(matches!(err.failure, HookFailure::Deadline(_)), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with("post-hook failed on task 7: stopped after"),
-        "{err}"
-    );
+    assert_stopped_at_deadline(&err);
     assert_still_healthy(&rt).await;
 }
 
@@ -353,14 +359,7 @@ async fn python_memory_bomb_hits_the_memory_limit() {
     let err = run_python(&rt, "memory-bomb", &python_limits())
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err.failure,
-            HookFailure::OutOfMemory(_) | HookFailure::Trap(_)
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("memory"), "{err}");
+    assert_out_of_memory(&err);
     assert_still_healthy(&rt).await;
 }
 
