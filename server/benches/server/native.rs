@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cls::imageops::{Channels, Filter, Image, Layout, TensorOptions, Transform};
-use cls::model::SessionOptions;
+use cls::model::{SessionOptions, read_metadata};
 use hook_sdk::contours::Mask;
 use hook_sdk::detection::GflHead;
 use hook_sdk::polygon::{self, Point};
@@ -102,7 +102,7 @@ impl<'a> NativeModel<'a> {
             .iter()
             .map(|o| spec(o.name(), o.dtype()))
             .collect();
-        let metadata = metadata(first);
+        let metadata = read_metadata(first);
         // As `OnnxModel::batches_on_dim0` and the backend's default batch_size.
         let batches = inputs.iter().all(|i| i.shape.first() == Some(&-1));
         let spec = Spec {
@@ -501,20 +501,6 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
         element_type,
         shape,
     }
-}
-
-fn metadata(session: &Session) -> Vec<(String, String)> {
-    let Ok(metadata) = session.metadata() else {
-        return Vec::new();
-    };
-    let mut pairs: Vec<(String, String)> = metadata
-        .custom_keys()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|k| metadata.custom(&k).map(|v| (k, v)))
-        .collect();
-    pairs.sort();
-    pairs
 }
 
 // The example post-hooks' functions, compiled natively. Each mirrors the

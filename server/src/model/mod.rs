@@ -28,7 +28,7 @@ pub use registry::{
     ArtifactLocation, ProgressFn, RegistryClient, RemoteFile, ResolvedModel, RetryPolicy,
     http_client,
 };
-pub use session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
+pub use session::{OnnxModel, OrtError, OrtRuntime, SessionOptions, read_metadata};
 pub use source::{
     MlflowAuth, MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri,
 };

@@ -188,8 +188,7 @@ impl OnnxModel {
         options: &SessionOptions,
     ) -> Result<Self, OrtError> {
         let (session, providers) = build_session(runtime, path, options)?;
-        let sessions = vec![session];
-        let first = &sessions[0];
+        let first = &session;
         let inputs = first
             .inputs()
             .iter()
@@ -202,8 +201,8 @@ impl OnnxModel {
             .collect();
         let metadata = read_metadata(first);
         Ok(Self {
-            available: tokio::sync::Semaphore::new(sessions.len()),
-            sessions: Mutex::new(sessions),
+            available: tokio::sync::Semaphore::new(1),
+            sessions: Mutex::new(vec![session]),
             inputs,
             outputs,
             metadata,
@@ -402,7 +401,8 @@ fn element_type(ty: TensorElementType) -> Option<ElementType> {
     })
 }
 
-fn read_metadata(session: &Session) -> Vec<(String, String)> {
+/// A session's custom metadata (`metadata_props`), sorted by key.
+pub fn read_metadata(session: &Session) -> Vec<(String, String)> {
     let Ok(metadata) = session.metadata() else {
         return Vec::new();
     };
