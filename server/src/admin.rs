@@ -250,7 +250,7 @@ async fn check_sample(
         tasks,
         ..PredictRequest::default()
     };
-    let (results, _) = pipeline::predict(services, backend, request).await;
+    let (results, _) = pipeline::predict(services, backend, request).await?;
     for (i, result) in results.into_iter().enumerate() {
         if let Err(e) = result {
             return Err(ApiError::Unprocessable(format!(

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::pipeline::Services;
 use crate::secret::Secret;
@@ -31,6 +32,10 @@ use crate::state::{Backends, StateDir};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 512 << 20;
 /// Default number of `/predict` requests processed at once; more get 503.
 pub const DEFAULT_MAX_CONCURRENT_PREDICTS: usize = 64;
+/// Default cap on a `/predict` body. Label Studio sends task references,
+/// not files, so real bodies are kilobytes; inline `data:` images are the
+/// largest legitimate ones.
+pub const DEFAULT_MAX_PREDICT_BODY_BYTES: usize = 64 << 20;
 
 /// HTTP basic auth credentials for the protocol routes.
 #[derive(Debug, Clone)]
@@ -45,8 +50,16 @@ pub struct ServerConfig {
     pub basic_auth: Option<BasicAuth>,
     /// Bearer token for admin routes; without it they accept loopback only.
     pub admin_token: Option<Secret>,
+    /// Largest admin request body (hook and model uploads).
     pub max_body_bytes: usize,
+    /// Largest `/predict` body.
+    pub max_predict_body_bytes: usize,
     pub max_concurrent_predicts: usize,
+    /// Bytes of memory request work may hold at once; `None`: half of the
+    /// machine's or the container's memory.
+    pub memory_budget_bytes: Option<u64>,
+    /// How long a request waits for memory before it is answered 503.
+    pub memory_wait: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -55,7 +68,10 @@ impl Default for ServerConfig {
             basic_auth: None,
             admin_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_predict_body_bytes: DEFAULT_MAX_PREDICT_BODY_BYTES,
             max_concurrent_predicts: DEFAULT_MAX_CONCURRENT_PREDICTS,
+            memory_budget_bytes: None,
+            memory_wait: crate::budget::DEFAULT_WAIT,
         }
     }
 }
@@ -70,6 +86,8 @@ pub struct AppState {
     pub predict_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
     pub loader: Arc<crate::admin::Loader>,
+    /// Request work reserves memory here before it allocates.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// The whole route table.
@@ -144,6 +162,9 @@ pub enum ApiError {
     /// 503: too many concurrent predictions; retry.
     #[error("too many concurrent /predict requests; retry shortly")]
     Busy,
+    /// 503: the memory budget stayed full; retry.
+    #[error("{0}")]
+    OutOfMemoryBudget(String),
     /// 500: our bug or our disk.
     #[error("{0}")]
     Internal(String),
@@ -160,8 +181,20 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Self::NotConfigured(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotConfigured(_) | Self::Busy | Self::OutOfMemoryBudget(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<crate::budget::BudgetError> for ApiError {
+    fn from(e: crate::budget::BudgetError) -> Self {
+        if e.is_transient() {
+            Self::OutOfMemoryBudget(e.to_string())
+        } else {
+            Self::PayloadTooLarge(e.to_string())
         }
     }
 }
@@ -169,8 +202,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry = matches!(self, Self::Busy | Self::OutOfMemoryBudget(_));
         let body = json!({ "status": status.as_u16(), "error": self.to_string() });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if retry {
+            // Label Studio and well-behaved clients back off and retry.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -186,6 +228,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Parses a JSON request body on the blocking pool, with [`JsonBody`]'s
+/// errors: a task list of many megabytes takes long enough to parse that
+/// doing it on an async worker would stall every other request on it
+/// (`/health` included).
+pub async fn parse_json_off_thread<T: DeserializeOwned + Send + 'static>(
+    headers: &axum::http::HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected a JSON body with Content-Type: application/json".into(),
+        ));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(e.body_text())
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    })?;
+    tokio::task::spawn_blocking(move || serde_json::from_slice::<T>(&body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("parsing the body: {e}")))?
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::BadRequest(format!(
+                "Failed to deserialize the JSON body into the target type: {e}"
+            )),
+            _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        })
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -261,9 +342,23 @@ impl AppState {
             settings.execution_provider.clone(),
         ));
         let loader = Arc::new(crate::admin::Loader::new(hooks.clone(), models));
+        let budget = Arc::new(MemoryBudget::new(
+            settings
+                .server
+                .memory_budget_bytes
+                .unwrap_or_else(MemoryBudget::default_total),
+            settings.server.memory_wait,
+        ));
+        tracing::info!(
+            "memory budget for request work: {} (one request: {}, one backend: {})",
+            crate::budget::mib(budget.total()),
+            crate::budget::mib(budget.request_share()),
+            crate::budget::mib(budget.backend_share()),
+        );
         let state = Self {
             backends: Arc::new(Backends::default()),
-            services: Arc::new(Services { hooks, fetcher }),
+            services: Arc::new(Services::new(hooks, fetcher, budget.clone())),
+            budget,
             predict_slots: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_concurrent_predicts,
             )),

@@ -20,6 +20,8 @@
 //!   touches `ort`).
 //! - [`labelconfig`]: re-export of the shared label-config parser and
 //!   prediction validator.
+//! - [`budget`]: the process-wide memory budget that request work reserves
+//!   from before it allocates.
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`state`]: the configured backends, their atomic swaps and persistence.
 //! - [`tensor`]: the host's tensor type, shared by hooks and model.
@@ -28,6 +30,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod fetch;
 pub mod hooks;

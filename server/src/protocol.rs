@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +28,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::{ApiError, AppState, JsonBody};
+use crate::app::{ApiError, AppState, JsonBody, parse_json_off_thread};
 use crate::pipeline::{self, PredictRequest};
 use crate::state::{Backend, BackendName};
 
@@ -36,14 +38,20 @@ pub const MODEL_CLASS: &str = "configurable-ls-backend";
 /// The protocol routes, for the root backend at `/` and for each named
 /// backend under `/backends/{name}` (same handlers; the path says which).
 pub fn routes(state: AppState) -> Router<AppState> {
+    // The body limit and reservation wrap only the predict routes; admin
+    // uploads have their own, larger limit.
+    let predict_routes = Router::new()
+        .route("/predict", post(predict))
+        .route("/backends/{name}/predict", post(predict))
+        .route_layer(middleware::from_fn_with_state(state.clone(), reserve_body))
+        .route_layer(DefaultBodyLimit::max(predict_body_limit(&state)));
     let guarded = Router::new()
         .route("/", get(health))
         .route("/health", get(health))
         .route("/backends/{name}/health", get(health))
         .route("/setup", post(setup))
         .route("/backends/{name}/setup", post(setup))
-        .route("/predict", post(predict))
-        .route("/backends/{name}/predict", post(predict))
+        .merge(predict_routes)
         .route("/versions", get(versions))
         .route("/backends/{name}/versions", get(versions))
         .route_layer(middleware::from_fn_with_state(state, basic_auth));
@@ -122,16 +130,17 @@ async fn predict(
     State(state): State<AppState>,
     path: Option<Path<String>>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<PredictBody>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let name = target(path)?;
     let backend = configured(&state, &name)?;
+    let body: PredictBody = parse_json_off_thread(&headers, body).await?;
     if body.tasks.is_empty() {
         return Err(ApiError::BadRequest("\"tasks\" is empty".into()));
     }
     let Ok(_permit) = state.predict_slots.clone().try_acquire_owned() else {
         state.metrics.rejected();
-        return Ok(busy());
+        return Err(ApiError::Busy);
     };
     let request_id = headers
         .get("x-request-id")
@@ -146,7 +155,7 @@ async fn predict(
         interactive_context: body.params.and_then(|p| p.context).filter(|c| !c.is_null()),
         label_studio_url: backend.activity.label_studio_url(),
     };
-    let (results, times) = pipeline::predict(&state.services, &backend, request).await;
+    let (results, times) = pipeline::predict(&state.services, &backend, request).await?;
     let entries: Vec<Value> = results
         .into_iter()
         .map(|r| result_entry(&backend, r))
@@ -192,12 +201,52 @@ fn result_entry(backend: &Backend, result: pipeline::TaskResult) -> Value {
     }
 }
 
-fn busy() -> Response {
-    let mut response = ApiError::Busy.into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+/// The largest `/predict` body: its own limit, within the server-wide one.
+fn predict_body_limit(state: &AppState) -> usize {
+    state
+        .config
+        .max_predict_body_bytes
+        .min(state.config.max_body_bytes)
+}
+
+/// How many bytes of memory a JSON body takes once parsed, per byte of the
+/// body, at most (measured: task lists parse into about 4.7 bytes of
+/// `serde_json::Value` per byte), plus the body's own bytes.
+const BODY_EXPANSION: u64 = 6;
+
+/// The budget key that request bodies are counted under, beside backends.
+const BODIES: &str = "(request bodies)";
+
+/// Reserves memory for a `/predict` body before a byte of it is read: its
+/// declared length times [`BODY_EXPANSION`] (a body without a length counts
+/// as the largest allowed). Over the limit: 413; no room in the budget for
+/// the whole wait: 503 with `Retry-After`.
+async fn reserve_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = predict_body_limit(&state) as u64;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&n| n > limit) {
+        return ApiError::PayloadTooLarge(format!(
+            "the /predict body is {} but at most {} is accepted (CLS_MAX_PREDICT_BODY_MB)",
+            crate::budget::mib(length),
+            crate::budget::mib(limit)
+        ))
+        .into_response();
+    }
+    let need = declared
+        .unwrap_or(limit)
+        .saturating_mul(BODY_EXPANSION)
+        .min(state.budget.request_share());
+    match state.budget.reserve(BODIES, need, "the /predict body").await {
+        Ok(_held) => next.run(request).await,
+        Err(e) => {
+            state.metrics.rejected();
+            ApiError::from(e).into_response()
+        }
+    }
 }
 
 /// Label Studio calls this for every project event; we do not train, so

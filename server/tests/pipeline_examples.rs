@@ -51,7 +51,11 @@ fn harness(ort: Arc<OrtRuntime>) -> Harness {
     let fetcher = Arc::new(Fetcher::new(dir.path().join("downloads"), 1 << 26).expect("fetcher"));
     Harness {
         loader: Loader::new(hooks.clone(), models),
-        services: Services { hooks, fetcher },
+        services: Services::new(
+            hooks,
+            fetcher,
+            Arc::new(cls::budget::MemoryBudget::default()),
+        ),
         _dir: dir,
     }
 }
@@ -108,7 +112,8 @@ async fn predict(h: &Harness, backend: &Arc<Backend>, tasks: Vec<Value>) -> Vec<
             ..PredictRequest::default()
         },
     )
-    .await;
+    .await
+    .expect("the memory budget has room");
     results
         .into_iter()
         .map(|r| match r {
@@ -305,7 +310,8 @@ async fn one_bad_task_fails_alone() {
             ..PredictRequest::default()
         },
     )
-    .await;
+    .await
+    .expect("the memory budget has room");
     assert!(results[0].is_ok());
     let err = results[1].as_ref().expect_err("garbage image fails");
     assert_eq!(err.stage, pipeline::Stage::PreHook);

@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::app::{
     self, AppState, BasicAuth, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTS,
-    ServerConfig, Settings,
+    DEFAULT_MAX_PREDICT_BODY_BYTES, ServerConfig, Settings,
 };
 use crate::secret::Secret;
 
@@ -51,9 +51,20 @@ pub struct ServeArgs {
     /// `/predict` requests processed at once; more are answered 503 with Retry-After.
     #[arg(long, env = "CLS_MAX_CONCURRENT_PREDICTS", default_value_t = DEFAULT_MAX_CONCURRENT_PREDICTS)]
     pub max_concurrent_predicts: usize,
-    /// Largest request body in bytes (uploads included).
+    /// Largest admin request body in bytes (hook and model uploads).
     #[arg(long, env = "CLS_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Largest /predict body in MiB; larger ones are answered 413.
+    #[arg(long, env = "CLS_MAX_PREDICT_BODY_MB", default_value_t = (DEFAULT_MAX_PREDICT_BODY_BYTES >> 20) as u64)]
+    pub max_predict_body_mb: u64,
+    /// Memory in MiB that request work (bodies, images, tensors, batches) may
+    /// hold at once; work beyond it waits, then gets 503 with Retry-After
+    /// [default: half of the machine's or the container's memory].
+    #[arg(long, env = "CLS_MEMORY_BUDGET_MB")]
+    pub memory_budget_mb: Option<u64>,
+    /// Seconds a request waits for room in the memory budget before 503.
+    #[arg(long, env = "CLS_MEMORY_WAIT_SECS", default_value_t = crate::budget::DEFAULT_WAIT.as_secs())]
+    pub memory_wait_secs: u64,
     /// Size bound of the model cache in MiB (least recently used unused models are evicted).
     #[arg(long, env = "CLS_MODEL_CACHE_MB", default_value_t = 10_240)]
     pub model_cache_mb: u64,
@@ -118,7 +129,11 @@ impl ServeArgs {
                 .filter(|t| !t.is_empty())
                 .map(Secret::new),
             max_body_bytes: self.max_body_bytes,
+            max_predict_body_bytes: usize::try_from(self.max_predict_body_mb << 20)
+                .unwrap_or(usize::MAX),
             max_concurrent_predicts: self.max_concurrent_predicts.max(1),
+            memory_budget_bytes: self.memory_budget_mb.map(|mb| mb << 20),
+            memory_wait: std::time::Duration::from_secs(self.memory_wait_secs),
         })
     }
 }

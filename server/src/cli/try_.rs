@@ -115,7 +115,7 @@ pub async fn run(args: TryArgs) -> anyhow::Result<()> {
         label_config: Some(xml.clone()),
         ..PredictRequest::default()
     };
-    let (results, times) = pipeline::predict(&local.services, &local.backend, request).await;
+    let (results, times) = pipeline::predict(&local.services, &local.backend, request).await?;
 
     let rendered = match format {
         Some(format) => {
@@ -211,7 +211,11 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
     download_bar.finish_and_clear();
     let backend = Arc::new(backend.context("the backend does not build")?);
     Ok(Local {
-        services: Services { hooks, fetcher },
+        services: Services::new(
+            hooks,
+            fetcher,
+            Arc::new(crate::budget::MemoryBudget::default()),
+        ),
         backend,
     })
 }

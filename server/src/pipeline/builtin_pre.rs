@@ -15,9 +15,13 @@ use crate::tensor::{ElementType, Tensor, TensorSpec};
 pub const MAX_DYNAMIC_SIDE: u32 = 1024;
 
 /// Builds one tensor per model input from the task's datapoints.
+///
+/// An image is decoded only when its header declares a size whose pixels
+/// fit `max_decode_bytes`; a decode bomb is refused before any allocation.
 pub fn run(
     datapoints: &[Datapoint],
     inputs: &[TensorSpec],
+    max_decode_bytes: usize,
 ) -> Result<(PreOutput, Vec<DatapointInfo>), String> {
     let mut infos: Vec<DatapointInfo> = datapoints.iter().map(describe).collect();
     let mut tensors = Vec::with_capacity(inputs.len());
@@ -25,7 +29,7 @@ pub fn run(
         let tensor = match spec.element_type {
             Some(ElementType::String) => text_tensor(spec, datapoints)?,
             Some(ty @ (ElementType::F32 | ElementType::U8)) if spec.shape.len() == 4 => {
-                image_tensor(spec, ty, datapoints, &mut infos)?
+                image_tensor(spec, ty, datapoints, &mut infos, max_decode_bytes)?
             }
             _ => {
                 return Err(format!(
@@ -60,6 +64,31 @@ pub fn describe(d: &Datapoint) -> DatapointInfo {
             .flatten(),
         transform: None,
     }
+}
+
+/// Bytes per pixel a decode may hold at its peak: the decoder's buffer (up
+/// to RGBA with 16 bits per channel) while the RGB copy is made.
+const DECODE_BYTES_PER_PIXEL: u64 = 8 + 3;
+
+/// Refuses an image whose header declares more pixels than
+/// `max_decode_bytes` can hold, before anything is decoded. An unreadable
+/// header passes: the decoder then reports what is wrong with the file.
+pub fn check_decode_size(bytes: &[u8], max_decode_bytes: usize) -> Result<(), String> {
+    let Some((width, height)) = imageops::dimensions(bytes) else {
+        return Ok(());
+    };
+    let need = u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(DECODE_BYTES_PER_PIXEL);
+    if need > max_decode_bytes as u64 {
+        return Err(format!(
+            "image of {width}×{height} pixels would need {} to decode; the limit is {} \
+             (limits.hook_memory_mb)",
+            crate::budget::mib(need),
+            crate::budget::mib(max_decode_bytes as u64)
+        ));
+    }
+    Ok(())
 }
 
 fn looks_like_image(d: &Datapoint) -> bool {
@@ -97,6 +126,7 @@ fn image_tensor(
     element_type: ElementType,
     datapoints: &[Datapoint],
     infos: &mut [DatapointInfo],
+    max_decode_bytes: usize,
 ) -> Result<Tensor, String> {
     let (index, datapoint) = datapoints
         .iter()
@@ -119,6 +149,8 @@ fn image_tensor(
             spec.name, dims
         ));
     };
+    check_decode_size(&datapoint.data, max_decode_bytes)
+        .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
     let image = Image::decode(&datapoint.data, true)
         .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
     let side = |declared: i64, actual: u32| -> u32 {

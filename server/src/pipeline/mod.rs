@@ -9,6 +9,7 @@
 //! themselves live in `fetch`, `hooks`, `model` and `labelconfig`.
 
 pub mod builtin_pre;
+mod waves;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde_json::Value;
 
+use crate::budget::{BudgetError, MemoryBudget};
 use crate::fetch::{FetchRequest, Fetcher};
 use crate::hooks::{Datapoint, DatapointInfo, HookContext, HookRuntime, PreOutput};
 use crate::labelconfig::{self, LabelConfig};
@@ -28,6 +30,44 @@ use crate::tensor::Tensor;
 pub struct Services {
     pub hooks: Arc<HookRuntime>,
     pub fetcher: Arc<Fetcher>,
+    /// Every wave of tasks reserves its memory here first.
+    pub budget: Arc<MemoryBudget>,
+    waves: Arc<WaveSlots>,
+}
+
+impl Services {
+    /// The pipeline's services; request work reserves memory in `budget`.
+    pub fn new(hooks: Arc<HookRuntime>, fetcher: Arc<Fetcher>, budget: Arc<MemoryBudget>) -> Self {
+        Self {
+            hooks,
+            fetcher,
+            budget,
+            waves: Arc::default(),
+        }
+    }
+}
+
+/// Waves in flight per backend, at most one per core: inference runs on one
+/// session per core, so more waves at once only hold more tasks' buffers
+/// in memory without finishing sooner. Requests queue here in FIFO order.
+#[derive(Default)]
+struct WaveSlots {
+    by_backend: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl WaveSlots {
+    async fn acquire(&self, backend: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = {
+            let mut map = self.by_backend.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(backend.to_owned())
+                .or_insert_with(|| {
+                    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+                    Arc::new(tokio::sync::Semaphore::new(cores))
+                })
+                .clone()
+        };
+        slots.acquire_owned().await.ok()
+    }
 }
 
 /// A `/predict` request, as Label Studio sends it.
@@ -97,6 +137,16 @@ pub struct StageTimes {
     pub validation: Duration,
 }
 
+impl StageTimes {
+    fn add(&mut self, other: &Self) {
+        self.fetch += other.fetch;
+        self.pre_hook += other.pre_hook;
+        self.inference += other.inference;
+        self.post_hook += other.post_hook;
+        self.validation += other.validation;
+    }
+}
+
 /// A task after its pre-hook: model inputs plus what the post-hook needs.
 struct Prepared {
     ctx: HookContext,
@@ -105,83 +155,120 @@ struct Prepared {
 
 /// Runs the whole pipeline; one result per task, in task order.
 ///
-/// Each task's fetch + pre-hook and post-hook + validation run as their own
-/// tokio task, so the tasks of one request spread over every core and each
-/// hook's wall-clock deadline counts its own work, not its neighbours'.
+/// Tasks go through in waves ([`waves::wave_len`] tasks at a time, each wave
+/// holding a reservation of the memory budget for its tasks' estimated
+/// size), so a request of any length streams through bounded memory. The
+/// label config is decided and parsed once for the whole request.
+///
+/// Fails as a whole only when the memory budget stays full for its whole
+/// wait ([`BudgetError::Busy`]): the caller answers 503 and Label Studio
+/// retries. A task too large for any budget fails alone, with the numbers.
 pub async fn predict(
     services: &Services,
     backend: &Arc<Backend>,
     request: PredictRequest,
+) -> Result<(Vec<TaskResult>, StageTimes), BudgetError> {
+    let label = RequestLabelConfig::decide(backend, request.label_config.as_deref());
+    let interactive = request.interactive_context.as_ref().map(Value::to_string);
+    let task_bytes = waves::task_bytes(backend, label.xml.len());
+    let wave_len = waves::wave_len(
+        task_bytes,
+        services.budget.request_share(),
+        backend.config.batch_size.max(1),
+    );
+    let request = Arc::new(request);
+    let mut results = Vec::with_capacity(request.tasks.len());
+    let mut times = StageTimes::default();
+    for wave in chunks(request.tasks.len(), wave_len) {
+        let what = format!("{} task(s) of this model", wave.len());
+        let bytes = task_bytes.saturating_mul(wave.len() as u64);
+        // The slot first: a wave that waits for its turn holds no memory.
+        let _slot = services.waves.acquire(backend.name.as_str()).await;
+        let reservation = services
+            .budget
+            .reserve(backend.name.as_str(), bytes, &what)
+            .await;
+        match reservation {
+            Ok(_held) => {
+                let (wave_results, wave_times) = run_wave(
+                    services,
+                    backend,
+                    &request,
+                    &label,
+                    interactive.as_deref(),
+                    wave,
+                )
+                .await;
+                results.extend(wave_results);
+                times.add(&wave_times);
+            }
+            Err(e @ BudgetError::TooLarge { .. }) => {
+                let error = TaskError::new(Stage::PreHook, e.to_string());
+                results.extend(wave.map(|_| Err(error.clone())));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((results, times))
+}
+
+/// `0..len` in consecutive ranges of at most `size`.
+fn chunks(len: usize, size: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let size = size.max(1);
+    (0..len)
+        .step_by(size)
+        .map(move |start| start..(start + size).min(len))
+}
+
+/// One wave: every task's fetch + pre-hook, the wave's inference, every
+/// task's post-hook + validation. Results in task order.
+async fn run_wave(
+    services: &Services,
+    backend: &Arc<Backend>,
+    request: &Arc<PredictRequest>,
+    label: &RequestLabelConfig,
+    interactive: Option<&str>,
+    wave: std::ops::Range<usize>,
 ) -> (Vec<TaskResult>, StageTimes) {
     let mut times = StageTimes::default();
-    let label_config = effective_label_config(backend, request.label_config.as_deref());
-    let label_config_xml = request
-        .label_config
-        .clone()
-        .or_else(|| backend.config.label_config.clone())
-        .unwrap_or_default();
-    let interactive = request.interactive_context.as_ref().map(Value::to_string);
-    let request = Arc::new(request);
-
-    let prepared: Vec<Result<Prepared, TaskError>> =
-        join_all((0..request.tasks.len()).map(|index| {
-            let ctx = base_context(
-                backend,
-                &request.tasks[index],
-                &label_config_xml,
-                interactive.clone(),
-            );
-            let (services, backend, request) = (services.clone(), backend.clone(), request.clone());
-            let label_config = label_config.clone();
-            spawn_stage(Stage::PreHook, async move {
-                let task = &request.tasks[index];
-                prepare(
-                    &services,
-                    &backend,
-                    label_config.as_deref(),
-                    &request,
-                    task,
-                    ctx,
-                )
-                .await
-            })
-        }))
-        .await
-        .into_iter()
-        .map(|r| {
-            r.map(|(p, fetch, pre)| {
-                times.fetch += fetch;
-                times.pre_hook += pre;
-                p
-            })
+    let prepared: Vec<Result<Prepared, TaskError>> = join_all(wave.map(|index| {
+        let ctx = base_context(
+            backend,
+            &request.tasks[index],
+            &label.xml,
+            interactive.map(str::to_owned),
+        );
+        let (services, backend, request) = (services.clone(), backend.clone(), request.clone());
+        let parsed = label.parsed.clone();
+        spawn_stage(Stage::PreHook, async move {
+            let task = &request.tasks[index];
+            prepare(&services, &backend, parsed.as_deref(), &request, task, ctx).await
         })
-        .collect();
+    }))
+    .await
+    .into_iter()
+    .map(|r| {
+        r.map(|(p, fetch, pre)| {
+            times.fetch += fetch;
+            times.pre_hook += pre;
+            p
+        })
+    })
+    .collect();
 
     let started = Instant::now();
     let outputs = infer(backend, &prepared).await;
     times.inference += started.elapsed();
 
-    let finished = join_all(
-        prepared
-            .into_iter()
-            .zip(outputs)
-            .map(|(prepared, outputs)| {
-                let (services, backend) = (services.clone(), backend.clone());
-                let label_config = label_config.clone();
-                spawn_stage(Stage::PostHook, async move {
-                    let prepared = prepared?;
-                    let outputs = outputs?;
-                    finish(
-                        &services,
-                        &backend,
-                        label_config.as_deref(),
-                        prepared,
-                        outputs,
-                    )
-                    .await
-                })
-            }),
-    )
+    let finished = join_all(prepared.into_iter().zip(outputs).map(|(prepared, outputs)| {
+        let (services, backend) = (services.clone(), backend.clone());
+        let parsed = label.parsed.clone();
+        spawn_stage(Stage::PostHook, async move {
+            let prepared = prepared?;
+            let outputs = outputs?;
+            finish(&services, &backend, parsed.as_deref(), prepared, outputs).await
+        })
+    }))
     .await;
     let results = finished
         .into_iter()
@@ -216,21 +303,33 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The label config to validate against: the request's (what Label Studio
-/// will render) or else the configured one.
-fn effective_label_config(
-    backend: &Backend,
-    from_request: Option<&str>,
-) -> Option<Arc<LabelConfig>> {
-    match from_request.filter(|x| !x.trim().is_empty()) {
-        Some(xml) => match LabelConfig::parse(xml) {
-            Ok(config) => Some(Arc::new(config)),
+/// The label config of one request, decided once: the request's (what
+/// Label Studio will render) when it parses, else the configured one. The
+/// hooks see the XML of the same config the validator checks against.
+struct RequestLabelConfig {
+    parsed: Option<Arc<LabelConfig>>,
+    xml: String,
+}
+
+impl RequestLabelConfig {
+    fn decide(backend: &Backend, from_request: Option<&str>) -> Self {
+        let configured = || Self {
+            parsed: backend.label_config.clone(),
+            xml: backend.config.label_config.clone().unwrap_or_default(),
+        };
+        let Some(xml) = from_request.filter(|x| !x.trim().is_empty()) else {
+            return configured();
+        };
+        match LabelConfig::parse(xml) {
+            Ok(config) => Self {
+                parsed: Some(Arc::new(config)),
+                xml: xml.to_owned(),
+            },
             Err(e) => {
                 tracing::warn!(backend = %backend.name, "request label config unusable ({e}); using the configured one");
-                backend.label_config.clone()
+                configured()
             }
-        },
-        None => backend.label_config.clone(),
+        }
     }
 }
 
@@ -285,9 +384,10 @@ async fn prepare(
         }
         None => {
             let inputs = backend.model.inputs().to_vec();
-            tokio::task::spawn_blocking(move || builtin_pre::run(&datapoints, &inputs))
+            let max_decode = backend.limits.memory_bytes;
+            pixel_work(move || builtin_pre::run(&datapoints, &inputs, max_decode))
                 .await
-                .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?
+                .map_err(|e| TaskError::new(Stage::PreHook, e))?
                 .map_err(|e| TaskError::new(Stage::PreHook, format!("built-in pre-hook: {e}")))?
         }
     };
@@ -295,6 +395,27 @@ async fn prepare(
     ctx.datapoints = infos;
     ctx.carry = pre.carry.clone();
     Ok((Prepared { ctx, pre }, fetched, started.elapsed()))
+}
+
+/// Runs CPU-heavy pixel work on the blocking pool, at most one job per core
+/// at a time: decoding is memory-hungry, and more jobs than cores only add
+/// memory without adding speed.
+async fn pixel_work<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Arc::new(tokio::sync::Semaphore::new(cores))
+    });
+    let _slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| format!("internal error: {e}"))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("internal error: {e}"))
 }
 
 async fn describe_all(datapoints: Vec<Datapoint>) -> Vec<DatapointInfo> {
@@ -482,9 +603,14 @@ fn looks_like_url(s: &str) -> bool {
     .any(|p| s.starts_with(p))
 }
 
+/// Largest stacked batch in bytes of input. ONNX Runtime's arena grows to
+/// the largest batch it has seen and keeps that size, so the cap bounds
+/// memory for the life of the session, not only for this request.
+const MAX_BATCH_BYTES: usize = 32 << 20;
+
 /// Runs inference for every prepared task: stacked along dimension 0 when
 /// the model allows it (tasks with identical input shapes, up to the batch
-/// size), one by one otherwise.
+/// size and [`MAX_BATCH_BYTES`]), one by one otherwise.
 async fn infer(
     backend: &Backend,
     prepared: &[Result<Prepared, TaskError>],
@@ -509,8 +635,13 @@ async fn infer(
     let batches: Vec<Vec<usize>> = groups
         .into_values()
         .flat_map(|members| {
+            let task_bytes = members
+                .first()
+                .and_then(|&i| prepared[i].as_ref().ok())
+                .map_or(0, |p| p.pre.inputs.iter().map(Tensor::byte_len).sum::<usize>());
+            let per_batch = batch_size.min((MAX_BATCH_BYTES / task_bytes.max(1)).max(1));
             members
-                .chunks(batch_size)
+                .chunks(per_batch)
                 .map(<[usize]>::to_vec)
                 .collect::<Vec<_>>()
         })

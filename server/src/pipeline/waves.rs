@@ -1,0 +1,134 @@
+//! How much memory one task of a backend may need, and how many tasks of a
+//! request run at once (a *wave*) so that a request of any length streams
+//! through a bounded amount of memory.
+//!
+//! The estimate is made from what the backend declares before any task is
+//! seen: the model's input and output shapes, the hooks' output cap and the
+//! built-in pre-hook's largest image side. It is an upper bound for fixed
+//! shapes and a cap for dynamic ones (a hook cannot return more than
+//! `max_output_mb`; the built-in pre-hook never exceeds
+//! [`MAX_DYNAMIC_SIDE`](super::builtin_pre::MAX_DYNAMIC_SIDE)).
+
+use crate::state::Backend;
+use crate::tensor::TensorSpec;
+
+/// Tasks in flight per wave at least, when memory allows: enough to fill a
+/// batch and keep every core busy with fetches and hooks.
+const MIN_WAVE_TASKS: usize = 32;
+
+/// Bytes a string element is assumed to take (text inputs are small; the
+/// task JSON is counted separately).
+const STRING_ELEMENT_BYTES: u64 = 4 << 10;
+
+/// Fixed allowance per task for everything that is not a tensor: the task's
+/// JSON and hook context, fetched bytes kept until the pre-hook ran, the
+/// post-hook's JSON.
+const TASK_OVERHEAD_BYTES: u64 = 256 << 10;
+
+/// Upper bound of the memory one task holds while in flight: its input
+/// tensors twice (the task's own and its share of the stacked batch), its
+/// output tensors twice (the batch's and the task's split), and
+/// [`TASK_OVERHEAD_BYTES`] plus the label config the hook context copies.
+pub fn task_bytes(backend: &Backend, label_config_len: usize) -> u64 {
+    let dynamic_side = if backend.pre_hook.is_some() {
+        None
+    } else {
+        Some(u64::from(super::builtin_pre::MAX_DYNAMIC_SIDE))
+    };
+    let cap = backend.limits.max_output_bytes as u64;
+    let inputs: u64 = backend
+        .model
+        .inputs()
+        .iter()
+        .map(|s| spec_bytes(s, dynamic_side).min(cap))
+        .fold(0, u64::saturating_add);
+    let outputs: u64 = backend
+        .model
+        .outputs()
+        .iter()
+        .map(|s| spec_bytes(s, None).min(cap))
+        .fold(0, u64::saturating_add);
+    inputs
+        .saturating_mul(2)
+        .saturating_add(outputs.saturating_mul(2))
+        .saturating_add(TASK_OVERHEAD_BYTES)
+        .saturating_add(label_config_len as u64)
+}
+
+/// Bytes of one task's tensor of this spec. Dimension 0 is the batch (one
+/// task); other dynamic dimensions take `dynamic_side` when the built-in
+/// pre-hook fills them, else the hook output cap bounds them (the caller
+/// applies it), so they count as the cap here.
+fn spec_bytes(spec: &TensorSpec, dynamic_side: Option<u64>) -> u64 {
+    let width = spec
+        .element_type
+        .and_then(|t| t.byte_width())
+        .map_or(STRING_ELEMENT_BYTES, |w| w as u64);
+    spec.shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| match (d, i, dynamic_side) {
+            (d, _, _) if d > 0 => d as u64,
+            (_, 0, _) => 1,
+            (_, _, Some(side)) => side,
+            (_, _, None) => u64::MAX,
+        })
+        .fold(width, u64::saturating_mul)
+}
+
+/// Tasks per wave: as many as fit one request's memory share, at least
+/// one, at most what keeps batches full and cores busy.
+pub fn wave_len(task_bytes: u64, request_share: u64, batch_size: usize) -> usize {
+    let fits = usize::try_from(request_share / task_bytes.max(1)).unwrap_or(usize::MAX);
+    let wanted = batch_size.max(MIN_WAVE_TASKS);
+    // Whole batches per wave when more than one fits, so no batch is split.
+    let len = fits.min(wanted).max(1);
+    if len > batch_size {
+        len - len % batch_size
+    } else {
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::ElementType;
+
+    fn spec(shape: &[i64]) -> TensorSpec {
+        TensorSpec {
+            name: "x".into(),
+            element_type: Some(ElementType::F32),
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn fixed_shapes_count_exactly_and_the_batch_dimension_as_one() {
+        assert_eq!(spec_bytes(&spec(&[-1, 3, 224, 224]), None), 3 * 224 * 224 * 4);
+        assert_eq!(spec_bytes(&spec(&[1, 1000]), None), 4000);
+    }
+
+    #[test]
+    fn dynamic_image_sides_take_the_builtin_cap_or_saturate() {
+        assert_eq!(
+            spec_bytes(&spec(&[-1, 3, -1, -1]), Some(1024)),
+            3 * 1024 * 1024 * 4
+        );
+        assert_eq!(spec_bytes(&spec(&[-1, 3, -1, -1]), None), u64::MAX);
+    }
+
+    #[test]
+    fn absurd_declared_dims_saturate_instead_of_wrapping() {
+        assert_eq!(spec_bytes(&spec(&[1, 1 << 40, 1 << 40]), None), u64::MAX);
+    }
+
+    #[test]
+    fn waves_hold_whole_batches_and_shrink_to_fit_the_share() {
+        assert_eq!(wave_len(1 << 20, 1 << 30, 16), 32);
+        assert_eq!(wave_len(1 << 20, 20 << 20, 16), 16);
+        assert_eq!(wave_len(1 << 20, 10 << 20, 16), 10);
+        assert_eq!(wave_len(u64::MAX, 1 << 30, 16), 1);
+        assert_eq!(wave_len(1 << 10, 1 << 30, 64), 64);
+    }
+}
