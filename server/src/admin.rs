@@ -1,5 +1,5 @@
-//! The admin API: `POST /configure` (the root backend, as in the original
-//! system), `PUT /backends/{name}`, `GET /backends`, `GET /backends/{name}`,
+//! The admin API: `POST /configure` (the root backend, which Label Studio
+//! reaches at `/`), `PUT /backends/{name}`, `GET /backends`, `GET /backends/{name}`,
 //! `DELETE /backends/{name}`; and [`Loader`], which turns a configuration
 //! into a live [`Backend`] (also used to restore persisted backends at
 //! start-up).

@@ -97,6 +97,12 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::admin::routes(state.clone()))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // Layers wrap outward: a request without `x-request-id` gets a fresh
+        // id first, then the propagate layer echoes it on the response.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
         .with_state(state)
 }
 

@@ -2,8 +2,7 @@
 //! `/setup`, `/predict`, `/webhook`, `/versions`, served for the root
 //! backend at `/` and for each named backend under `/backends/{name}`.
 //!
-//! Bodies follow what Label Studio sends and expects (see
-//! `shared/reference/ls-protocol.md`): one `results` entry per task in task
+//! Bodies follow what Label Studio sends and expects: one `results` entry per task in task
 //! order, every prediction stamped with the model version `/setup`
 //! reported, and a failed task reported as an entry without `result` so
 //! Label Studio keeps the others. Optional HTTP basic auth
@@ -15,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_http::request_id::RequestId;
 
 use crate::app::{ApiError, AppState, JsonBody, parse_json_off_thread};
 use crate::pipeline::{self, PredictRequest};
@@ -129,6 +130,7 @@ struct PredictParams {
 async fn predict(
     State(state): State<AppState>,
     path: Option<Path<String>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -142,11 +144,7 @@ async fn predict(
         state.metrics.rejected();
         return Err(ApiError::Busy);
     };
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let request_id = log_request_id(request_id);
     let started = Instant::now();
     let task_count = body.tasks.len();
     let request = PredictRequest {
@@ -177,6 +175,14 @@ async fn predict(
         "predict"
     );
     Ok(Json(json!({ "results": entries })).into_response())
+}
+
+/// The request id for the predict log line: the one `app`'s request-id
+/// layers took from `x-request-id` or generated (and echo on the response).
+/// Bytes that are not UTF-8 are replaced rather than dropping the id.
+fn log_request_id(id: Option<Extension<RequestId>>) -> String {
+    id.map(|Extension(id)| String::from_utf8_lossy(id.header_value().as_bytes()).into_owned())
+        .unwrap_or_default()
 }
 
 fn ms(d: std::time::Duration) -> f64 {

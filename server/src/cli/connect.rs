@@ -1,6 +1,6 @@
 //! `connect`: registers a backend URL as an ML backend of a Label Studio
-//! project through Label Studio's REST API, the way the original client's
-//! `add_annotation_model` did:
+//! project through Label Studio's REST API, as the Python client's
+//! `add_annotation_model` does:
 //!
 //! 1. authenticate: a legacy token goes as `Authorization: Token <key>`; a
 //!    personal access token (a JWT refresh token) is exchanged at

@@ -139,12 +139,19 @@ impl ServeArgs {
 }
 
 /// Sets up `tracing` output; `RUST_LOG` overrides the default level (info).
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
+    // Colour codes only for a person at a terminal: a log redirected to a
+    // file or collected from a container stays plain text. `NO_COLOR` (any
+    // non-empty value, no-color.org) turns colour off at a terminal too.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

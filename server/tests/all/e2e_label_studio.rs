@@ -14,7 +14,7 @@
 //! Skipped with a `SKIPPED:` line when `CLS_LABEL_STUDIO_URL` is unset, and
 //! failing under `CLS_REQUIRE_E2E=1` (`scripts/test.sh`).
 
-mod common_ls;
+use crate::common_ls;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! token from the environment and never printed, MLflow settings from
 //! MLflow's own environment variables.
 
-mod cli_common;
+use crate::cli_common;
 
 use std::ffi::OsStr;
 

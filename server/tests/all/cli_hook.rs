@@ -2,7 +2,7 @@
 //! identified by world, the missing-target message, and scaffolds that
 //! build out of the box. Also: every subcommand's `--help` has examples.
 
-mod cli_common;
+use crate::cli_common;
 
 use std::path::Path;
 

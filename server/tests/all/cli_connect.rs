@@ -5,7 +5,7 @@
 //! second run updating rather than duplicating, basic auth, and Label
 //! Studio's own refusal shown when it cannot reach the backend.
 
-mod cli_common;
+use crate::cli_common;
 
 use std::ffi::OsStr;
 use std::time::{SystemTime, UNIX_EPOCH};
