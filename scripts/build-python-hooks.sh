@@ -5,10 +5,11 @@
 #   tests/fixtures/hooks-py/<name>/app.py → tests/fixtures/hooks-py/target/<name>.wasm
 #
 # (<name> with dashes turned into underscores, as cargo names the Rust ones.)
-# Each hook is built against wit/hooks.wit with the SDK in hook-sdk/python on
-# its path; its world comes from app.py (export_pre_hook → pre-hook, else
-# post-hook). A hook is rebuilt only when its inputs (app dir, SDK, WIT,
-# componentize-py version) changed, so a second run takes about a second.
+# Each hook is built against hook-sdk/wit/hooks.wit with the SDK in
+# hook-sdk/python on its path; its world comes from app.py (export_pre_hook →
+# pre-hook, else post-hook). A hook is rebuilt only when its inputs (app dir,
+# SDK, WIT, componentize-py version) changed, so a second run takes about a
+# second.
 # componentize-py is installed on first use into $CLS_CACHE/venv-componentize.
 #
 # Usage: scripts/build-python-hooks.sh [--force] [--no-test] [-j N] [NAME...]
@@ -24,7 +25,8 @@ source "$(dirname "$0")/lib.sh"
 readonly COMPONENTIZE_PY_VERSION=0.25.1
 readonly VENV=$CLS_CACHE/venv-componentize
 readonly SDK=$CLS_REPO_ROOT/hook-sdk/python
-readonly WIT=$CLS_REPO_ROOT/wit
+# The SDK's own copy of wit/ (the Rust SDK builds against the same one).
+readonly WIT=$CLS_REPO_ROOT/hook-sdk/wit
 
 # componentize-py keeps ~1.3 cores busy: more parallel builds than half the
 # cores only make each one slower.

@@ -1,5 +1,7 @@
-//! Generated bindings for both worlds of `wit/hooks.wit`. Hook authors use
-//! the curated names the crate root re-exports, never this module.
+//! Generated bindings for both worlds of the crate's own `wit/hooks.wit` (a
+//! copy of the repository's `wit/`, so the crate builds outside a checkout).
+//! Hook authors use the curated names the crate root re-exports, never this
+//! module.
 //!
 //! The pre-hook world generates the shared `types` and `host` interfaces; the
 //! post-hook world reuses them through `with`, so a `Context` or `Tensor` is
@@ -10,7 +12,7 @@
 pub mod pre {
     wit_bindgen::generate!({
         world: "pre-hook",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_pre_hook_world",
         default_bindings_module: "::hook_sdk::bindings::pre",
@@ -24,7 +26,7 @@ pub mod pre {
 pub mod post {
     wit_bindgen::generate!({
         world: "post-hook",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_post_hook_world",
         default_bindings_module: "::hook_sdk::bindings::post",

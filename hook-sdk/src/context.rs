@@ -8,11 +8,17 @@ use labelconfig::{LabelConfig, ObjectKind};
 use serde_json::Value;
 
 use crate::bindings::pre::PreOutput;
+use crate::bindings::pre::cls::hooks::host::TensorOptions;
 use crate::bindings::pre::cls::hooks::types::{
     Context as WitContext, Datapoint, DatapointInfo, ImageTransform, TensorSpec,
 };
 use crate::error::HookError;
 use crate::image::{Image, ImageSize};
+
+/// The model metadata keys [`Context::class_names`] looks in, in this
+/// order: ultralytics' `names`, the `labels` and `classes` of many
+/// exporters, PaddleOCR's `character`.
+pub const CLASS_NAME_KEYS: &[&str] = &["names", "labels", "classes", "character"];
 
 /// The call's context: task, labeling config, model description.
 #[derive(Debug)]
@@ -102,11 +108,23 @@ impl Context {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The model's class names, from the first metadata key of
+    /// [`CLASS_NAME_KEYS`] that it has; see [`Context::class_names_in`].
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: &hook_sdk::Context) -> Result<(), hook_sdk::HookError> {
+    /// let names = ctx.class_names()?; // e.g. ["0", "90", "180", "270"]
+    /// # Ok(()) }
+    /// ```
+    pub fn class_names(&self) -> Result<Vec<String>, HookError> {
+        self.class_names_in(CLASS_NAME_KEYS)
+    }
+
     /// Class names stored in model metadata under the first of `keys` that
     /// exists, in any of the usual encodings: one per line (PaddleOCR's
     /// `character`), a JSON list, or a Python dict `{0: 'person', …}`
     /// (ultralytics' `names`). See [`parse_class_names`].
-    pub fn class_names(&self, keys: &[&str]) -> Result<Vec<String>, HookError> {
+    pub fn class_names_in(&self, keys: &[&str]) -> Result<Vec<String>, HookError> {
         let (key, value) = keys
             .iter()
             .find_map(|k| self.metadata(k).map(|v| (*k, v)))
@@ -376,6 +394,22 @@ impl PreOutput {
         }
     }
 
+    /// The usual pre-hook result for one image: `image` as the model's
+    /// only input (see [`Image::to_tensor`]) and its transform passed to the
+    /// post-hook (see [`PreOutput::with_transform`]), so boxes and outlines
+    /// map back onto the original.
+    ///
+    /// ```no_run
+    /// # use hook_sdk::{Context, Datapoints, HookError, PreOutput, TensorOptions};
+    /// fn pre_hook(data: &Datapoints, ctx: &Context) -> Result<PreOutput, HookError> {
+    ///     let image = data.image(ctx)?.decode_image()?.resize(640, 640, hook_sdk::Filter::Bilinear)?;
+    ///     PreOutput::from_image(&image, &TensorOptions::imagenet(&ctx.first_input()?.name))
+    /// }
+    /// ```
+    pub fn from_image(image: &Image, options: &TensorOptions) -> Result<Self, HookError> {
+        Ok(Self::new(vec![image.to_tensor(options)?]).with_transform(&image.transform()))
+    }
+
     /// Passes `carry` to the post-hook as `ctx.carry()`.
     pub fn with_carry(mut self, carry: impl Into<String>) -> Self {
         self.carry = Some(carry.into());
@@ -415,10 +449,11 @@ mod tests {
     fn class_names_come_from_the_first_key_present() {
         let c = ctx("<View/>", &[("character", "text\ntitle\n")], None);
         assert_eq!(
-            c.class_names(&["names", "character"]).unwrap(),
+            c.class_names_in(&["names", "character"]).unwrap(),
             ["text", "title"]
         );
-        let err = c.class_names(&["labels"]).unwrap_err().to_string();
+        assert_eq!(c.class_names().unwrap(), ["text", "title"]);
+        let err = c.class_names_in(&["labels"]).unwrap_err().to_string();
         assert_eq!(
             err,
             "bad config: the model has no class names in its metadata (looked for labels; it has: character)"

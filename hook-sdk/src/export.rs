@@ -108,14 +108,14 @@ macro_rules! export_pre_hook {
 }
 
 /// Exports `fn(&Outputs, &Context) -> Result<T, HookError>` as the
-/// component's `post-hook`, where `T` is a [`PostOutput`]: usually
-/// `Vec<Prediction>`.
+/// component's `post-hook`, where `T` is a [`PostOutput`]: usually one
+/// [`Prediction`] (or a `Vec` of them).
 ///
 /// ```no_run
 /// use hook_sdk::{Context, HookError, Outputs, Prediction};
 ///
-/// fn post_hook(_out: &Outputs, _ctx: &Context) -> Result<Vec<Prediction>, HookError> {
-///     Ok(vec![Prediction::new(vec![])])
+/// fn post_hook(_out: &Outputs, _ctx: &Context) -> Result<Prediction, HookError> {
+///     Ok(Prediction::empty())
 /// }
 /// hook_sdk::export_post_hook!(post_hook);
 /// # fn main() {}

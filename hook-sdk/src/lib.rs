@@ -1,21 +1,19 @@
 //! Write configurable-ls-backend hooks as plain Rust functions.
 //!
 //! A hook is a WebAssembly component (`wasm32-wasip2`) exporting one of the
-//! two worlds of `wit/hooks.wit`: a **pre-hook** turns a task's datapoints
-//! into model inputs, a **post-hook** turns model outputs into Label Studio
-//! predictions. With this crate a post-hook is a function and one macro:
+//! two worlds of `wit/hooks.wit` (the crate carries its own copy): a
+//! **pre-hook** turns a task's datapoints into model inputs, a **post-hook**
+//! turns model outputs into Label Studio predictions. With this crate a post-hook is a function and one macro:
 //!
 //! ```no_run
-//! use hook_sdk::{ops, Context, HookError, Outputs, Prediction, Region};
+//! use hook_sdk::{ops, Context, HookError, Outputs, Prediction};
 //!
-//! fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError> {
+//! fn post_hook(out: &Outputs, ctx: &Context) -> Result<Prediction, HookError> {
 //!     let target = ctx.label_config()?.choices_for_image()?;   // from_name/to_name from the project
-//!     let names = ctx.class_names(&["names", "character"])?;   // from the model's metadata
-//!     let probs = ops::as_probabilities(out.only()?.to_f32()?.data());
-//!     let Some((best, score)) = ops::argmax(&probs) else { return Ok(vec![]) };
-//!     let Some(label) = names.get(best).and_then(|n| target.resolve_label(n)) else { return Ok(vec![]) };
-//!     let region = Region::choices(target, [label]).with_score(score.into());
-//!     Ok(vec![Prediction::new(vec![region]).with_score(score.into())])
+//!     let names = ctx.class_names()?;                          // from the model's metadata
+//!     let scores = out.only()?.to_f32()?;
+//!     let probabilities = ops::as_probabilities(scores.first_item());
+//!     Ok(Prediction::top_choice(&target, &names, &probabilities))   // the best class the config knows
 //! }
 //! hook_sdk::export_post_hook!(post_hook);
 //! # fn main() {}

@@ -374,6 +374,41 @@ impl Prediction {
         }
     }
 
+    /// A prediction with no regions: what a post-hook returns when the
+    /// model found nothing the labeling config can show.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The classifier's answer: [`Region::top_choice`] as the only region,
+    /// the prediction scored like it. When the config knows none of the
+    /// classes, a warning naming them goes to the server log and the
+    /// prediction is [empty](Prediction::empty).
+    ///
+    /// ```no_run
+    /// # use hook_sdk::{ops, Context, HookError, Outputs, Prediction};
+    /// fn post_hook(out: &Outputs, ctx: &Context) -> Result<Prediction, HookError> {
+    ///     let target = ctx.label_config()?.choices_for_image()?;
+    ///     let names = ctx.class_names()?;
+    ///     let scores = out.only()?.to_f32()?;
+    ///     let probabilities = ops::as_probabilities(scores.first_item());
+    ///     Ok(Prediction::top_choice(&target, &names, &probabilities))
+    /// }
+    /// ```
+    pub fn top_choice(
+        binding: &labelconfig::Binding<'_>,
+        class_names: &[String],
+        probabilities: &[f32],
+    ) -> Self {
+        match Region::top_choice(binding, class_names, probabilities) {
+            Some(region) => Self::new(vec![region]).with_mean_region_score(),
+            None => {
+                crate::warn!("{}", no_known_choice(binding, class_names));
+                Self::empty()
+            }
+        }
+    }
+
     /// Sets the overall score.
     pub fn with_score(mut self, score: f64) -> Self {
         self.score = Some(score);
@@ -415,6 +450,15 @@ impl Prediction {
         );
         Value::Object(out)
     }
+}
+
+/// Why [`Prediction::top_choice`] came back empty, for the server log.
+fn no_known_choice(binding: &labelconfig::Binding<'_>, class_names: &[String]) -> String {
+    format!(
+        "none of the model's classes ({}) is a choice of '{}'",
+        class_names.join(", "),
+        binding.from_name()
+    )
 }
 
 #[cfg(test)]
@@ -527,5 +571,37 @@ mod tests {
             p.to_json(&mut RegionIds::new(None), "x")["model_version"],
             "mine"
         );
+    }
+
+    fn rotation_config() -> labelconfig::LabelConfig {
+        labelconfig::LabelConfig::parse(
+            r#"<View><Image name="image" value="$image"/>
+              <Choices name="rotation" toName="image"><Choice value="0"/><Choice value="180"/></Choices></View>"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_top_choice_prediction_is_scored_like_its_region() {
+        let config = rotation_config();
+        let target = config.choices_for_image().unwrap();
+        let names = ["0", "90", "180", "270"].map(String::from);
+        let p = Prediction::top_choice(&target, &names, &[0.1, 0.6, 0.25, 0.05]);
+        assert_eq!(p.result.len(), 1);
+        assert_eq!(p.result[0].value()["choices"][0], "180");
+        assert_eq!(p.score, Some(0.25));
+    }
+
+    #[test]
+    fn no_known_choice_names_the_classes_and_the_control() {
+        let config = rotation_config();
+        let target = config.choices_for_image().unwrap();
+        let names = ["90", "270"].map(String::from);
+        assert!(Region::top_choice(&target, &names, &[0.5, 0.5]).is_none());
+        assert_eq!(
+            no_known_choice(&target, &names),
+            "none of the model's classes (90, 270) is a choice of 'rotation'"
+        );
+        assert_eq!(Prediction::empty(), Prediction::new(vec![]));
     }
 }

@@ -303,6 +303,23 @@ impl<T> Array<T> {
         self.data.get(i * stride..(i + 1) * stride)
     }
 
+    /// The first batch item: [`Array::outer`]`(0)` when the array has a
+    /// batch axis, else all of its data. Hooks get one task per call, so a
+    /// classifier's `[1, classes]` output and a bare `[classes]` vector
+    /// both give the class scores.
+    ///
+    /// ```
+    /// use hook_sdk::tensor::Array;
+    /// let batched = Array::new(vec![1, 3], vec![0.2, 0.7, 0.1])?;
+    /// assert_eq!(batched.first_item(), &[0.2, 0.7, 0.1]);
+    /// let scalar = Array::new(vec![], vec![0.5])?;
+    /// assert_eq!(scalar.first_item(), &[0.5]);
+    /// # Ok::<(), hook_sdk::HookError>(())
+    /// ```
+    pub fn first_item(&self) -> &[T] {
+        self.outer(0).unwrap_or(&self.data)
+    }
+
     /// Consecutive runs of the last dimension (the rows of a `[…, n]` array).
     pub fn rows(&self) -> std::slice::ChunksExact<'_, T> {
         let last = self.shape.last().copied().unwrap_or(1).max(1);

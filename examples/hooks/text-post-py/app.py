@@ -7,20 +7,13 @@ built-in pre-hook feeds the task's text as a string tensor, so this model
 needs no pre-hook.
 """
 
-from cls_hooks import Prediction, Region, export_post_hook, log, ops
+from cls_hooks import Prediction, export_post_hook, ops
 
 
 @export_post_hook
 def post_hook(outputs, ctx):
     target = ctx.label_config().choices_for_text()
-    names = ctx.class_names(["labels", "classes", "names"])
-    probabilities = outputs.first_of(["probabilities", "output_probability"]).to_f32()
-    row = probabilities.outer(0)
-    if row is None:
-        row = probabilities.data
-
-    region = Region.top_choice(target, names, ops.as_probabilities(row))
-    if region is None:
-        log.warn("none of the model's classes (%s) is a choice of '%s'", ", ".join(names), target.from_name)
-        return [Prediction([])]
-    return [Prediction([region]).with_mean_region_score()]
+    names = ctx.class_names()
+    scores = outputs.first_of(["probabilities", "output_probability"]).to_f32()
+    probabilities = ops.as_probabilities(scores.first_item())
+    return Prediction.top_choice(target, names, probabilities)

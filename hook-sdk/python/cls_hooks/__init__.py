@@ -3,16 +3,15 @@
 A hook is a WebAssembly component built with componentize-py against
 ``wit/hooks.wit``; this package mirrors the Rust ``hook-sdk``::
 
-    from cls_hooks import Prediction, Region, export_post_hook, ops
+    from cls_hooks import Prediction, export_post_hook, ops
 
     @export_post_hook
     def post_hook(outputs, ctx):
-        target = ctx.choices_for_image()                    # from_name/to_name from the project
-        names = ctx.class_names(["names", "character"])     # from the model's metadata
+        target = ctx.choices_for_image()                     # from_name/to_name from the project
+        names = ctx.class_names()                            # from the model's metadata
         scores = outputs.only().to_f32()
-        probabilities = ops.as_probabilities(scores.outer(0) or scores.data)
-        region = Region.top_choice(target, names, probabilities)
-        return [Prediction([region] if region else []).with_mean_region_score()]
+        probabilities = ops.as_probabilities(scores.first_item())
+        return Prediction.top_choice(target, names, probabilities)
 
 Modules: :mod:`~cls_hooks.tensor` (``Tensor``, ``Outputs``, building
 inputs), :mod:`~cls_hooks.context` (``Context``, ``Datapoints``),
@@ -24,7 +23,7 @@ No NumPy: it does not exist for WASI.
 """
 
 from . import log, ops, rle
-from .context import Context, Datapoint, Datapoints, TensorSpec, nchw_size, parse_class_names
+from .context import CLASS_NAME_KEYS, Context, Datapoint, Datapoints, TensorSpec, nchw_size, parse_class_names
 from .errors import BadConfig, BadInput, Failed, HookError
 from .export import PreOutput, RawJson, export_post_hook, export_pre_hook
 from .image import IMAGENET_MEAN, IMAGENET_STD, Image, Transform, imagenet, tensor_options
@@ -33,7 +32,7 @@ from .results import BBox, ImageSize, Prediction, Region, RegionIds, Target
 from .tensor import Array, Outputs, Tensor, string_tensor, tensor, tensor_from_bytes
 
 __all__ = [
-    "Array", "BBox", "BadConfig", "BadInput", "Binding", "Context", "Control", "Datapoint",
+    "Array", "BBox", "BadConfig", "BadInput", "Binding", "CLASS_NAME_KEYS", "Context", "Control", "Datapoint",
     "Datapoints", "Failed", "HookError", "IMAGENET_MEAN", "IMAGENET_STD", "Image", "ImageSize",
     "LabelConfig", "Object", "Outputs", "PreOutput", "Prediction", "RawJson", "Region",
     "RegionIds", "Target", "Tensor", "TensorSpec", "Transform", "export_post_hook",

@@ -18,6 +18,11 @@ from .image import Image, Transform
 from .labelconfig import LabelConfig
 from .tensor import dtype_of
 
+#: The model metadata keys :meth:`Context.class_names` looks in, in this
+#: order: ultralytics' ``names``, the ``labels`` and ``classes`` of many
+#: exporters, PaddleOCR's ``character``. The Rust SDK's list, key for key.
+CLASS_NAME_KEYS = ("names", "labels", "classes", "character")
+
 TensorSpec = namedtuple("TensorSpec", "name dtype shape")
 TensorSpec.__doc__ = "A declared model input/output: name, dtype (``f32``, …), shape (-1 = dynamic)."
 
@@ -161,7 +166,12 @@ class Context:
                 return v
         return None
 
-    def class_names(self, keys):
+    def class_names(self):
+        """The model's class names, from the first metadata key of
+        :data:`CLASS_NAME_KEYS` that it has (see :meth:`class_names_in`)."""
+        return self.class_names_in(CLASS_NAME_KEYS)
+
+    def class_names_in(self, keys):
         """Class names stored in model metadata under the first of ``keys``
         that exists, in any usual encoding (see :func:`parse_class_names`)."""
         for key in keys:

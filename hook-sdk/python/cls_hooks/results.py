@@ -12,7 +12,7 @@ key for key, and region ids are given out the same way (:class:`RegionIds`).
 
 from collections import namedtuple
 
-from . import ops, rle
+from . import log, ops, rle
 from .labelconfig import Binding
 
 ImageSize = namedtuple("ImageSize", "width height")
@@ -297,6 +297,32 @@ class Prediction:
     def __repr__(self):
         return "Prediction(%r, score=%r)" % (self.result, self.score)
 
+    @classmethod
+    def empty(cls):
+        """A prediction with no regions: what a post-hook returns when the
+        model found nothing the labeling config can show."""
+        return cls([])
+
+    @classmethod
+    def top_choice(cls, binding, class_names, probabilities):
+        """The classifier's answer: :meth:`Region.top_choice` as the only
+        region, the prediction scored like it. When the config knows none of
+        the classes, a warning naming them goes to the server log and the
+        prediction is :meth:`empty`.
+
+        >>> from cls_hooks.labelconfig import LabelConfig
+        >>> config = LabelConfig.parse('<View><Image name="image" value="$image"/>'
+        ...     '<Choices name="rotation" toName="image"><Choice value="0"/><Choice value="180"/></Choices></View>')
+        >>> p = Prediction.top_choice(config.choices_for_image(), ["0", "90", "180", "270"], [0.1, 0.6, 0.25, 0.05])
+        >>> p.result[0].value, p.score
+        ({'choices': ['180']}, 0.25)
+        """
+        region = Region.top_choice(binding, class_names, probabilities)
+        if region is None:
+            log.warn(_no_known_choice(binding, class_names))
+            return cls.empty()
+        return cls([region]).with_mean_region_score()
+
     def with_score(self, score):
         """Sets the overall score."""
         self.score = float(score)
@@ -324,3 +350,8 @@ class Prediction:
             out["score"] = self.score
         out["model_version"] = self.model_version if self.model_version is not None else default_model_version
         return out
+
+
+def _no_known_choice(binding, class_names):
+    """Why :meth:`Prediction.top_choice` came back empty, for the server log."""
+    return "none of the model's classes (%s) is a choice of '%s'" % (", ".join(class_names), binding.from_name)

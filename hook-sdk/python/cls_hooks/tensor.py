@@ -145,6 +145,18 @@ class Array:
         stride = len(self.data) // max(first, 1)
         return self.data[i * stride : (i + 1) * stride]
 
+    def first_item(self):
+        """The first batch item: ``outer(0)`` when the array has a batch
+        axis, else all of its data. Hooks get one task per call, so a
+        classifier's ``[1, classes]`` output and a bare ``[classes]`` vector
+        both give the class scores.
+
+        >>> Array([1, 3], [0.2, 0.7, 0.1]).first_item(), Array([], [0.5]).first_item()
+        ([0.2, 0.7, 0.1], [0.5])
+        """
+        item = self.outer(0)
+        return self.data if item is None else item
+
     def rows(self):
         """Consecutive runs of the last dimension (the rows of a ``[…, n]`` array).
 

@@ -21,7 +21,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SDK = os.path.dirname(HERE)
-REPO = os.path.dirname(os.path.dirname(SDK))
+# The WIT the Rust SDK builds against, beside this package in hook-sdk/.
+WIT = os.path.join(os.path.dirname(SDK), "wit")
 
 
 def main():
@@ -30,7 +31,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as bindings:
         subprocess.run(
-            [args.componentize_py, "-q", "-d", os.path.join(REPO, "wit"), "-w", "pre-hook", "bindings", bindings],
+            [args.componentize_py, "-q", "-d", WIT, "-w", "pre-hook", "bindings", bindings],
             check=True,
         )
         sys.path[:0] = [bindings, SDK, HERE]

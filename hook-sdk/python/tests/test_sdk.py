@@ -83,6 +83,7 @@ class Tensors(unittest.TestCase):
         self.assertIsNone(a.get((2, 0, 0)))
         self.assertEqual(len(list(a.rows())), 4)
         self.assertEqual(a.outer(1), [6, 7, 8, 9, 10, 11])
+        self.assertEqual(a.first_item(), list(range(6)))
 
     def test_outputs_lookup(self):
         out = Outputs([tensor("a", [1], [1.0]).raw, string_tensor("b", [1], ["x"]).raw])
@@ -195,15 +196,16 @@ class LabelConfigs(unittest.TestCase):
 class Contexts(unittest.TestCase):
     def test_class_names_come_from_the_first_key_present(self):
         c = Context(wit_context(metadata=[("character", "text\ntitle\n")]))
-        self.assertEqual(c.class_names(["names", "character"]), ["text", "title"])
+        self.assertEqual(c.class_names_in(["names", "character"]), ["text", "title"])
+        self.assertEqual(c.class_names(), ["text", "title"])
         with self.assertRaises(BadConfig) as e:
-            c.class_names(["labels"])
+            c.class_names_in(["labels"])
         self.assertEqual(
             str(e.exception),
             "bad config: the model has no class names in its metadata (looked for labels; it has: character)",
         )
         with self.assertRaises(BadConfig) as e:
-            Context(wit_context(metadata=[("names", "[]")])).class_names(["names"])
+            Context(wit_context(metadata=[("names", "[]")])).class_names()
         self.assertEqual(e.exception.message, "model metadata 'names' lists no class names")
 
     def test_python_dicts_and_lists_parse(self):
@@ -291,6 +293,13 @@ class Results(unittest.TestCase):
         self.assertEqual((r.value["choices"], r.score), (["180"], 0.25))
         self.assertIsNone(Region.top_choice(b, ["x"], [1.0]))
 
+    def test_a_top_choice_prediction_is_empty_when_the_config_knows_no_class(self):
+        b = LabelConfig.parse(ORIENTATION).choices_for_image()
+        p = Prediction.top_choice(b, ["0", "90", "180", "270"], [0.1, 0.6, 0.25, 0.05])
+        self.assertEqual((p.result[0].value["choices"], p.score), (["90"], 0.6))
+        empty = Prediction.top_choice(b, ["x"], [1.0])
+        self.assertEqual((empty.result, empty.score), ([], None))
+
 
 class Rle(unittest.TestCase):
     def test_matches_the_converter_bit_for_bit(self):
@@ -318,9 +327,8 @@ class Export(unittest.TestCase):
     def test_predictions_become_rust_sdk_json(self):
         def hook(outputs, ctx):
             target = ctx.choices_for_image()
-            names = ctx.class_names(["character"])
-            probs = ops.as_probabilities(outputs.only().to_f32().outer(0))
-            return [Prediction([Region.top_choice(target, names, probs)]).with_mean_region_score()]
+            probs = ops.as_probabilities(outputs.only().to_f32().first_item())
+            return Prediction.top_choice(target, ctx.class_names(), probs)
 
         ctx = wit_context(ORIENTATION, metadata=[("character", "0\n90\n180\n270")], task_id=1)
         self.assertEqual(

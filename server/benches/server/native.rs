@@ -510,7 +510,7 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
 /// `examples/hooks/classification-post`.
 fn classification_post(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError> {
     let target = ctx.label_config()?.choices_for_image()?;
-    let names = ctx.class_names(&["character", "names", "labels"])?;
+    let names = ctx.class_names()?;
     let scores = out.only()?.to_f32()?;
     let row = scores.outer(0).unwrap_or(scores.data());
     let probabilities = ops::as_probabilities(row);
@@ -528,7 +528,7 @@ fn detection_post(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookE
         max_keep: 100,
     };
     let target = ctx.label_config()?.rectangle_labels_for_image()?;
-    let names = ctx.class_names(&["character", "names", "labels"])?;
+    let names = ctx.class_names()?;
     let transform = ctx.image_transform()?;
     let head = GflHead {
         input_width: transform.target_width,

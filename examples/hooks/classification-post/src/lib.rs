@@ -3,28 +3,17 @@
 //! on the config's `<Image>`, scored with its probability.
 //!
 //! Works for any single-output classifier whose class names are in the model
-//! metadata (`character`, `names` or `labels`); a Softmax is applied unless
-//! the output already is a probability distribution.
+//! metadata (`names`, `labels`, `classes` or `character`); a Softmax is
+//! applied unless the output already is a probability distribution.
 
-use hook_sdk::{Context, HookError, Outputs, Prediction, Region, ops};
+use hook_sdk::{Context, HookError, Outputs, Prediction, ops};
 
-fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError> {
+fn post_hook(out: &Outputs, ctx: &Context) -> Result<Prediction, HookError> {
     let target = ctx.label_config()?.choices_for_image()?;
-    let names = ctx.class_names(&["character", "names", "labels"])?;
+    let names = ctx.class_names()?;
     let scores = out.only()?.to_f32()?;
-    // One task per call: the first (only) batch row.
-    let row = scores.outer(0).unwrap_or(scores.data());
-    let probabilities = ops::as_probabilities(row);
-
-    let Some(region) = Region::top_choice(&target, &names, &probabilities) else {
-        hook_sdk::warn!(
-            "none of the model's classes ({}) is a choice of '{}'",
-            names.join(", "),
-            target.from_name()
-        );
-        return Ok(vec![Prediction::new(vec![])]);
-    };
-    Ok(vec![Prediction::new(vec![region]).with_mean_region_score()])
+    let probabilities = ops::as_probabilities(scores.first_item());
+    Ok(Prediction::top_choice(&target, &names, &probabilities))
 }
 
 hook_sdk::export_post_hook!(post_hook);

@@ -22,7 +22,7 @@ fn pre_hook(data: &Datapoints, ctx: &Context) -> Result<PreOutput, HookError> {
     // The package feeds OpenCV's BGR pixels with the ImageNet (RGB-ordered)
     // mean/std in that order; the model was trained that way.
     let options = TensorOptions::imagenet(&ctx.first_input()?.name).with_channels(Channels::Bgr);
-    Ok(PreOutput::new(vec![image.to_tensor(&options)?]).with_transform(&image.transform()))
+    PreOutput::from_image(&image, &options)
 }
 
 hook_sdk::export_pre_hook!(pre_hook);

@@ -23,9 +23,9 @@ const BINS: usize = 8;
 /// Anchors decoded per level, best class score first.
 const TOP_K_PER_LEVEL: usize = 1000;
 
-fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError> {
+fn post_hook(out: &Outputs, ctx: &Context) -> Result<Prediction, HookError> {
     let target = ctx.label_config()?.rectangle_labels_for_image()?;
-    let names = ctx.class_names(&["character", "names", "labels"])?;
+    let names = ctx.class_names()?;
     let transform = ctx.image_transform()?;
 
     let head = GflHead {
@@ -50,7 +50,7 @@ fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError>
             )
         })
         .collect();
-    Ok(vec![Prediction::new(regions).with_mean_region_score()])
+    Ok(Prediction::new(regions).with_mean_region_score())
 }
 
 hook_sdk::export_post_hook!(post_hook);

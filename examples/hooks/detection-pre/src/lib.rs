@@ -24,7 +24,7 @@ fn pre_hook(data: &Datapoints, ctx: &Context) -> Result<PreOutput, HookError> {
             .resize(size.width, size.height, Filter::Bilinear)?;
     // OpenCV BGR pixels with ImageNet's mean/std in that order, as the package does.
     let options = TensorOptions::imagenet(&input.name).with_channels(Channels::Bgr);
-    Ok(PreOutput::new(vec![image.to_tensor(&options)?]).with_transform(&image.transform()))
+    PreOutput::from_image(&image, &options)
 }
 
 hook_sdk::export_pre_hook!(pre_hook);

@@ -26,7 +26,7 @@ const MAX_REGIONS: usize = 1000;
 /// The label used when the config has no label named like it (and exactly one label).
 const MODEL_LABEL: &str = "text";
 
-fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError> {
+fn post_hook(out: &Outputs, ctx: &Context) -> Result<Prediction, HookError> {
     let target = ctx.label_config()?.polygon_labels_for_image()?;
     // The model has no class names: take "text", or the config's only label.
     let single = target.labels().count() == 1;
@@ -38,7 +38,7 @@ fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError>
             "'{}' has no label '{MODEL_LABEL}' and more than one label; nothing to predict",
             target.from_name()
         );
-        return Ok(vec![Prediction::new(vec![])]);
+        return Ok(Prediction::empty());
     };
     let transform = ctx.image_transform()?;
 
@@ -74,7 +74,7 @@ fn post_hook(out: &Outputs, ctx: &Context) -> Result<Vec<Prediction>, HookError>
             )
         })
         .collect();
-    Ok(vec![Prediction::new(regions).with_mean_region_score()])
+    Ok(Prediction::new(regions).with_mean_region_score())
 }
 
 hook_sdk::export_post_hook!(post_hook);

@@ -65,7 +65,7 @@ fn pre_hook(data: &Datapoints, ctx: &Context) -> Result<PreOutput, HookError> {
     let options = TensorOptions::new(&ctx.first_input()?.name)
         .with_channels(Channels::Bgr)
         .with_normalization(&[0.5; 3], &[0.5; 3]);
-    Ok(PreOutput::new(vec![image.to_tensor(&options)?]).with_transform(&image.transform()))
+    PreOutput::from_image(&image, &options)
 }
 
 hook_sdk::export_pre_hook!(pre_hook);

@@ -4,10 +4,11 @@
 //! next commands.
 //!
 //! The sources are embedded in the binary (`include_str!` from
-//! `examples/hooks/`), so the command works anywhere; only `hook-sdk` must be
-//! found: `--sdk`, else a `hook-sdk/` folder in a parent of `<dir>` (inside
-//! a checkout of this repository), else the checkout this binary was built
-//! from, if it is still there.
+//! `examples/hooks/`), so the command works anywhere. The scaffold depends on
+//! `hook-sdk` as any crate outside this repository would: on `--sdk` (a path
+//! or a git URL), else on [`PROJECT_REPOSITORY`] by git when the binary was
+//! built with one, else on [`BUILT_FROM_SDK`] by path. Where `<dir>` lies
+//! makes no difference.
 
 use crate::cli::say;
 use std::path::{Component, Path, PathBuf};
@@ -43,8 +44,8 @@ pub struct NewArgs {
     #[arg(long)]
     name: Option<String>,
     /// Where `hook-sdk` comes from: a path to its folder, or the URL of a
-    /// git repository holding it [default: found in a parent folder, or the
-    /// checkout this binary was built from].
+    /// git repository holding it [default: the project's git repository when
+    /// this binary names one, else the hook-sdk it was built from].
     #[arg(long, env = "CLS_HOOK_SDK", value_name = "PATH_OR_GIT_URL")]
     sdk: Option<String>,
 }
@@ -227,31 +228,58 @@ fn crate_name(raw: &str) -> String {
     name
 }
 
-/// The `hook-sdk = …` value for the generated workspace.
+/// The project's git repository (`package.repository` of the server's
+/// manifest); empty when the manifest names none.
+pub const PROJECT_REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// The `hook-sdk` folder of the checkout this binary was built from.
+pub const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../hook-sdk");
+
+/// The `hook-sdk = …` value for the generated workspace: `--sdk` when
+/// given, else the default (see the module docs).
 fn sdk_dependency(given: Option<&str>, dir: &Path) -> anyhow::Result<String> {
-    if let Some(given) = given.map(str::trim).filter(|s| !s.is_empty()) {
-        if given.contains("://") || given.starts_with("git@") {
-            return Ok(format!("{{ git = {} }}", toml_string(given)));
-        }
-        let path = std::path::absolute(given).with_context(|| given.to_owned())?;
-        if !is_sdk(&path) {
-            bail!("--sdk {given}: no hook-sdk crate there (expected its Cargo.toml)");
-        }
-        return Ok(path_dependency(&path, dir));
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(given) => given_sdk_dependency(given, dir),
+        None => default_sdk_dependency(PROJECT_REPOSITORY, Path::new(BUILT_FROM_SDK), dir),
     }
-    let in_parent = dir
-        .ancestors()
-        .skip(1)
-        .map(|a| a.join("hook-sdk"))
-        .find(|candidate| is_sdk(candidate));
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hook-sdk");
-    match in_parent.or_else(|| is_sdk(&built_from).then_some(built_from)) {
-        Some(path) => Ok(path_dependency(&path, dir)),
-        None => bail!(
-            "cannot find hook-sdk: pass --sdk with the path of the hook-sdk folder of a \
-             configurable-ls-backend checkout, or the URL of its git repository"
-        ),
+}
+
+fn given_sdk_dependency(given: &str, dir: &Path) -> anyhow::Result<String> {
+    if is_git_url(given) {
+        return Ok(git_dependency(given));
     }
+    let path = std::path::absolute(given).with_context(|| given.to_owned())?;
+    if !is_sdk(&path) {
+        bail!("--sdk {given}: no hook-sdk crate there (expected its Cargo.toml)");
+    }
+    Ok(path_dependency(&path, dir))
+}
+
+fn default_sdk_dependency(
+    repository: &str,
+    built_from: &Path,
+    dir: &Path,
+) -> anyhow::Result<String> {
+    if !repository.is_empty() {
+        return Ok(git_dependency(repository));
+    }
+    if !is_sdk(built_from) {
+        bail!(
+            "this binary was built from a checkout that is gone ({} has no hook-sdk): pass \
+             --sdk with the path of the hook-sdk folder of a configurable-ls-backend \
+             checkout, or the URL of its git repository",
+            built_from.display()
+        );
+    }
+    Ok(path_dependency(built_from, dir))
+}
+
+fn is_git_url(sdk: &str) -> bool {
+    sdk.contains("://") || sdk.starts_with("git@")
+}
+
+fn git_dependency(url: &str) -> String {
+    format!("{{ git = {} }}", toml_string(url))
 }
 
 fn is_sdk(path: &Path) -> bool {
@@ -259,10 +287,16 @@ fn is_sdk(path: &Path) -> bool {
         .is_ok_and(|manifest| manifest.contains("name = \"hook-sdk\""))
 }
 
-/// `{ path = "…" }`, relative to the generated workspace when both share a root.
+/// `{ path = "…" }`: relative when the workspace lies in the folder that
+/// holds the SDK (a checkout), so the two move together; absolute otherwise.
 fn path_dependency(sdk: &Path, workspace: &Path) -> String {
     let sdk = normalize(sdk);
-    let path = relative(&sdk, &normalize(workspace)).unwrap_or(sdk);
+    let workspace = normalize(workspace);
+    let path = sdk
+        .parent()
+        .filter(|checkout| workspace.starts_with(checkout))
+        .and_then(|_| relative(&sdk, &workspace))
+        .unwrap_or(sdk);
     format!("{{ path = {} }}", toml_string(&path.to_string_lossy()))
 }
 
@@ -533,12 +567,36 @@ mod tests {
     }
 
     #[test]
-    fn the_sdk_path_is_relative_when_it_can_be() {
+    fn the_sdk_path_is_relative_inside_the_checkout_and_absolute_outside() {
         let dep = path_dependency(Path::new("/repo/hook-sdk"), Path::new("/repo/hooks/mine"));
         assert_eq!(dep, "{ path = \"../../hook-sdk\" }");
+        let dep = path_dependency(
+            Path::new("/repo/server/../hook-sdk"),
+            Path::new("/home/me/x"),
+        );
+        assert_eq!(dep, "{ path = \"/repo/hook-sdk\" }");
         let git =
             sdk_dependency(Some("https://example.com/x.git"), Path::new("/tmp/x")).expect("git");
         assert_eq!(git, "{ git = \"https://example.com/x.git\" }");
+    }
+
+    #[test]
+    fn the_default_sdk_is_the_project_repository_else_the_built_from_checkout() {
+        let built_from = Path::new(BUILT_FROM_SDK);
+        let git =
+            default_sdk_dependency("https://example.com/cls.git", built_from, Path::new("/x"))
+                .expect("git");
+        assert_eq!(git, "{ git = \"https://example.com/cls.git\" }");
+        let path = default_sdk_dependency("", built_from, Path::new("/elsewhere/mine"))
+            .expect("built-from checkout");
+        assert!(
+            path.contains("hook-sdk\" }") && !path.contains(".."),
+            "{path}"
+        );
+        let gone = default_sdk_dependency("", Path::new("/nowhere/hook-sdk"), Path::new("/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(gone.contains("--sdk"), "{gone}");
     }
 
     #[test]

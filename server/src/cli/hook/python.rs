@@ -23,7 +23,9 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The module componentize-py loads: `app.py` in the hook folder.
 pub const APP_MODULE: &str = "app";
 
-const WIT: &str = include_str!("../../../../wit/hooks.wit");
+/// The SDK's copy of the WIT, the one the Rust SDK and
+/// `scripts/build-python-hooks.sh` build against.
+const WIT: &str = include_str!("../../../../hook-sdk/wit/hooks.wit");
 
 macro_rules! sdk_files {
     ($($file:literal),* $(,)?) => {
