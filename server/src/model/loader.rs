@@ -1,6 +1,7 @@
 //! From a backend's model configuration to a loaded [`OnnxModel`]: resolve
 //! and cache the files, read MLmodel's ONNX flavor, build the session pool,
-//! and check the MLflow signature against the real graph.
+//! and check the MLflow signature and the [`ModelLimits`] against the real
+//! graph.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::sync::{Arc, Weak};
 
 use super::archive::UploadedModel;
 use super::cache::ModelCache;
+use super::limits::{InputTooLarge, ModelLimits};
 use super::mlmodel::{ExecutionMode, GraphOptimizationLevel, MlModel, SignatureSpec};
 use super::registry::ProgressFn;
 use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
@@ -42,6 +44,8 @@ pub enum ModelLoadError {
     Ort(#[from] OrtError),
     #[error("model signature does not match the ONNX graph: {0}")]
     Signature(String),
+    #[error(transparent)]
+    InputTooLarge(#[from] InputTooLarge),
 }
 
 impl ModelLoadError {
@@ -58,6 +62,7 @@ pub struct ModelLoader {
     cache: ModelCache,
     provider_override: Option<String>,
     progress: Option<ProgressFn>,
+    limits: ModelLimits,
     /// Models in use by some backend, by what they are and how their
     /// sessions are built: a hot swap that changes only a hook, or a second
     /// backend on the same model, shares the running session pool instead
@@ -73,8 +78,16 @@ impl ModelLoader {
             cache,
             provider_override,
             progress: None,
+            limits: ModelLimits::default(),
             loaded: std::sync::Mutex::default(),
         }
+    }
+
+    /// Replaces the [`ModelLimits`] every model loaded from now on is
+    /// checked against.
+    pub fn with_limits(mut self, limits: ModelLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Reports download progress of every model this loader fetches
@@ -218,6 +231,10 @@ impl ModelLoader {
                 .await
                 .map_err(|e| ModelLoadError::Config(e.to_string()))??,
         );
+        // Before the rest of the pool and any inference: a pre-hook fills
+        // the declared shape, so an absurd one costs memory at the first
+        // task.
+        self.limits.check_inputs(model.inputs())?;
         let more = options.pool_size.max(1) - 1;
         if more > 0 {
             let growing = model.clone();

@@ -1,6 +1,7 @@
 //! Models: where they come from (MLflow registry, runs, artifact URIs,
 //! local folders and files, uploads), the on-disk model cache, MLmodel
-//! parsing, and the ONNX Runtime session pool.
+//! parsing, the ONNX Runtime session pool, and the limits on what a model
+//! may make the process allocate.
 //!
 //! This is the only module that touches `ort`. It does not know about hooks
 //! or Label Studio: it turns a model reference into something that maps
@@ -8,6 +9,7 @@
 
 mod archive;
 mod cache;
+mod limits;
 pub mod loader;
 mod mlmodel;
 mod registry;
@@ -19,6 +21,9 @@ pub use archive::{
     UploadedModel,
 };
 pub use cache::{CachedModel, DEFAULT_CACHE_MAX_BYTES, ModelCache, ModelLease};
+pub use limits::{
+    DEFAULT_MAX_INPUT_BYTES, InputTooLarge, MAX_INPUT_MB_ENV, ModelLimits, human_bytes,
+};
 pub use loader::{LoadedModel, ModelLoadError, ModelLoader};
 pub use mlmodel::{
     ExecutionMode, ExecutionProvider, GraphOptimizationLevel, MlModel, MlModelError,
@@ -28,7 +33,10 @@ pub use registry::{
     ArtifactLocation, ProgressFn, RegistryClient, RemoteFile, ResolvedModel, RetryPolicy,
     http_client,
 };
-pub use session::{OnnxModel, OrtError, OrtRuntime, SessionOptions, read_metadata};
+pub use session::{
+    ORT_MEMORY_ENV, OnnxModel, OrtError, OrtRuntime, SessionOptions, default_memory_cap,
+    read_metadata,
+};
 pub use source::{
     MlflowAuth, MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri,
 };

@@ -4,6 +4,15 @@
 //!
 //! Inference runs on tokio's blocking threads. Each session uses one intra-op
 //! thread by default so that `pool size × threads ≤ cores`.
+//!
+//! # Memory
+//! ONNX Runtime allocates a session's tensors from a CPU arena. By default
+//! [`OrtRuntime`] registers one arena for the whole process, capped at
+//! [`default_memory_cap`] (or what [`OrtRuntime::init_with`] is given), and
+//! every session allocates from it (`session.use_env_allocators`). A graph
+//! that asks for more (an `Expand` to 16 GiB in a 128-byte file) then fails
+//! that inference with an error instead of the kernel killing the process,
+//! and the sessions of a pool share one high-water mark instead of one each.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,10 +32,17 @@ compile_error!("configurable-ls-backend supports little-endian targets only");
 /// The ONNX Runtime version whose C API we were built against.
 pub const ORT_VERSION: &str = "1.31.1";
 
+/// The environment variable that sets the memory cap in MiB (0: no cap);
+/// named in error messages so operators know what to change.
+pub const ORT_MEMORY_ENV: &str = "CLS_ORT_MAX_MEMORY_MB";
+
 /// The loaded ONNX Runtime library.
 pub struct OrtRuntime {
     env: ort::environment::Environment,
     library: PathBuf,
+    /// The cap on the CPU arena all sessions share; `None` when each
+    /// session keeps its own unbounded arena.
+    memory_cap: Option<u64>,
 }
 
 /// Why ONNX Runtime or a model could not be loaded or run.
@@ -44,19 +60,41 @@ pub enum OrtError {
     Load { path: PathBuf, message: String },
     #[error("inference failed: {0}")]
     Run(String),
+    #[error(
+        "inference failed: the model needs more memory than ONNX Runtime may use \
+         ({cap}, {ORT_MEMORY_ENV}); ONNX Runtime said: {message}"
+    )]
+    OutOfMemory { cap: String, message: String },
     #[error("model output '{name}' has element type {ty:?}, which hooks cannot receive")]
     UnsupportedOutput { name: String, ty: String },
 }
 
 impl OrtRuntime {
-    /// Loads ONNX Runtime from `ORT_DYLIB_PATH` or a well-known location.
+    /// Loads ONNX Runtime from `ORT_DYLIB_PATH` or a well-known location,
+    /// with the [`default_memory_cap`].
     pub fn init() -> Result<Self, OrtError> {
-        let library = discover_library().ok_or(OrtError::LibraryNotFound)?;
-        Self::init_from(&library)
+        Self::init_with(None, default_memory_cap())
     }
 
-    /// Loads ONNX Runtime from a given shared library.
+    /// Loads ONNX Runtime from a given shared library, with the
+    /// [`default_memory_cap`].
     pub fn init_from(library: &Path) -> Result<Self, OrtError> {
+        Self::init_with(Some(library), default_memory_cap())
+    }
+
+    /// Loads ONNX Runtime from `library`, or from where [`discover_library`]
+    /// finds it when `None`. With `memory_cap`,
+    /// all sessions allocate from one CPU arena of at most that many bytes
+    /// (weights included) and an inference that needs more fails with
+    /// [`OrtError::OutOfMemory`]; with `None` (or 0), each session has its
+    /// own arena without bound (ONNX Runtime's default).
+    pub fn init_with(library: Option<&Path>, memory_cap: Option<u64>) -> Result<Self, OrtError> {
+        let library = match library {
+            Some(path) => path.to_owned(),
+            None => discover_library().ok_or(OrtError::LibraryNotFound)?,
+        };
+        let library = library.as_path();
+        let memory_cap = memory_cap.filter(|&cap| cap > 0);
         let load_error = |message: String| OrtError::LibraryLoad {
             path: library.to_owned(),
             message,
@@ -66,9 +104,18 @@ impl OrtRuntime {
             .with_name("configurable-ls-backend")
             .build()
             .map_err(|e| load_error(e.to_string()))?;
+        if let Some(cap) = memory_cap {
+            share_capped_cpu_arena(&env, cap).map_err(|e| {
+                load_error(format!(
+                    "cannot cap ONNX Runtime's memory at {} ({ORT_MEMORY_ENV}): {e}",
+                    super::limits::human_bytes(cap)
+                ))
+            })?;
+        }
         Ok(Self {
             env,
             library: library.to_owned(),
+            memory_cap,
         })
     }
 
@@ -76,6 +123,130 @@ impl OrtRuntime {
     pub fn library(&self) -> &Path {
         &self.library
     }
+
+    /// The cap on ONNX Runtime's CPU memory, `None` for no cap.
+    pub fn memory_cap(&self) -> Option<u64> {
+        self.memory_cap
+    }
+}
+
+/// An inference error, recognising the arena's refusal to grow past
+/// `memory_cap`.
+fn run_error(memory_cap: Option<u64>, message: String) -> OrtError {
+    match memory_cap {
+        Some(cap) if is_arena_exhausted(&message) => OrtError::OutOfMemory {
+            cap: super::limits::human_bytes(cap),
+            message: arena_refusal(&message),
+        },
+        _ => OrtError::Run(message),
+    }
+}
+
+/// The cap [`OrtRuntime::init`] applies: half of the memory this process
+/// may use (physical memory, or the cgroup's limit when lower), leaving the
+/// rest to hooks, downloads and the system. `None` when neither is known.
+pub fn default_memory_cap() -> Option<u64> {
+    let physical = physical_memory_bytes();
+    let cgroup = cgroup_memory_limit();
+    let usable = match (physical, cgroup) {
+        (Some(p), Some(c)) => Some(p.min(c)),
+        (p, c) => p.or(c),
+    };
+    usable.map(|bytes| bytes / 2)
+}
+
+/// `MemTotal` from `/proc/meminfo`.
+fn physical_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The cgroup v2 (`memory.max`) or v1 (`memory.limit_in_bytes`) limit of
+/// this process's cgroup, when there is one.
+fn cgroup_memory_limit() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .filter_map(|text| text.trim().parse::<u64>().ok())
+    // v1 reports "no limit" as a huge page-rounded number.
+    .find(|&bytes| bytes < (1 << 60))
+}
+
+/// Whether ONNX Runtime's message says an arena could not grow past its
+/// cap (`BFCArena::Extend`: "Available memory of … is smaller than
+/// requested bytes of …").
+fn is_arena_exhausted(message: &str) -> bool {
+    message.contains("Available memory of") && message.contains("smaller than requested bytes")
+}
+
+/// The readable part of an arena refusal: which node, and how many bytes
+/// were available and requested (without ONNX Runtime's source location).
+fn arena_refusal(message: &str) -> String {
+    let refusal = message
+        .find("Available memory of")
+        .map_or(message, |at| &message[at..])
+        .trim();
+    let node = message
+        .split_once("while running ")
+        .and_then(|(_, rest)| rest.split_once(" node"))
+        .map(|(op, _)| op);
+    match node {
+        Some(op) => format!("{refusal} ({op} node)"),
+        None => refusal.to_owned(),
+    }
+}
+
+/// Registers a CPU arena allocator capped at `max_bytes` in the
+/// environment, for sessions built with `session.use_env_allocators`. The
+/// arena grows by what is requested (not by powers of two), so the cap is
+/// reached by real use, not by rounding.
+#[allow(unsafe_code)]
+fn share_capped_cpu_arena(
+    env: &ort::environment::Environment,
+    max_bytes: u64,
+) -> Result<(), ort::Error> {
+    use ort::AsPointer;
+    use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+
+    let memory = MemoryInfo::new(
+        AllocationDevice::CPU,
+        0,
+        AllocatorType::Arena,
+        MemoryType::Default,
+    )?;
+    let keys = [c"max_mem".as_ptr(), c"arena_extend_strategy".as_ptr()];
+    // 1 = kSameAsRequested.
+    let values: [usize; 2] = [usize::try_from(max_bytes).unwrap_or(usize::MAX), 1];
+    let api = ort::api();
+    let mut config: *mut ort::sys::OrtArenaCfg = std::ptr::null_mut();
+    // SAFETY: `keys` and `values` hold `keys.len()` entries each and outlive
+    // the call; `config` is an out-pointer ONNX Runtime fills.
+    unsafe {
+        ort::Error::result_from_status((api.CreateArenaCfgV2)(
+            keys.as_ptr(),
+            values.as_ptr(),
+            keys.len(),
+            &mut config,
+        ))?;
+    }
+    // SAFETY: `env` and `memory` are live handles owned by their wrappers;
+    // ONNX Runtime reads `config` during the call only, so it is released
+    // right after.
+    let registered = unsafe {
+        ort::Error::result_from_status((api.CreateAndRegisterAllocator)(
+            env.ptr().cast_mut(),
+            memory.ptr(),
+            config,
+        ))
+    };
+    // SAFETY: `config` came from CreateArenaCfgV2 and is released once.
+    unsafe { (api.ReleaseArenaCfg)(config) };
+    registered
 }
 
 /// Finds `libonnxruntime`: `ORT_DYLIB_PATH`, the project cache, a Python
@@ -164,6 +335,8 @@ pub struct OnnxModel {
     outputs: Vec<TensorSpec>,
     metadata: Vec<(String, String)>,
     providers: Vec<String>,
+    /// The runtime's memory cap, to name it when an inference hits it.
+    memory_cap: Option<u64>,
 }
 
 impl OnnxModel {
@@ -207,6 +380,7 @@ impl OnnxModel {
             outputs,
             metadata,
             providers,
+            memory_cap: runtime.memory_cap,
         })
     }
 
@@ -294,7 +468,10 @@ impl OnnxModel {
     /// Runs the model on the calling thread, on any free session.
     pub fn run_blocking(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, OrtError> {
         let mut session = self.take_session()?;
-        let result = run_session(&mut session, inputs);
+        let result = run_session(&mut session, inputs).map_err(|e| match e {
+            OrtError::Run(message) => run_error(self.memory_cap, message),
+            other => other,
+        });
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.push(session);
         }
@@ -320,9 +497,17 @@ fn build_session(
         message,
     };
     let (mut builder, used) = session_builder(runtime, options).map_err(load_error)?;
-    let session = builder
-        .commit_from_file(path)
-        .map_err(|e| load_error(e.to_string()))?;
+    let session = builder.commit_from_file(path).map_err(|e| {
+        let message = e.to_string();
+        match runtime.memory_cap {
+            Some(cap) if is_arena_exhausted(&message) => load_error(format!(
+                "its weights do not fit in ONNX Runtime's memory cap ({}, {ORT_MEMORY_ENV}) \
+                 next to the models already loaded: {message}",
+                super::limits::human_bytes(cap)
+            )),
+            _ => load_error(message),
+        }
+    })?;
     Ok((session, used))
 }
 
@@ -349,7 +534,11 @@ fn session_builder(
         // Idle spinning would burn a core per session between requests.
         .with_intra_op_spinning(false)
         .map_err(|e| e.to_string())?;
-    let mut builder = builder;
+    let mut builder = if runtime.memory_cap.is_some() {
+        builder.with_env_allocators().map_err(|e| e.to_string())?
+    } else {
+        builder
+    };
     let mut used = Vec::new();
     for provider in &options.providers {
         match provider.as_str() {
@@ -513,4 +702,44 @@ fn from_ort(name: &str, value: &ort::value::DynValueRef<'_>) -> Result<Tensor, O
     };
     let shape = shape.iter().map(|&d| d.max(0) as u64).collect();
     Tensor::new(name, ty, shape, data).map_err(|e| OrtError::Run(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What ONNX Runtime 1.31 answers when the capped arena cannot grow.
+    const REFUSAL: &str = "Non-zero status code returned while running Expand node. Name:'' \
+        Status Message: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:360 void* \
+        onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) \
+        Available memory of 1073741568 is smaller than requested bytes of 17179869184";
+
+    #[test]
+    fn an_arena_refusal_names_the_cap_the_node_and_the_bytes() {
+        let error = run_error(Some(1 << 30), REFUSAL.to_owned());
+        assert_eq!(
+            error.to_string(),
+            "inference failed: the model needs more memory than ONNX Runtime may use (1 GiB, \
+             CLS_ORT_MAX_MEMORY_MB); ONNX Runtime said: Available memory of 1073741568 is \
+             smaller than requested bytes of 17179869184 (Expand node)"
+        );
+    }
+
+    #[test]
+    fn other_inference_errors_are_left_as_they_are() {
+        let error = run_error(Some(1 << 30), "shape mismatch".to_owned());
+        assert!(matches!(error, OrtError::Run(m) if m == "shape mismatch"));
+        let uncapped = run_error(None, REFUSAL.to_owned());
+        assert!(matches!(uncapped, OrtError::Run(_)));
+    }
+
+    #[test]
+    fn the_default_cap_is_half_of_this_machines_memory() {
+        let physical = physical_memory_bytes().unwrap_or(0);
+        let cap = default_memory_cap().unwrap_or(0);
+        assert!(
+            cap > 0 && cap <= physical / 2,
+            "cap {cap}, memory {physical}"
+        );
+    }
 }
