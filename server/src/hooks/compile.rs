@@ -58,8 +58,9 @@ const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
 impl HookRuntime {
     /// Validates and compiles an uploaded component as a hook of `kind`.
-    /// Compilation runs on a blocking thread, one at a time, under the
-    /// runtime's compile-time cap.
+    /// Compilation runs on a blocking thread under the runtime's compile-time
+    /// cap, in one of [`compile_slots`] slots handed out first come, first
+    /// served, so one slow upload delays no other backend's configure.
     pub async fn load(&self, kind: HookKind, bytes: Bytes) -> Result<Hook, HookLoadError> {
         check_upload(kind, &bytes, self.options.max_upload_bytes)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -100,14 +101,15 @@ impl HookRuntime {
         {
             return Ok((component, true));
         }
-        let _permit = self
-            .compiles
-            .acquire()
-            .await
-            .map_err(|e| HookLoadError::Internal {
-                kind,
-                message: e.to_string(),
-            })?;
+        let permit =
+            self.compiles
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| HookLoadError::Internal {
+                    kind,
+                    message: e.to_string(),
+                })?;
         // The same upload may have been compiled while we waited for the
         // permit (two backends configured with one hook): compile it once.
         if let Some(path) = &artefact
@@ -115,7 +117,7 @@ impl HookRuntime {
         {
             return Ok((component, true));
         }
-        let component = self.compile_with_progress(kind, bytes).await?;
+        let component = self.compile_with_progress(kind, bytes, permit).await?;
         if let Some(path) = &artefact {
             store_artefact(&component, path);
         }
@@ -129,16 +131,22 @@ impl HookRuntime {
         &self,
         kind: HookKind,
         bytes: Bytes,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Component, HookLoadError> {
         let size = bytes.len();
         tracing::info!(hook = %kind, size, "compiling {kind} ({:.1} MiB)", size as f64 / (1 << 20) as f64);
         let started = Instant::now();
         let engine = self.engine.clone();
         let limit = self.options.compile_timeout;
-        let mut job = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes));
         // A compile cannot be interrupted; past the cap we stop waiting and
-        // report, and the single compile permit is held until it finishes so
-        // a flood of slow uploads cannot pile up threads.
+        // report, but the compile slot travels with the blocking job and is
+        // freed only when the compile really ends, so a flood of slow uploads
+        // cannot pile up threads beyond the slots.
+        let mut job = tokio::task::spawn_blocking(move || {
+            let compiled = Component::new(&engine, &bytes);
+            drop(permit);
+            compiled
+        });
         let deadline = tokio::time::Instant::now() + limit;
         let joined = loop {
             let tick = (tokio::time::Instant::now() + COMPILE_PROGRESS_EVERY).min(deadline);
@@ -207,6 +215,13 @@ impl HookRuntime {
     }
 }
 
+/// How many hooks may compile at once: one per core. Each compile also
+/// spreads its functions over the shared compilation thread pool, so more
+/// slots would only make every compile slower.
+pub(super) fn compile_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 fn check_upload(kind: HookKind, bytes: &[u8], max: usize) -> Result<(), HookLoadError> {
     if bytes.len() > max {
         return Err(HookLoadError::TooLarge {
@@ -270,5 +285,56 @@ fn store_artefact(component: &Component, path: &Path) {
     // The cache only saves time on restart; failing to write it is not an error.
     if let Err(e) = write() {
         tracing::warn!(path = %path.display(), "cannot cache compiled hook: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hooks::RuntimeOptions;
+
+    #[tokio::test]
+    async fn a_compile_waits_only_while_every_compile_slot_is_busy() {
+        let runtime = HookRuntime::new(RuntimeOptions::default()).unwrap();
+        let component = Bytes::from(wat::parse_str("(component)").unwrap());
+        let slots = compile_slots();
+        assert_eq!(runtime.compiles.available_permits(), slots);
+
+        // Slow compiles of other backends hold all slots but one.
+        let others = runtime
+            .compiles
+            .clone()
+            .acquire_many_owned(u32::try_from(slots - 1).unwrap())
+            .await
+            .unwrap();
+        let compiled = tokio::time::timeout(
+            Duration::from_secs(60),
+            runtime.compile_cached(HookKind::Post, component.clone(), "first"),
+        )
+        .await;
+        assert!(matches!(compiled, Ok(Ok((_, false)))), "it ran at once");
+        assert_eq!(
+            runtime.compiles.available_permits(),
+            1,
+            "its slot is free again once it finished"
+        );
+
+        let last = runtime.compiles.clone().acquire_owned().await.unwrap();
+        let waiting = runtime.compile_cached(HookKind::Post, component, "second");
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+                .await
+                .is_err(),
+            "no slot, no compile"
+        );
+        drop(last);
+        let compiled = tokio::time::timeout(Duration::from_secs(60), waiting).await;
+        assert!(matches!(compiled, Ok(Ok(_))), "it ran once a slot freed");
+        drop(others);
     }
 }

@@ -249,7 +249,7 @@ impl HookRuntime {
                     .max_concurrent_calls
                     .clamp(1, options.max_instances as usize),
             )),
-            compiles: Arc::new(tokio::sync::Semaphore::new(1)),
+            compiles: Arc::new(tokio::sync::Semaphore::new(compile::compile_slots())),
             engine,
             linker,
             options,

@@ -3,8 +3,9 @@
 //!
 //! "Safely" means: no entry is written outside the destination (absolute
 //! paths, `..`, backslashes and links are refused), the number of entries and
-//! the bytes actually written are capped (declared sizes are not trusted),
-//! and nothing is overwritten. Owns unpacking only; where the folder lives
+//! the bytes actually written are capped while streaming (declared sizes are
+//! not trusted; the cap grows with the upload's size, so a small archive
+//! cannot unpack to gigabytes), and nothing is overwritten. Owns unpacking only; where the folder lives
 //! and how long it is kept is [`crate::model::ModelCache`]'s business.
 
 use std::fmt;
@@ -19,8 +20,13 @@ use sha2::{Digest, Sha256};
 use super::mlmodel::MLMODEL_FILE;
 use super::source::ModelUri;
 
-/// Default cap on the bytes an upload may unpack to (8 GiB).
+/// Default absolute cap on the bytes an upload may unpack to (8 GiB).
 pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 8 << 30;
+/// Default: an archive may unpack to this many times its own size...
+pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 50;
+/// ...or to this many bytes (256 MiB), whichever is larger, so small
+/// archives of very compressible files still unpack.
+pub const DEFAULT_MIN_UNPACKED_ALLOWANCE: u64 = 256 << 20;
 /// Default cap on the number of entries in an uploaded archive.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 /// The file name a bare `.onnx` upload is stored under.
@@ -36,10 +42,14 @@ const MAX_ROOT_DEPTH: usize = 2;
 /// Caps applied while unpacking an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveLimits {
-    /// Most bytes written in total.
+    /// Most bytes written in total, whatever the upload's size.
     pub max_unpacked_bytes: u64,
     /// Most entries (files and folders).
     pub max_entries: usize,
+    /// Most bytes written per byte of upload...
+    pub max_expansion_ratio: u64,
+    /// ...unless the total stays under this allowance.
+    pub min_unpacked_allowance: u64,
 }
 
 impl Default for ArchiveLimits {
@@ -47,7 +57,21 @@ impl Default for ArchiveLimits {
         Self {
             max_unpacked_bytes: DEFAULT_MAX_UNPACKED_BYTES,
             max_entries: DEFAULT_MAX_ENTRIES,
+            max_expansion_ratio: DEFAULT_MAX_EXPANSION_RATIO,
+            min_unpacked_allowance: DEFAULT_MIN_UNPACKED_ALLOWANCE,
         }
+    }
+}
+
+impl ArchiveLimits {
+    /// Most bytes an upload of `upload_bytes` may unpack to:
+    /// `max(min_unpacked_allowance, max_expansion_ratio × upload_bytes)`,
+    /// never above `max_unpacked_bytes`.
+    pub fn unpacked_cap(&self, upload_bytes: u64) -> u64 {
+        upload_bytes
+            .saturating_mul(self.max_expansion_ratio)
+            .max(self.min_unpacked_allowance)
+            .min(self.max_unpacked_bytes)
     }
 }
 
@@ -156,6 +180,16 @@ impl UploadedModel {
         }
     }
 
+    /// The upload's size in bytes.
+    fn len(&self) -> Result<u64, ArchiveError> {
+        match &self.content {
+            UploadContent::Bytes(bytes) => Ok(bytes.len() as u64),
+            UploadContent::File(path) => fs::metadata(path.as_ref())
+                .map(|m| m.len())
+                .map_err(|e| ArchiveError::io(path.as_ref(), e)),
+        }
+    }
+
     fn open(&self) -> Result<Box<dyn ReadSeek>, ArchiveError> {
         Ok(match &self.content {
             UploadContent::Bytes(bytes) => Box::new(Cursor::new(bytes.clone())),
@@ -234,11 +268,24 @@ pub enum ArchiveError {
         /// The cap.
         limit: usize,
     },
-    /// More bytes than [`ArchiveLimits::max_unpacked_bytes`].
-    #[error("the upload unpacks to more than {limit} bytes")]
+    /// More bytes than [`ArchiveLimits::unpacked_cap`] allows for the upload.
+    #[error(
+        "the upload ({upload_bytes} bytes) unpacks to more than {limit} bytes, the most \
+         allowed for its size (at most {ratio} times the upload or {allowance} bytes, whichever \
+         is larger, and never over {absolute} bytes); unpacking stopped there. Upload an \
+         archive that is not a decompression bomb, or the .onnx file itself"
+    )]
     TooLarge {
-        /// The cap.
+        /// The cap that applied to this upload.
         limit: u64,
+        /// The upload's size.
+        upload_bytes: u64,
+        /// [`ArchiveLimits::max_expansion_ratio`].
+        ratio: u64,
+        /// [`ArchiveLimits::min_unpacked_allowance`].
+        allowance: u64,
+        /// [`ArchiveLimits::max_unpacked_bytes`].
+        absolute: u64,
     },
     /// Two entries with the same path (or a file where a folder is needed).
     #[error("archive entry {entry:?} appears twice or collides with another entry")]
@@ -292,18 +339,18 @@ pub fn unpack(
         .seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io(dest, e))?;
     let kind = UploadKind::detect(upload.file_name(), &head[..head_len])?;
-    let mut writer = Writer::new(dest, limits);
+    let mut writer = Writer::new(dest, limits, upload.len()?);
     match kind {
         UploadKind::Onnx => {
             writer.file(UPLOADED_ONNX_FILE, UPLOADED_ONNX_FILE, &mut reader)?;
         }
         UploadKind::Zip => unpack_zip(reader, &mut writer)?,
         UploadKind::TarGz => {
-            check_tar_extensions(flate2::read::GzDecoder::new(upload.open()?), limits)?;
+            check_tar_headers(flate2::read::GzDecoder::new(upload.open()?), &writer)?;
             unpack_tar(flate2::read::GzDecoder::new(reader), &mut writer)?;
         }
         UploadKind::Tar => {
-            check_tar_extensions(upload.open()?, limits)?;
+            check_tar_headers(upload.open()?, &writer)?;
             unpack_tar(reader, &mut writer)?;
         }
     }
@@ -331,19 +378,37 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 struct Writer<'a> {
     dest: &'a Path,
     limits: &'a ArchiveLimits,
+    upload_bytes: u64,
+    /// Most bytes this upload may write in total.
+    cap: u64,
     entries: usize,
     written: u64,
     files: Vec<UnpackedFile>,
 }
 
+/// Bytes copied per read while unpacking.
+const COPY_CHUNK: usize = 64 << 10;
+
 impl<'a> Writer<'a> {
-    fn new(dest: &'a Path, limits: &'a ArchiveLimits) -> Self {
+    fn new(dest: &'a Path, limits: &'a ArchiveLimits, upload_bytes: u64) -> Self {
         Self {
             dest,
             limits,
+            upload_bytes,
+            cap: limits.unpacked_cap(upload_bytes),
             entries: 0,
             written: 0,
             files: Vec::new(),
+        }
+    }
+
+    fn too_large(&self) -> ArchiveError {
+        ArchiveError::TooLarge {
+            limit: self.cap,
+            upload_bytes: self.upload_bytes,
+            ratio: self.limits.max_expansion_ratio,
+            allowance: self.limits.min_unpacked_allowance,
+            absolute: self.limits.max_unpacked_bytes,
         }
     }
 
@@ -387,26 +452,25 @@ impl<'a> Writer<'a> {
                 },
                 _ => ArchiveError::io(&path, e),
             })?;
-        let remaining = self.limits.max_unpacked_bytes.saturating_sub(self.written);
+        let remaining = self.cap.saturating_sub(self.written);
         let mut out = HashingWriter {
             inner: io::BufWriter::new(file),
             hasher: Sha256::new(),
         };
-        let copied = io::copy(&mut content.take(remaining.saturating_add(1)), &mut out).map_err(
-            |e| match e.kind() {
-                io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
-                    ArchiveError::Corrupt {
-                        detail: format!("{entry}: {e}"),
-                    }
+        let copied = copy_capped(content, &mut out, remaining).map_err(|e| match e {
+            CopyError::OverCap => self.too_large(),
+            CopyError::Read(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                ArchiveError::Corrupt {
+                    detail: format!("{entry}: {e}"),
                 }
-                _ => ArchiveError::io(&path, e),
-            },
-        )?;
-        if copied > remaining {
-            return Err(ArchiveError::TooLarge {
-                limit: self.limits.max_unpacked_bytes,
-            });
-        }
+            }
+            CopyError::Read(e) | CopyError::Write(e) => ArchiveError::io(&path, e),
+        })?;
         out.inner.flush().map_err(|e| ArchiveError::io(&path, e))?;
         self.written += copied;
         self.files.push(UnpackedFile {
@@ -415,6 +479,35 @@ impl<'a> Writer<'a> {
             sha256: hex::encode(out.hasher.finalize()),
         });
         Ok(())
+    }
+}
+
+/// Why [`copy_capped`] stopped.
+enum CopyError {
+    /// The next chunk would have gone over the cap; it was not written.
+    OverCap,
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `from` into `to`, writing at most `cap` bytes: a chunk that would
+/// cross the cap is refused before it is written, so disk use never exceeds
+/// the cap whatever the archive claims.
+fn copy_capped(from: &mut dyn Read, to: &mut impl Write, cap: u64) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut copied = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        if copied.saturating_add(n as u64) > cap {
+            return Err(CopyError::OverCap);
+        }
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        copied += n as u64;
     }
 }
 
@@ -498,14 +591,18 @@ fn unpack_zip(reader: impl Read + Seek, writer: &mut Writer<'_>) -> Result<(), A
     Ok(())
 }
 
-/// Rejects oversized GNU long-name and PAX records before the real pass,
-/// because the `tar` crate reads those into memory.
-fn check_tar_extensions(reader: impl Read, limits: &ArchiveLimits) -> Result<(), ArchiveError> {
+/// Reads the headers before the real pass: rejects oversized GNU long-name
+/// and PAX records (the `tar` crate reads those into memory), and archives
+/// whose entries declare more bytes than the cap, so a tar bomb is refused
+/// before it is decompressed in full.
+fn check_tar_headers(reader: impl Read, writer: &Writer<'_>) -> Result<(), ArchiveError> {
+    let limits = writer.limits;
     let corrupt = |e: io::Error| ArchiveError::Corrupt {
         detail: e.to_string(),
     };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(corrupt)?.raw(true);
+    let mut declared = 0u64;
     for (count, entry) in entries.enumerate() {
         // Each real entry may carry a long name, a long link name and a PAX
         // record in front of it.
@@ -516,11 +613,16 @@ fn check_tar_extensions(reader: impl Read, limits: &ArchiveLimits) -> Result<(),
         }
         let entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
+        let size = entry.header().entry_size().map_err(corrupt)?;
+        declared = declared.saturating_add(size);
+        if declared > writer.cap {
+            return Err(writer.too_large());
+        }
         let is_extension = kind.is_gnu_longname()
             || kind.is_gnu_longlink()
             || kind.is_pax_local_extensions()
             || kind.is_pax_global_extensions();
-        if is_extension && entry.header().entry_size().map_err(corrupt)? > MAX_TAR_EXTENSION_BYTES {
+        if is_extension && size > MAX_TAR_EXTENSION_BYTES {
             return Err(ArchiveError::Corrupt {
                 detail: format!(
                     "a tar extension record is larger than {MAX_TAR_EXTENSION_BYTES} bytes"
@@ -781,10 +883,11 @@ mod tests {
         let limits = ArchiveLimits {
             max_unpacked_bytes: 1000,
             max_entries: 3,
+            ..ArchiveLimits::default()
         };
         let (_dir, result) = unpack_limited("m.zip", zip_of(&[("model.onnx", &big)]), &limits);
         assert!(
-            matches!(result, Err(ArchiveError::TooLarge { limit: 1000 })),
+            matches!(result, Err(ArchiveError::TooLarge { limit: 1000, .. })),
             "{result:?}"
         );
         let (_dir, result) = unpack_limited(
@@ -820,6 +923,76 @@ mod tests {
             matches!(result, Err(ArchiveError::TooManyEntries { limit: 3 })),
             "{result:?}"
         );
+    }
+
+    /// Bytes of every file under `dir`.
+    fn disk_bytes(dir: &Path) -> u64 {
+        fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let meta = e.metadata().unwrap();
+                if meta.is_dir() {
+                    disk_bytes(&e.path())
+                } else {
+                    meta.len()
+                }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn the_unpacked_cap_grows_with_the_upload_between_the_allowance_and_the_absolute_cap() {
+        let limits = ArchiveLimits::default();
+        assert_eq!(limits.unpacked_cap(0), 256 << 20);
+        assert_eq!(limits.unpacked_cap(1 << 20), 256 << 20);
+        assert_eq!(limits.unpacked_cap(100 << 20), 5000 << 20);
+        assert_eq!(limits.unpacked_cap(1 << 30), DEFAULT_MAX_UNPACKED_BYTES);
+        assert_eq!(limits.unpacked_cap(u64::MAX), DEFAULT_MAX_UNPACKED_BYTES);
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_with_a_clear_message_and_writes_no_more_than_the_cap() {
+        // 16 MiB of zeros deflate to a few KiB: far more than 50 times.
+        let zeros = vec![0u8; 16 << 20];
+        let bomb = zip_of(&[("model.onnx", &zeros)]);
+        assert!(bomb.len() < 100 << 10, "{} bytes", bomb.len());
+        let limits = ArchiveLimits {
+            min_unpacked_allowance: 1 << 20,
+            ..ArchiveLimits::default()
+        };
+        let cap = limits.unpacked_cap(bomb.len() as u64);
+        assert_eq!(cap, 1 << 20);
+        let (dir, result) = unpack_limited("bomb.zip", bomb, &limits);
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::TooLarge { limit, .. } if limit == cap),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("unpacks to more than 1048576 bytes")
+                && message.contains("50 times the upload"),
+            "{message}"
+        );
+        let written = disk_bytes(dir.path());
+        assert!(written <= cap, "{written} bytes written, cap {cap}");
+    }
+
+    #[test]
+    fn a_tar_gz_bomb_is_refused_from_its_headers_before_anything_is_written() {
+        let zeros = vec![0u8; 16 << 20];
+        let bomb = tar_gz_of(&[("model.onnx", tar::EntryType::Regular, &zeros)]);
+        let limits = ArchiveLimits {
+            min_unpacked_allowance: 1 << 20,
+            ..ArchiveLimits::default()
+        };
+        let (dir, result) = unpack_limited("bomb.tar.gz", bomb, &limits);
+        assert!(
+            matches!(result, Err(ArchiveError::TooLarge { .. })),
+            "{result:?}"
+        );
+        assert_eq!(disk_bytes(dir.path()), 0);
     }
 
     #[test]

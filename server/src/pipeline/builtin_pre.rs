@@ -153,15 +153,29 @@ fn image_tensor(
         .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
     let image = Image::decode(&datapoint.data, true)
         .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
-    let side = |declared: i64, actual: u32| -> u32 {
-        if declared > 0 {
-            declared as u32
-        } else {
-            (actual.min(MAX_DYNAMIC_SIDE).div_ceil(32) * 32).max(32)
+    // A declared side is checked before any narrowing: a huge dimension must
+    // be reported as declared, not wrapped into a small (or zero) one.
+    let side = |declared: i64, actual: u32| -> Result<u32, String> {
+        if declared <= 0 {
+            return Ok((actual.min(MAX_DYNAMIC_SIDE).div_ceil(32) * 32).max(32));
         }
+        u32::try_from(declared)
+            .ok()
+            .filter(|&side| side <= crate::imageops::MAX_DIMENSION)
+            .ok_or_else(|| {
+                format!(
+                    "model input '{}' declares an image of {}x{} (shape {:?}); the built-in \
+                     pre-processing handles at most {} pixels per side, upload a pre_hook",
+                    spec.name,
+                    dims[w_dim],
+                    dims[h_dim],
+                    dims,
+                    crate::imageops::MAX_DIMENSION
+                )
+            })
     };
-    let width = side(dims[w_dim], image.width());
-    let height = side(dims[h_dim], image.height());
+    let width = side(dims[w_dim], image.width())?;
+    let height = side(dims[h_dim], image.height())?;
     let (resized, transform) = image.stretch(width, height).map_err(|e| e.to_string())?;
     let options = TensorOptions {
         name: spec.name.clone(),
