@@ -116,7 +116,11 @@ pub struct TensorOptions {
 impl TensorOptions {
     /// 1 for gray, 3 otherwise.
     pub fn channel_count(&self) -> u64 {
-        if self.channels == Channels::Gray { 1 } else { 3 }
+        if self.channels == Channels::Gray {
+            1
+        } else {
+            3
+        }
     }
 }
 
@@ -821,7 +825,11 @@ mod tests {
 
     #[test]
     fn progressive_jpegs_are_told_from_baseline_ones() {
-        assert!(!jpeg_is_progressive(&encode(8, 8, image::ImageFormat::Jpeg)));
+        assert!(!jpeg_is_progressive(&encode(
+            8,
+            8,
+            image::ImageFormat::Jpeg
+        )));
         // SOI, a 4-byte APP0, then SOF2.
         let progressive = [0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC2, 0, 11];
         assert!(jpeg_is_progressive(&progressive));

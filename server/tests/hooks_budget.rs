@@ -51,9 +51,12 @@ fn image_datapoint(bytes: Vec<u8>) -> Vec<Datapoint> {
 }
 
 async fn abuse_hook(rt: &HookRuntime) -> Hook {
-    rt.load(HookKind::Pre, Bytes::from(read(&fixture_hook("host-abuse"))))
-        .await
-        .expect("host-abuse loads")
+    rt.load(
+        HookKind::Pre,
+        Bytes::from(read(&fixture_hook("host-abuse"))),
+    )
+    .await
+    .expect("host-abuse loads")
 }
 
 async fn run(
@@ -133,7 +136,15 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 
 fn crc32(bytes: &[u8]) -> u32 {
     let table: Vec<u32> = (0..256u32)
-        .map(|n| (0..8).fold(n, |c, _| if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 }))
+        .map(|n| {
+            (0..8).fold(n, |c, _| {
+                if c & 1 == 1 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                }
+            })
+        })
         .collect();
     !bytes.iter().fold(!0u32, |c, &b| {
         table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
@@ -238,7 +249,10 @@ async fn a_decode_bomb_is_refused_before_any_pixel_is_allocated() {
         message.contains("this hook's budget is 256 MiB (limits.hook_memory_mb)"),
         "{message}"
     );
-    eprintln!("decode bomb 11500×11500: peak RSS rose {} MiB", growth / MIB);
+    eprintln!(
+        "decode bomb 11500×11500: peak RSS rose {} MiB",
+        growth / MIB
+    );
     assert!(
         growth < 64 * MIB,
         "refusing the bomb cost {} MiB of host memory",
@@ -251,9 +265,15 @@ async fn an_image_within_the_budget_still_decodes() {
     let rt = runtime();
     let hook = abuse_hook(&rt).await;
     // 2000×2000 RGBA: 15 MiB decoded, 11 MiB as RGB; well within 256 MiB.
-    run(&rt, &hook, png_bomb(2000, 2000), json!({"op": "decode"}), &limits())
-        .await
-        .expect("a normal image decodes");
+    run(
+        &rt,
+        &hook,
+        png_bomb(2000, 2000),
+        json!({"op": "decode"}),
+        &limits(),
+    )
+    .await
+    .expect("a normal image decodes");
 }
 
 #[tokio::test]
@@ -304,8 +324,10 @@ async fn a_tensor_over_the_budget_is_refused_up_front() {
     let growth = rss.growth();
     let message = returned(&err);
     assert!(
-        message.starts_with("invalid-argument: the f32 tensor of the 4000×4000 image would need 183.2 MiB; \
-             this hook's budget is 64 MiB, and images this call holds already use 45.8 MiB"),
+        message.starts_with(
+            "invalid-argument: the f32 tensor of the 4000×4000 image would need 183.2 MiB; \
+             this hook's budget is 64 MiB, and images this call holds already use 45.8 MiB"
+        ),
         "{message}"
     );
     eprintln!("to_tensor 4000² f32: peak RSS rose {} MiB", growth / MIB);
@@ -401,9 +423,7 @@ async fn async_workers_stay_responsive_while_eight_hooks_do_pixel_work() {
     }
     let work = started.elapsed();
     for call in calls {
-        call.await
-            .expect("join")
-            .expect("the heavy calls succeed");
+        call.await.expect("join").expect("the heavy calls succeed");
     }
     eprintln!("{probes} probes over {work:?} of pixel work: worst scheduling latency {worst:?}");
     assert!(probes > 10, "the pixel work was too short to measure");
@@ -452,7 +472,9 @@ async fn a_newline_in_a_hook_log_line_cannot_forge_a_second_line() {
     let hook_lines: Vec<&str> = text.lines().filter(|l| l.contains("hook: done")).collect();
     assert_eq!(hook_lines.len(), 1, "{text}");
     assert!(
-        hook_lines[0].contains("done\\n2026-12-02T10:00:00.000000Z ERROR cls::server: admin password reset\\u{1b}[2K"),
+        hook_lines[0].contains(
+            "done\\n2026-12-02T10:00:00.000000Z ERROR cls::server: admin password reset\\u{1b}[2K"
+        ),
         "{text}"
     );
     assert!(
