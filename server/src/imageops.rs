@@ -30,10 +30,10 @@ pub const MAX_DIMENSION: u32 = 16_384;
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 /// Bytes per pixel of an [`Image`] (8-bit RGB).
 const RGB_BYTES: u64 = 3;
-/// The least time pixel work takes per pixel touched (read or written), on
-/// a fast core. Measured with this module's decoders, resizers and tensor
-/// loops at 8–40 ns per pixel on a 2-core x86-64 VM; a quarter of the
-/// fastest of those, so a faster machine is never refused work it could do.
+/// The least time pixel work takes per pixel touched (read or written).
+/// A deliberately low floor, below what decoding, resizing or tensor
+/// conversion costs on a fast core, so that only work that certainly cannot
+/// finish in time is refused up front; the deadline stops the rest.
 pub const MIN_NS_PER_PIXEL: f64 = 2.0;
 
 /// An upright 8-bit RGB image.
