@@ -1,16 +1,25 @@
 //! Native image work: decoding (PNG, JPEG, WebP, BMP, TIFF) with EXIF
 //! orientation, resizing, cropping, letterboxing and conversion to model
-//! tensors.
+//! tensors, plus what that work costs before it is done.
 //!
 //! Hooks reach these through the WIT `host` interface so pixel loops never
 //! run inside the sandbox; the built-in pre-hook and the benchmark's native
 //! pipeline call them directly. This module owns pixels only: it knows
 //! nothing about hooks, models or HTTP.
+//!
+//! Untrusted images are decoded with [`decode_within`], which reads the
+//! header ([`decoded_size`]) and refuses an image whose pixels would not fit
+//! a memory budget before allocating any of them. Every operation has a
+//! `*_bytes` function saying how much it allocates, so a caller can refuse
+//! it up front too, and [`estimated_time`] says how long it takes at least.
+//! Pixel work belongs on [`pixel_pool`], never on an async worker thread.
 
 use std::io::Cursor;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use fast_image_resize as fr;
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 use crate::tensor::{ElementType, Tensor, TensorData};
 
@@ -19,6 +28,13 @@ use crate::tensor::{ElementType, Tensor, TensorData};
 pub const MAX_DIMENSION: u32 = 16_384;
 /// Decoder allocation cap (a 16k×16k RGBA image is 1 GiB; we stop well before).
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+/// Bytes per pixel of an [`Image`] (8-bit RGB).
+const RGB_BYTES: u64 = 3;
+/// The least time pixel work takes per pixel touched (read or written).
+/// A deliberately low floor, below what decoding, resizing or tensor
+/// conversion costs on a fast core, so that only work that certainly cannot
+/// finish in time is refused up front; the deadline stops the rest.
+pub const MIN_NS_PER_PIXEL: f64 = 2.0;
 
 /// An upright 8-bit RGB image.
 #[derive(Debug, Clone)]
@@ -35,6 +51,27 @@ pub enum ImageError {
     DecodeFailed(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The work would allocate more than the caller's budget; nothing was
+    /// allocated. `work` says what, e.g. "image 11500×11500 (PNG) … to decode".
+    #[error("{work} would need {}; the budget is {}", mib(*needed), mib(*budget))]
+    OverBudget {
+        work: String,
+        needed: u64,
+        budget: u64,
+    },
+}
+
+/// `bytes` for messages, rounded up: `59 KiB`, `256 MiB`, `882.9 MiB`.
+pub fn mib(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes < MIB {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    } else if bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        let tenths = (bytes * 10).div_ceil(MIB);
+        format!("{}.{} MiB", tenths / 10, tenths % 10)
+    }
 }
 
 /// Resampling filter.
@@ -76,6 +113,17 @@ pub struct TensorOptions {
     pub std: Vec<f32>,
 }
 
+impl TensorOptions {
+    /// 1 for gray, 3 otherwise.
+    pub fn channel_count(&self) -> u64 {
+        if self.channels == Channels::Gray {
+            1
+        } else {
+            3
+        }
+    }
+}
+
 /// How an image maps onto a model input: `original = (model - pad) / scale`.
 /// Mirrors the WIT `image-transform`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -88,6 +136,192 @@ pub struct Transform {
     pub scale_y: f32,
     pub pad_x: f32,
     pub pad_y: f32,
+}
+
+/// What decoding an image costs, read from its header only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedSize {
+    /// Width in pixels as stored (before EXIF orientation).
+    pub width: u32,
+    /// Height in pixels as stored.
+    pub height: u32,
+    /// The most memory decoding holds at once on the way to an upright RGB
+    /// [`Image`]: the decoder's output in the file's own pixel type, the
+    /// decoder's working memory where it needs a whole-image copy
+    /// (progressive JPEG coefficients, WebP planes, TIFF strips), the
+    /// rotated copy an EXIF rotation makes and the RGB conversion. An upper
+    /// estimate; never less than the result itself.
+    pub bytes: u64,
+    /// The format, for messages ("PNG", "JPEG", …).
+    pub format: &'static str,
+}
+
+impl DecodedSize {
+    /// Pixels the decoder writes.
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    /// What a message calls this image: `image 11500×11500 (PNG)`.
+    pub fn describe(&self) -> String {
+        format!("image {}×{} ({})", self.width, self.height, self.format)
+    }
+}
+
+/// What decoding `bytes` would take, from the image header alone (no pixel
+/// memory is allocated). Call it to refuse an image before decoding it, or
+/// let [`decode_within`] do so.
+pub fn decoded_size(bytes: &[u8]) -> Result<DecodedSize, ImageError> {
+    let (format, mut decoder) = open_header(bytes, MAX_DECODE_BYTES)?;
+    Ok(measure(format, bytes, &mut decoder))
+}
+
+/// Decodes an untrusted image into at most `max_bytes` of memory: the
+/// header's declared size is checked first ([`decoded_size`]), so an image
+/// over the budget (a decompression bomb) is refused with
+/// [`ImageError::OverBudget`] before any pixel memory is allocated, and one
+/// over [`MAX_DIMENSION`] with [`ImageError::DecodeFailed`]. The decoder
+/// gets the same limits as a second line of defence. With
+/// `apply_orientation` the EXIF orientation is applied.
+///
+/// This is CPU-bound work: run it on [`pixel_pool`], not on an async worker.
+pub fn decode_within(
+    bytes: &[u8],
+    apply_orientation: bool,
+    max_bytes: u64,
+) -> Result<Image, ImageError> {
+    let (format, mut decoder) = open_header(bytes, max_bytes)?;
+    let size = measure(format, bytes, &mut decoder);
+    if size.width > MAX_DIMENSION || size.height > MAX_DIMENSION {
+        return Err(ImageError::DecodeFailed(format!(
+            "{} is larger than {MAX_DIMENSION} pixels on a side",
+            size.describe()
+        )));
+    }
+    if size.bytes > max_bytes {
+        return Err(ImageError::OverBudget {
+            work: format!("decoding {}", size.describe()),
+            needed: size.bytes,
+            budget: max_bytes,
+        });
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DIMENSION);
+    limits.max_image_height = Some(MAX_DIMENSION);
+    limits.max_alloc = Some(max_bytes);
+    decoder.set_limits(limits).map_err(classify)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    if apply_orientation {
+        img.apply_orientation(orientation);
+    }
+    Ok(Image {
+        pixels: img.into_rgb8(),
+    })
+}
+
+/// A decoder that has read the header only.
+fn open_header(
+    bytes: &[u8],
+    max_alloc: u64,
+) -> Result<(ImageFormat, impl ImageDecoder + '_), ImageError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::DecodeFailed(e.to_string()))?;
+    let Some(format) = reader.format() else {
+        return Err(ImageError::UnsupportedFormat(
+            "not PNG, JPEG, WebP, BMP or TIFF".into(),
+        ));
+    };
+    // Dimensions are checked by the caller, with a message that states
+    // them; the allocation cap bounds the PNG decoder's metadata chunks.
+    let mut limits = image::Limits::no_limits();
+    limits.max_alloc = Some(max_alloc);
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(classify)?;
+    Ok((format, decoder))
+}
+
+fn measure(format: ImageFormat, bytes: &[u8], decoder: &mut impl ImageDecoder) -> DecodedSize {
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    let native = decoder.total_bytes();
+    let working = match format {
+        // i16 coefficients for every sample, kept for the whole image.
+        ImageFormat::Jpeg if jpeg_is_progressive(bytes) => native.saturating_mul(2),
+        // Lossless: one u32 per pixel; lossy: YUV planes (less).
+        ImageFormat::WebP => pixels.saturating_mul(4),
+        ImageFormat::Tiff => native,
+        _ => 0,
+    };
+    let conversion = if decoder.color_type() == image::ColorType::Rgb8 {
+        0
+    } else {
+        pixels.saturating_mul(RGB_BYTES)
+    };
+    let rotation = match decoder.orientation() {
+        Ok(o) if rotates(o) => native,
+        _ => 0,
+    };
+    DecodedSize {
+        width,
+        height,
+        bytes: native
+            .saturating_add(working)
+            .saturating_add(conversion)
+            .saturating_add(rotation),
+        format: format_name(format),
+    }
+}
+
+fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Png => "PNG",
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::WebP => "WebP",
+        ImageFormat::Tiff => "TIFF",
+        ImageFormat::Bmp => "BMP",
+        ImageFormat::Gif => "GIF",
+        _ => "image",
+    }
+}
+
+/// Whether a JPEG is progressive (its frame header is SOF2, SOF6, SOF10 or
+/// SOF14). Anything unreadable counts as progressive: the larger estimate.
+fn jpeg_is_progressive(bytes: &[u8]) -> bool {
+    let mut at = 2;
+    while at + 4 <= bytes.len() {
+        if bytes[at] != 0xFF {
+            return true;
+        }
+        let marker = bytes[at + 1];
+        match marker {
+            0xFF => at += 1,
+            0x01 | 0xD0..=0xD8 => at += 2,
+            0xC2 | 0xC6 | 0xCA | 0xCE => return true,
+            0xC0 | 0xC1 | 0xC3 | 0xC5 | 0xC7 | 0xC9 | 0xCB | 0xCD | 0xCF => return false,
+            0xDA => return true,
+            _ => {
+                let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+                at += 2 + length;
+            }
+        }
+    }
+    true
+}
+
+/// Bytes of an 8-bit RGB image of this size.
+pub fn rgb_bytes(width: u32, height: u32) -> u64 {
+    u64::from(width) * u64::from(height) * RGB_BYTES
+}
+
+/// The least time pixel work touching `pixels` pixels takes (see
+/// [`MIN_NS_PER_PIXEL`]): work estimated over the time left can be refused
+/// before it starts.
+pub fn estimated_time(pixels: u64) -> Duration {
+    Duration::from_secs_f64(pixels as f64 * MIN_NS_PER_PIXEL * 1e-9)
 }
 
 /// Width and height of an image, read from its header only.
@@ -106,6 +340,12 @@ pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
     })
 }
 
+/// Whether applying `orientation` makes a rotated copy (flips and 180° are
+/// done in place).
+fn rotates(orientation: image::metadata::Orientation) -> bool {
+    swaps_axes(orientation)
+}
+
 fn swaps_axes(orientation: image::metadata::Orientation) -> bool {
     use image::metadata::Orientation as O;
     matches!(
@@ -116,32 +356,11 @@ fn swaps_axes(orientation: image::metadata::Orientation) -> bool {
 
 impl Image {
     /// Decodes an image; with `apply_orientation` the EXIF orientation is
-    /// applied so the result is upright as Label Studio shows it.
+    /// applied so the result is upright as Label Studio shows it. Images
+    /// needing more than [`MAX_DECODE_BYTES`] are refused before decoding;
+    /// see [`decode_within`] for a budget of your own.
     pub fn decode(bytes: &[u8], apply_orientation: bool) -> Result<Self, ImageError> {
-        let mut reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| ImageError::DecodeFailed(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(ImageError::UnsupportedFormat(
-                "not PNG, JPEG, WebP, BMP or TIFF".into(),
-            ));
-        }
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_DIMENSION);
-        limits.max_image_height = Some(MAX_DIMENSION);
-        limits.max_alloc = Some(MAX_DECODE_BYTES);
-        reader.limits(limits);
-        let mut decoder = reader.into_decoder().map_err(classify)?;
-        let orientation = decoder
-            .orientation()
-            .unwrap_or(image::metadata::Orientation::NoTransforms);
-        let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
-        if apply_orientation {
-            img.apply_orientation(orientation);
-        }
-        Ok(Self {
-            pixels: img.into_rgb8(),
-        })
+        decode_within(bytes, apply_orientation, MAX_DECODE_BYTES)
     }
 
     /// Wraps RGB pixels.
@@ -160,6 +379,43 @@ impl Image {
     /// Bytes of pixel memory this image holds.
     pub fn byte_len(&self) -> usize {
         self.pixels.as_raw().len()
+    }
+
+    /// Pixels in this image.
+    pub fn pixel_count(&self) -> u64 {
+        u64::from(self.width()) * u64::from(self.height())
+    }
+
+    /// What [`Image::resize`] to `width`×`height` allocates: the result and
+    /// the resizer's intermediate image (one pass's output), or the error
+    /// `resize` would return for that size.
+    pub fn resize_bytes(&self, width: u32, height: u32) -> Result<u64, ImageError> {
+        check_size(width, height)?;
+        let intermediate = rgb_bytes(width, self.height()).max(rgb_bytes(self.width(), height));
+        Ok(rgb_bytes(width, height) + intermediate)
+    }
+
+    /// What [`Image::crop`] to `width`×`height` allocates.
+    pub fn crop_bytes(&self, width: u32, height: u32) -> Result<u64, ImageError> {
+        check_size(width, height)?;
+        Ok(rgb_bytes(width, height))
+    }
+
+    /// What [`Image::letterbox`] to `width`×`height` allocates: the canvas
+    /// and the scaled image pasted into it.
+    pub fn letterbox_bytes(&self, width: u32, height: u32) -> Result<u64, ImageError> {
+        check_size(width, height)?;
+        let (inner_w, inner_h) = self.letterbox_inner(width, height);
+        Ok(rgb_bytes(width, height) + self.resize_bytes(inner_w, inner_h)?)
+    }
+
+    /// What [`Image::to_tensor`] allocates: the tensor's bytes.
+    pub fn tensor_bytes(&self, options: &TensorOptions) -> u64 {
+        let element = match options.element_type {
+            ElementType::U8 => 1,
+            _ => 4,
+        };
+        self.pixel_count() * options.channel_count() * element
     }
 
     /// A resized copy.
@@ -207,9 +463,7 @@ impl Image {
         fill: u8,
     ) -> Result<(Self, Transform), ImageError> {
         check_size(width, height)?;
-        let scale = (width as f32 / self.width() as f32).min(height as f32 / self.height() as f32);
-        let inner_w = ((self.width() as f32 * scale).round() as u32).clamp(1, width);
-        let inner_h = ((self.height() as f32 * scale).round() as u32).clamp(1, height);
+        let (inner_w, inner_h) = self.letterbox_inner(width, height);
         let inner = self.resize(inner_w, inner_h, Filter::Bilinear)?;
         let pad_x = (width - inner_w) / 2;
         let pad_y = (height - inner_h) / 2;
@@ -226,6 +480,14 @@ impl Image {
             pad_y: pad_y as f32,
         };
         Ok((Self { pixels: canvas }, transform))
+    }
+
+    /// The size of this image scaled to fit `width`×`height`.
+    fn letterbox_inner(&self, width: u32, height: u32) -> (u32, u32) {
+        let scale = (width as f32 / self.width() as f32).min(height as f32 / self.height() as f32);
+        let inner_w = ((self.width() as f32 * scale).round() as u32).clamp(1, width);
+        let inner_h = ((self.height() as f32 * scale).round() as u32).clamp(1, height);
+        (inner_w, inner_h)
     }
 
     /// Resizes to exactly `width`×`height` (aspect ratio not kept) and
@@ -247,11 +509,7 @@ impl Image {
 
     /// The pixels as a tensor with a batch dimension of 1.
     pub fn to_tensor(&self, options: &TensorOptions) -> Result<Tensor, ImageError> {
-        let channels: usize = if options.channels == Channels::Gray {
-            1
-        } else {
-            3
-        };
+        let channels = options.channel_count() as usize;
         let (w, h) = (self.width() as usize, self.height() as usize);
         let shape = match options.layout {
             Layout::Nchw => vec![1, channels as u64, h as u64, w as u64],
@@ -303,15 +561,18 @@ impl Image {
                 out
             }
             ElementType::F32 => {
-                let mut out = vec![0f32; count];
+                // Written as little-endian bytes in place: no second copy.
+                let mut out = vec![0u8; count * 4];
                 let inv_std: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
                 for pixel in 0..w * h {
                     for c in 0..channels {
-                        out[index(pixel, c)] =
+                        let value =
                             (value_at(pixel, c) as f32 * options.scale - mean[c]) * inv_std[c];
+                        let at = index(pixel, c) * 4;
+                        out[at..at + 4].copy_from_slice(&value.to_le_bytes());
                     }
                 }
-                out.iter().flat_map(|v| v.to_le_bytes()).collect()
+                out
             }
             other => {
                 return Err(ImageError::InvalidArgument(format!(
@@ -326,6 +587,83 @@ impl Image {
             TensorData::Bytes(bytes),
         )
         .map_err(|e| ImageError::InvalidArgument(e.to_string()))
+    }
+}
+
+/// A bounded pool for pixel work, so decoding and resizing never run on an
+/// async worker thread (where they would stall every request sharing it)
+/// and never run more at once than there are cores. Jobs run on tokio's
+/// blocking threads, each holding one of the pool's permits.
+pub struct PixelPool {
+    permits: Arc<tokio::sync::Semaphore>,
+    size: usize,
+}
+
+/// Why [`PixelPool::run_until`] returned no result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolError {
+    /// The deadline passed while the job waited or ran; its result, if it
+    /// ever comes, is dropped.
+    #[error("the deadline passed before the pixel work finished")]
+    DeadlinePassed,
+    /// The job panicked or the runtime is shutting down.
+    #[error("pixel work failed: {0}")]
+    Failed(String),
+}
+
+/// The process-wide pixel pool, one job per available core.
+pub fn pixel_pool() -> &'static PixelPool {
+    static POOL: OnceLock<PixelPool> = OnceLock::new();
+    POOL.get_or_init(|| PixelPool::new(std::thread::available_parallelism().map_or(1, usize::from)))
+}
+
+impl PixelPool {
+    /// A pool running at most `size` jobs at once (at least one).
+    pub fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// How many jobs run at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Runs `job` on the pool and waits for it.
+    pub async fn run<T, F>(&self, job: F) -> Result<T, PoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| PoolError::Failed(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .map_err(|e| PoolError::Failed(e.to_string()))
+    }
+
+    /// Runs `job` on the pool and waits for it until `deadline`. A job that
+    /// is still running then cannot be stopped: it keeps its permit (so the
+    /// pool stays bounded) and its result is dropped, but the caller gets
+    /// [`PoolError::DeadlinePassed`] at once.
+    pub async fn run_until<T, F>(&self, deadline: Instant, job: F) -> Result<T, PoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.run(job))
+            .await
+            .map_err(|_| PoolError::DeadlinePassed)?
     }
 }
 
@@ -395,6 +733,147 @@ mod tests {
         let (boxed, t) = img.letterbox(100, 100, 114).unwrap();
         assert_eq!((boxed.width(), boxed.height()), (100, 100));
         assert_eq!((t.scale_x, t.pad_x, t.pad_y), (0.5, 0.0, 25.0));
+    }
+
+    fn encode(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    /// A JPEG whose frame header claims `width`×`height` (no CRC to fix).
+    fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
+        let mut jpeg = encode(64, 48, image::ImageFormat::Jpeg);
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        jpeg
+    }
+
+    /// A BMP header claiming `width`×`height` 24-bit pixels, with none.
+    fn bmp_claiming(width: i32, height: i32) -> Vec<u8> {
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&54u32.to_le_bytes()); // file size (a lie)
+        bmp.extend_from_slice(&[0; 4]);
+        bmp.extend_from_slice(&54u32.to_le_bytes()); // pixel data offset
+        bmp.extend_from_slice(&40u32.to_le_bytes()); // BITMAPINFOHEADER
+        bmp.extend_from_slice(&width.to_le_bytes());
+        bmp.extend_from_slice(&height.to_le_bytes());
+        bmp.extend_from_slice(&1u16.to_le_bytes()); // planes
+        bmp.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
+        bmp.extend_from_slice(&[0; 24]); // no compression, sizes, palette
+        bmp
+    }
+
+    #[test]
+    fn decoded_size_reads_every_format_from_its_header() {
+        for (format, name) in [
+            (image::ImageFormat::Png, "PNG"),
+            (image::ImageFormat::Jpeg, "JPEG"),
+            (image::ImageFormat::WebP, "WebP"),
+            (image::ImageFormat::Tiff, "TIFF"),
+            (image::ImageFormat::Bmp, "BMP"),
+        ] {
+            let size = decoded_size(&encode(64, 48, format)).unwrap();
+            assert_eq!((size.width, size.height, size.format), (64, 48, name));
+            assert!(size.bytes >= rgb_bytes(64, 48), "{name}: {size:?}");
+            assert!(size.bytes <= 4 * rgb_bytes(64, 48), "{name}: {size:?}");
+        }
+    }
+
+    #[test]
+    fn header_bombs_are_refused_before_decoding() {
+        let budget = 256 << 20;
+        for (bomb, name) in [
+            (jpeg_claiming(11_500, 11_500), "JPEG"),
+            (bmp_claiming(11_500, 11_500), "BMP"),
+        ] {
+            let size = decoded_size(&bomb).unwrap();
+            assert_eq!((size.width, size.height), (11_500, 11_500), "{name}");
+            match decode_within(&bomb, true, budget) {
+                Err(ImageError::OverBudget { work, needed, .. }) => {
+                    assert_eq!(work, format!("decoding image 11500×11500 ({name})"));
+                    assert!(needed >= rgb_bytes(11_500, 11_500));
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let err = decode_within(&jpeg_claiming(20_000, 100), true, u64::MAX).unwrap_err();
+        assert!(err.to_string().contains("larger than 16384"), "{err}");
+    }
+
+    #[test]
+    fn the_budget_message_states_size_and_budget() {
+        let err = decode_within(&encode(200, 100, image::ImageFormat::Png), false, 1000);
+        let text = err.unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "decoding image 200×100 (PNG) would need 59 KiB; the budget is 1 KiB"
+        );
+        assert!(decode_within(&encode(200, 100, image::ImageFormat::Png), false, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn gif_is_not_a_supported_format() {
+        let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
+        assert!(matches!(
+            decoded_size(&gif),
+            Err(ImageError::UnsupportedFormat(_))
+        ));
+    }
+
+    #[test]
+    fn progressive_jpegs_are_told_from_baseline_ones() {
+        assert!(!jpeg_is_progressive(&encode(
+            8,
+            8,
+            image::ImageFormat::Jpeg
+        )));
+        // SOI, a 4-byte APP0, then SOF2.
+        let progressive = [0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC2, 0, 11];
+        assert!(jpeg_is_progressive(&progressive));
+        assert!(jpeg_is_progressive(&[0xFF, 0xD8, 0x00]));
+    }
+
+    #[test]
+    fn costs_are_known_before_the_work() {
+        let img = Image::decode(&png(16, 16), false).unwrap();
+        assert_eq!(img.crop_bytes(4, 4).unwrap(), 48);
+        assert!(img.resize_bytes(16_384, 16_384).unwrap() >= rgb_bytes(16_384, 16_384));
+        assert!(img.letterbox_bytes(100, 50).unwrap() >= rgb_bytes(100, 50));
+        assert!(img.resize_bytes(0, 5).is_err());
+        let options = TensorOptions {
+            name: "x".into(),
+            layout: Layout::Nchw,
+            channels: Channels::Gray,
+            element_type: ElementType::F32,
+            scale: 1.0,
+            mean: vec![],
+            std: vec![],
+        };
+        assert_eq!(img.tensor_bytes(&options), 16 * 16 * 4);
+        let tensor = img.to_tensor(&options).unwrap();
+        assert_eq!(tensor.byte_len() as u64, img.tensor_bytes(&options));
+    }
+
+    #[tokio::test]
+    async fn the_pool_gives_up_at_the_deadline_without_waiting_for_the_job() {
+        let pool = PixelPool::new(1);
+        let started = Instant::now();
+        let slow = pool
+            .run_until(started + Duration::from_millis(50), || {
+                std::thread::sleep(Duration::from_secs(2))
+            })
+            .await;
+        assert!(matches!(slow, Err(PoolError::DeadlinePassed)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The abandoned job still holds the one permit: the pool stays bounded.
+        let queued = pool
+            .run_until(Instant::now() + Duration::from_millis(50), || 1)
+            .await;
+        assert!(matches!(queued, Err(PoolError::DeadlinePassed)));
+        assert_eq!(pool.run(|| 2).await.unwrap(), 2);
     }
 
     #[test]

@@ -1,11 +1,21 @@
 //! The one `bindgen!` site for `wit/hooks.wit`. Both worlds share the
 //! `types` and `host` interfaces: the post-hook bindings reuse the pre-hook
-//! ones so a `Tensor` or `Context` is the same Rust type in both.
+//! ones so a `Tensor` or `Context` is the same Rust type in both. The image
+//! helpers are async host functions (the guest blocks, the host does not).
 
 pub mod pre {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "pre-hook",
+        // Pixel work runs on the pixel pool while the guest awaits it, and
+        // a host call past the hook's deadline traps.
+        imports: {
+            "cls:hooks/host.decode-image": async | trappable,
+            "cls:hooks/host.[method]image.resize": async | trappable,
+            "cls:hooks/host.[method]image.crop": async | trappable,
+            "cls:hooks/host.[method]image.letterbox": async | trappable,
+            "cls:hooks/host.[method]image.to-tensor": async | trappable,
+        },
         exports: { default: async },
         with: {
             "cls:hooks/host.image": crate::hooks::host::ImageHandle,

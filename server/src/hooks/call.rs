@@ -1,5 +1,7 @@
 //! One hook call: a fresh `Store` with limits, instantiate from the
-//! `InstancePre`, call the export, classify any trap, drop the store.
+//! `InstancePre`, call the export, classify any trap, drop the store, and
+//! check what came back (sizes, tensor names, carry) before the rest of the
+//! server sees it. Every hook-supplied string in an error is sanitized.
 
 use std::time::Instant;
 
@@ -12,6 +14,7 @@ use super::convert::{
     tensor_to_wit,
 };
 use super::host::HostState;
+use super::text::{MAX_ERROR_MESSAGE, sanitize};
 use super::{CallTag, HookCallError, HookFailure, HookKind, HookLimits, HookRuntime};
 use crate::tensor::{Tensor, TensorSpec};
 
@@ -54,9 +57,17 @@ pub struct PreOutput {
     pub carry: Option<String>,
 }
 
-/// Raised from the epoch callback when the call's wall-time budget is spent.
+/// Most tensors a pre-hook may return when the model has fewer inputs.
+const MIN_TENSOR_LIMIT: usize = 16;
+/// Longest tensor name a pre-hook may return.
+const MAX_TENSOR_NAME: usize = 256;
+/// How much of a hook's stdout/stderr goes into an error message.
+const MAX_OUTPUT_IN_ERROR: usize = 2 * 1024;
+
+/// Raised from the epoch callback, or from a host call, when the call's
+/// wall-time budget is spent.
 #[derive(Debug)]
-struct DeadlineExceeded;
+pub(super) struct DeadlineExceeded;
 
 impl std::fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,15 +114,28 @@ impl Hook {
             Ok(Err(returned)) => return Err(fail(HookFailure::Returned(describe(&returned)))),
             Err(trap) => return Err(fail(classify(&trap, store.data(), limits))),
         };
+        check_tensor_names(&output.inputs, ctx.model_inputs.len()).map_err(fail)?;
         // Model inputs are routinely larger than any JSON (a 1920x736 f32
         // image is 17 MB), so they are bounded by the hook's memory limit,
         // which they had to fit in anyway, rather than by max_output.
         let size: usize = output.inputs.iter().map(wit_tensor_len).sum();
         if size > limits.memory_bytes {
             return Err(fail(HookFailure::OutputTooLarge {
+                what: "model inputs",
                 size,
                 max: limits.memory_bytes,
                 setting: "hook_memory_mb",
+            }));
+        }
+        // The carry waits in memory until the post-hook runs and is copied
+        // into it: it is output like any other.
+        let carry_len = output.carry.as_ref().map_or(0, String::len);
+        if carry_len > limits.max_output_bytes {
+            return Err(fail(HookFailure::OutputTooLarge {
+                what: "a carry",
+                size: carry_len,
+                max: limits.max_output_bytes,
+                setting: "max_output_mb",
             }));
         }
         let inputs = output
@@ -119,7 +143,12 @@ impl Hook {
             .into_iter()
             .map(tensor_from_wit)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(HookFailure::InvalidOutput(e.to_string())))?;
+            .map_err(|e| {
+                fail(HookFailure::InvalidOutput(sanitize(
+                    &e.to_string(),
+                    MAX_ERROR_MESSAGE,
+                )))
+            })?;
         Ok(PreOutput {
             inputs,
             carry: output.carry,
@@ -164,6 +193,7 @@ impl Hook {
         };
         if json.len() > limits.max_output_bytes {
             return Err(fail(HookFailure::OutputTooLarge {
+                what: "prediction JSON",
                 size: json.len(),
                 max: limits.max_output_bytes,
                 setting: "max_output_mb",
@@ -202,12 +232,14 @@ fn classify(err: &wasmtime::Error, state: &HostState, limits: &HookLimits) -> Ho
     if err.downcast_ref::<DeadlineExceeded>().is_some() {
         return HookFailure::Deadline(limits.timeout);
     }
-    let output = state.captured_output();
+    let output = sanitize(state.captured_output().trim(), MAX_OUTPUT_IN_ERROR);
+    // Trap messages carry the hook's own function names and panic text.
     let with_output = |message: String| {
-        if output.trim().is_empty() {
+        let message = sanitize(&message, MAX_ERROR_MESSAGE - MAX_OUTPUT_IN_ERROR);
+        if output.is_empty() {
             message
         } else {
-            format!("{message}; hook output: {}", output.trim())
+            format!("{message}; hook output: {output}")
         }
     };
     match err.downcast_ref::<Trap>() {
@@ -241,12 +273,37 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_owned()
 }
 
+/// The hook's own error, on one line and at most [`MAX_ERROR_MESSAGE`] long.
 fn describe(err: &wit::HookError) -> String {
-    match err {
-        wit::HookError::BadInput(m) => format!("bad input: {m}"),
-        wit::HookError::BadConfig(m) => format!("bad config: {m}"),
-        wit::HookError::Failed(m) => m.clone(),
+    let (prefix, message) = match err {
+        wit::HookError::BadInput(m) => ("bad input: ", m),
+        wit::HookError::BadConfig(m) => ("bad config: ", m),
+        wit::HookError::Failed(m) => ("", m),
+    };
+    format!("{prefix}{}", sanitize(message, MAX_ERROR_MESSAGE))
+}
+
+/// Refuses more tensors than the model could take, and names that are too
+/// long or not printable: later checks quote every name in their messages.
+fn check_tensor_names(tensors: &[wit::Tensor], model_inputs: usize) -> Result<(), HookFailure> {
+    let limit = model_inputs.max(MIN_TENSOR_LIMIT);
+    if tensors.len() > limit {
+        return Err(HookFailure::InvalidOutput(format!(
+            "returned {} tensors; the model has {model_inputs} inputs (at most {limit} tensors \
+             are accepted)",
+            tensors.len()
+        )));
     }
+    for tensor in tensors {
+        let printable = sanitize(&tensor.name, MAX_TENSOR_NAME);
+        if printable != tensor.name {
+            return Err(HookFailure::InvalidOutput(format!(
+                "returned a tensor named '{printable}': tensor names are at most \
+                 {MAX_TENSOR_NAME} bytes, without control characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn wit_tensor_len(t: &wit::Tensor) -> usize {

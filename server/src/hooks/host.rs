@@ -6,9 +6,17 @@
 //! preopened directories, no environment, no arguments, no stdin, no network
 //! (`WasiCtxBuilder::new()` denies sockets and name lookups). Stdout and
 //! stderr go to a small in-memory buffer so a panic message can be reported.
+//!
+//! The image helpers govern their own cost. Every allocation they make for
+//! one call (decoded pixels, resize and letterbox results, tensors) is
+//! charged, before it is made, against a budget as large as the hook's
+//! memory limit; decoding is sized from the image header. The pixel work
+//! runs on [`imageops::pixel_pool`] while the guest awaits it, is refused up
+//! front when it cannot finish before the hook's deadline, and traps at the
+//! deadline even if the pool is still working.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWrite;
 use wasmtime::component::{Resource, ResourceTable};
@@ -18,10 +26,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::host::{self, Channels, Filter, ImageError, Layout, Level, TensorOptions};
 use super::bindings::types::{self, ElementType, ImageTransform};
+use super::call::DeadlineExceeded;
+use super::text::sanitize;
 use super::{CallTag, HookLimits};
-use crate::imageops;
+use crate::imageops::{self, PoolError, mib};
 
-/// Longest log line kept; the rest is cut (with a marker).
+/// Longest log line kept (after escaping); the rest is cut (with a marker).
 pub const MAX_LOG_LINE: usize = 1024;
 /// Log lines a single hook call may write before the rest are dropped.
 pub const MAX_LOG_LINES_PER_CALL: u32 = 64;
@@ -29,7 +39,8 @@ pub const MAX_LOG_LINES_PER_CALL: u32 = 64;
 const STDIO_CAPTURE: usize = 8 * 1024;
 
 /// A decoded image owned by the host, handed to the guest as a resource.
-pub struct ImageHandle(imageops::Image);
+/// Shared with the pixel pool while an operation on it runs.
+pub struct ImageHandle(Arc<imageops::Image>);
 
 /// The data of one hook call's `Store`.
 pub struct HostState {
@@ -39,11 +50,21 @@ pub struct HostState {
     tag: CallTag,
     log_lines: u32,
     logs_dropped: u32,
-    image_bytes: usize,
-    image_budget: usize,
+    /// Pixel memory of the images this call holds.
+    image_bytes: u64,
+    /// What host-side image work for this call may hold at once.
+    image_budget: u64,
     stdio: CapturedOutput,
     pub(super) deadline: Instant,
+    timeout: Duration,
 }
+
+/// What a fallible image helper returns: a trap (the deadline) or the
+/// hook's `result<_, image-error>`.
+type HostResult<T> = wasmtime::Result<Result<T, ImageError>>;
+
+/// Which WIT error an over-budget or too-slow refusal becomes.
+type Refusal = fn(String) -> ImageError;
 
 impl HostState {
     pub(super) fn new(tag: CallTag, limits: &HookLimits) -> Self {
@@ -67,12 +88,13 @@ impl HostState {
             log_lines: 0,
             logs_dropped: 0,
             image_bytes: 0,
-            // Host-side pixels count against a budget of their own, as large
-            // as the guest's memory limit: a hook must not escape its memory
-            // limit by keeping images in the host.
-            image_budget: limits.memory_bytes,
+            // Host memory used for the guest must not exceed what the guest
+            // itself may use: a hook must not escape its memory limit by
+            // keeping (or making) images in the host.
+            image_budget: limits.memory_bytes as u64,
             stdio,
             deadline: Instant::now() + limits.timeout,
+            timeout: limits.timeout,
         }
     }
 
@@ -91,27 +113,113 @@ impl HostState {
         }
     }
 
+    fn budget_left(&self) -> u64 {
+        self.image_budget.saturating_sub(self.image_bytes)
+    }
+
+    /// Refuses `work` before it starts if it would allocate more than the
+    /// budget has left or cannot finish before the deadline; traps if the
+    /// deadline has already passed.
+    fn admit(&self, work: &str, needed: u64, pixels: u64, refuse: Refusal) -> HostResult<()> {
+        if needed > self.budget_left() {
+            let held = if self.image_bytes > 0 {
+                format!(
+                    ", and images this call holds already use {}",
+                    mib(self.image_bytes)
+                )
+            } else {
+                String::new()
+            };
+            return Ok(Err(refuse(format!(
+                "{work} would need {}; this hook's budget is {}{held} (limits.hook_memory_mb)",
+                mib(needed),
+                mib(self.image_budget)
+            ))));
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(wasmtime::Error::new(DeadlineExceeded));
+        }
+        let estimate = imageops::estimated_time(pixels);
+        if estimate > left {
+            return Ok(Err(refuse(format!(
+                "{work} would take at least {:.2} s; {:.2} s of this hook's {:?} limit is left \
+                 (limits.hook_timeout_ms)",
+                estimate.as_secs_f64(),
+                left.as_secs_f64(),
+                self.timeout
+            ))));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Admits `work` (see [`HostState::admit`]) and runs `job` on the pixel
+    /// pool until the deadline.
+    async fn pixel_work<T, F>(
+        &mut self,
+        work: String,
+        needed: Result<u64, imageops::ImageError>,
+        pixels: u64,
+        refuse: Refusal,
+        job: F,
+    ) -> HostResult<T>
+    where
+        F: FnOnce() -> Result<T, imageops::ImageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let needed = match needed {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(to_wit_error(e))),
+        };
+        if let Err(refused) = self.admit(&work, needed, pixels, refuse)? {
+            return Ok(Err(refused));
+        }
+        let result = on_pool(self.deadline, job).await?;
+        Ok(result.map_err(to_wit_error))
+    }
+
     fn keep_image(&mut self, image: imageops::Image) -> Result<Resource<ImageHandle>, ImageError> {
-        let bytes = image.byte_len();
-        if self.image_bytes + bytes > self.image_budget {
+        let bytes = image.byte_len() as u64;
+        if bytes > self.budget_left() {
             return Err(ImageError::InvalidArgument(format!(
-                "images held by this hook call would take {} MiB, over the {} MiB limit",
-                (self.image_bytes + bytes) >> 20,
-                self.image_budget >> 20
+                "images held by this hook call would take {}, over its {} budget \
+                 (limits.hook_memory_mb)",
+                mib(self.image_bytes + bytes),
+                mib(self.image_budget)
             )));
         }
         self.image_bytes += bytes;
         self.table
-            .push(ImageHandle(image))
+            .push(ImageHandle(Arc::new(image)))
             .map_err(|e| ImageError::InvalidArgument(e.to_string()))
     }
 
-    fn image(&self, handle: &Resource<ImageHandle>) -> Result<&imageops::Image, ImageError> {
+    fn image(&self, handle: &Resource<ImageHandle>) -> Result<Arc<imageops::Image>, ImageError> {
         self.table
             .get(handle)
-            .map(|h| &h.0)
+            .map(|h| h.0.clone())
             .map_err(|e| ImageError::InvalidArgument(e.to_string()))
     }
+}
+
+/// Runs `job` on the pixel pool; past `deadline` the hook traps at once
+/// (the job's result, when it comes, is dropped).
+async fn on_pool<T, F>(deadline: Instant, job: F) -> wasmtime::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match imageops::pixel_pool().run_until(deadline, job).await {
+        Ok(value) => Ok(value),
+        Err(PoolError::DeadlinePassed) => Err(wasmtime::Error::new(DeadlineExceeded)),
+        Err(PoolError::Failed(message)) => Err(wasmtime::Error::msg(format!(
+            "host image work failed: {message}"
+        ))),
+    }
+}
+
+fn area(width: u32, height: u32) -> u64 {
+    u64::from(width) * u64::from(height)
 }
 
 impl WasiView for HostState {
@@ -130,7 +238,7 @@ impl host::Host for HostState {
             return;
         }
         self.log_lines += 1;
-        let message = truncate_line(&message);
+        let message = sanitize(&message, MAX_LOG_LINE);
         let tag = &self.tag;
         macro_rules! emit {
             ($lvl:ident) => {
@@ -146,13 +254,33 @@ impl host::Host for HostState {
         }
     }
 
-    fn decode_image(
+    async fn decode_image(
         &mut self,
         bytes: Vec<u8>,
         apply_orientation: bool,
-    ) -> Result<Resource<ImageHandle>, ImageError> {
-        let image = imageops::Image::decode(&bytes, apply_orientation).map_err(to_wit_error)?;
-        self.keep_image(image)
+    ) -> HostResult<Resource<ImageHandle>> {
+        // Even the header is read off the async worker: a hostile file may
+        // make it slow.
+        let (bytes, size) = on_pool(self.deadline, move || {
+            let size = imageops::decoded_size(&bytes);
+            (bytes, size)
+        })
+        .await?;
+        let size = match size {
+            Ok(size) => size,
+            Err(e) => return Ok(Err(to_wit_error(e))),
+        };
+        let budget = self.budget_left();
+        let decoded = self
+            .pixel_work(
+                format!("decoding {}", size.describe()),
+                Ok(size.bytes),
+                size.pixels(),
+                ImageError::DecodeFailed,
+                move || imageops::decode_within(&bytes, apply_orientation, budget),
+            )
+            .await?;
+        Ok(decoded.and_then(|image| self.keep_image(image)))
     }
 }
 
@@ -165,67 +293,104 @@ impl host::HostImage for HostState {
         self.image(&this).map(|i| i.height()).unwrap_or(0)
     }
 
-    fn resize(
+    async fn resize(
         &mut self,
         this: Resource<ImageHandle>,
         width: u32,
         height: u32,
         filter: Filter,
-    ) -> Result<Resource<ImageHandle>, ImageError> {
+    ) -> HostResult<Resource<ImageHandle>> {
         let filter = match filter {
             Filter::Nearest => imageops::Filter::Nearest,
             Filter::Bilinear => imageops::Filter::Bilinear,
             Filter::Cubic => imageops::Filter::Cubic,
             Filter::Lanczos3 => imageops::Filter::Lanczos3,
         };
+        let source = match self.image(&this) {
+            Ok(image) => image,
+            Err(e) => return Ok(Err(e)),
+        };
         let resized = self
-            .image(&this)?
-            .resize(width, height, filter)
-            .map_err(to_wit_error)?;
-        self.keep_image(resized)
+            .pixel_work(
+                format!(
+                    "resizing {}×{} to {width}×{height}",
+                    source.width(),
+                    source.height()
+                ),
+                source.resize_bytes(width, height),
+                source.pixel_count() + area(width, height),
+                ImageError::InvalidArgument,
+                move || source.resize(width, height, filter),
+            )
+            .await?;
+        Ok(resized.and_then(|image| self.keep_image(image)))
     }
 
-    fn crop(
+    async fn crop(
         &mut self,
         this: Resource<ImageHandle>,
         x: u32,
         y: u32,
         width: u32,
         height: u32,
-    ) -> Result<Resource<ImageHandle>, ImageError> {
+    ) -> HostResult<Resource<ImageHandle>> {
+        let source = match self.image(&this) {
+            Ok(image) => image,
+            Err(e) => return Ok(Err(e)),
+        };
         let cropped = self
-            .image(&this)?
-            .crop(x, y, width, height)
-            .map_err(to_wit_error)?;
-        self.keep_image(cropped)
+            .pixel_work(
+                format!("cropping {width}×{height}"),
+                source.crop_bytes(width, height),
+                area(width, height),
+                ImageError::InvalidArgument,
+                move || source.crop(x, y, width, height),
+            )
+            .await?;
+        Ok(cropped.and_then(|image| self.keep_image(image)))
     }
 
-    fn letterbox(
+    async fn letterbox(
         &mut self,
         this: Resource<ImageHandle>,
         width: u32,
         height: u32,
         fill: u8,
-    ) -> Result<(Resource<ImageHandle>, ImageTransform), ImageError> {
-        let (boxed, transform) = self
-            .image(&this)?
-            .letterbox(width, height, fill)
-            .map_err(to_wit_error)?;
-        Ok((self.keep_image(boxed)?, transform_to_wit(transform)))
+    ) -> HostResult<(Resource<ImageHandle>, ImageTransform)> {
+        let source = match self.image(&this) {
+            Ok(image) => image,
+            Err(e) => return Ok(Err(e)),
+        };
+        let boxed = self
+            .pixel_work(
+                format!(
+                    "letterboxing {}×{} into {width}×{height}",
+                    source.width(),
+                    source.height()
+                ),
+                source.letterbox_bytes(width, height),
+                source.pixel_count() + area(width, height),
+                ImageError::InvalidArgument,
+                move || source.letterbox(width, height, fill),
+            )
+            .await?;
+        Ok(boxed.and_then(|(image, transform)| {
+            Ok((self.keep_image(image)?, transform_to_wit(transform)))
+        }))
     }
 
-    fn to_tensor(
+    async fn to_tensor(
         &mut self,
         this: Resource<ImageHandle>,
         options: TensorOptions,
-    ) -> Result<types::Tensor, ImageError> {
+    ) -> HostResult<types::Tensor> {
         let element_type = match options.element_type {
             ElementType::F32 => crate::tensor::ElementType::F32,
             ElementType::U8 => crate::tensor::ElementType::U8,
             other => {
-                return Err(ImageError::InvalidArgument(format!(
+                return Ok(Err(ImageError::InvalidArgument(format!(
                     "image tensors are f32 or u8, not {other:?}"
-                )));
+                ))));
             }
         };
         let options = imageops::TensorOptions {
@@ -244,16 +409,29 @@ impl host::HostImage for HostState {
             mean: options.mean,
             std: options.std,
         };
+        let source = match self.image(&this) {
+            Ok(image) => image,
+            Err(e) => return Ok(Err(e)),
+        };
         let tensor = self
-            .image(&this)?
-            .to_tensor(&options)
-            .map_err(to_wit_error)?;
-        Ok(super::convert::tensor_to_wit(tensor))
+            .pixel_work(
+                format!(
+                    "the {element_type} tensor of the {}×{} image",
+                    source.width(),
+                    source.height()
+                ),
+                Ok(source.tensor_bytes(&options)),
+                source.pixel_count(),
+                ImageError::InvalidArgument,
+                move || source.to_tensor(&options),
+            )
+            .await?;
+        Ok(tensor.map(super::convert::tensor_to_wit))
     }
 
     fn drop(&mut self, this: Resource<ImageHandle>) -> wasmtime::Result<()> {
         let image = self.table.delete(this)?;
-        self.image_bytes = self.image_bytes.saturating_sub(image.0.byte_len());
+        self.image_bytes = self.image_bytes.saturating_sub(image.0.byte_len() as u64);
         Ok(())
     }
 }
@@ -278,19 +456,10 @@ fn to_wit_error(err: imageops::ImageError) -> ImageError {
         imageops::ImageError::UnsupportedFormat(m) => ImageError::UnsupportedFormat(m),
         imageops::ImageError::DecodeFailed(m) => ImageError::DecodeFailed(m),
         imageops::ImageError::InvalidArgument(m) => ImageError::InvalidArgument(m),
+        over @ imageops::ImageError::OverBudget { .. } => {
+            ImageError::InvalidArgument(format!("{over} (limits.hook_memory_mb)"))
+        }
     }
-}
-
-/// Cuts a log line at [`MAX_LOG_LINE`] bytes (on a char boundary).
-fn truncate_line(message: &str) -> String {
-    if message.len() <= MAX_LOG_LINE {
-        return message.to_owned();
-    }
-    let mut end = MAX_LOG_LINE;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} bytes cut]", &message[..end], message.len() - end)
 }
 
 /// A stdout/stderr sink that keeps the first [`STDIO_CAPTURE`] bytes and
@@ -343,18 +512,5 @@ impl AsyncWrite for CapturedOutput {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_log_lines_are_cut_on_a_char_boundary() {
-        let line = "é".repeat(MAX_LOG_LINE);
-        let cut = truncate_line(&line);
-        assert!(cut.len() < line.len());
-        assert!(cut.contains("bytes cut"));
     }
 }

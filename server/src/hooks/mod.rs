@@ -12,7 +12,13 @@
 //!   `serialize()` output (uploaded bytes are never deserialized);
 //! - calling a [`Hook`]: a fresh `Store` per call with wall-time, memory and
 //!   output limits; every trap becomes a [`HookCallError`] naming the hook,
-//!   the task and the cause, and the trapped store is dropped.
+//!   the task and the cause, and the trapped store is dropped;
+//! - the host functions a hook imports, which govern their own memory (a
+//!   per-call budget as large as the hook's memory limit, checked before
+//!   allocating) and time (pixel work on `imageops::pixel_pool`, refused or
+//!   trapped at the hook's deadline);
+//! - [`sanitize`], through which every hook-supplied string passes before it
+//!   reaches a log line or a response (one line, bounded, length stated).
 //!
 //! It does not know about HTTP, models or Label Studio beyond the data the
 //! WIT carries.
@@ -22,6 +28,7 @@ mod call;
 mod compile;
 mod convert;
 mod host;
+mod text;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -37,6 +44,7 @@ pub use call::{HookContext, PreOutput};
 pub use compile::Hook;
 pub use convert::{Datapoint, DatapointInfo};
 pub use host::{MAX_LOG_LINE, MAX_LOG_LINES_PER_CALL};
+pub use text::{MAX_ERROR_MESSAGE, sanitize};
 
 use host::HostState;
 
@@ -202,8 +210,10 @@ pub enum HookFailure {
     Trap(String),
     #[error("returned an error: {0}")]
     Returned(String),
-    #[error("returned {size} bytes, over the {max}-byte limit (limits.{setting})")]
+    #[error("returned {what} of {size} bytes, over the {max}-byte limit (limits.{setting})")]
     OutputTooLarge {
+        /// What was too large: "prediction JSON", "model inputs", "a carry".
+        what: &'static str,
         size: usize,
         max: usize,
         setting: &'static str,
