@@ -7,7 +7,8 @@
 //!   `/predict`, `/webhook`, `/versions`, also under `/backends/{name}/`.
 //! - Admin (`admin`): `POST /configure`, `GET /backends`,
 //!   `GET|PUT|DELETE /backends/{name}`.
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: Prometheus text, behind the same basic auth as the
+//!   protocol routes when that is configured.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,11 +43,18 @@ pub struct BasicAuth {
 /// Server-wide settings that handlers consult.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Guards the Label Studio routes and `/metrics` when set.
     pub basic_auth: Option<BasicAuth>,
     /// Bearer token for admin routes; without it they accept loopback only.
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub max_concurrent_predicts: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for the
+    /// admin loopback check (`--trusted-proxies`); none by default.
+    pub trusted_proxies: crate::auth::TrustedProxies,
+    /// Lets every backend's task downloads reach private and loopback
+    /// addresses (`--allow-private-networks`); `false` by default.
+    pub allow_private_networks: bool,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +64,8 @@ impl Default for ServerConfig {
             admin_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrent_predicts: DEFAULT_MAX_CONCURRENT_PREDICTS,
+            trusted_proxies: crate::auth::TrustedProxies::default(),
+            allow_private_networks: false,
         }
     }
 }
@@ -77,7 +87,13 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(crate::protocol::routes(state.clone()))
         .merge(crate::admin::routes(state.clone()))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::auth::basic_auth,
+            )),
+        )
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
@@ -249,8 +265,13 @@ impl AppState {
             },
         )?);
         let fetcher = Arc::new(
-            crate::fetch::Fetcher::new(state_dir.downloads_dir(), settings.download_cache_bytes)
-                .map_err(|e| StartupError::Fetch(e.to_string()))?,
+            crate::fetch::Fetcher::with_options(crate::fetch::FetcherOptions {
+                cache_dir: Some(state_dir.downloads_dir()),
+                cache_max_bytes: settings.download_cache_bytes,
+                allow_private_networks: settings.server.allow_private_networks,
+                ..crate::fetch::FetcherOptions::default()
+            })
+            .map_err(|e| StartupError::Fetch(e.to_string()))?,
         );
         let cache =
             crate::model::ModelCache::new(state_dir.models_dir(), settings.model_cache_bytes)
