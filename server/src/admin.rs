@@ -10,16 +10,17 @@
 //! in, atomically; on any failure the previous version keeps serving.
 //!
 //! Admin routes require `Authorization: Bearer $ADMIN_TOKEN` when a token is
-//! configured, and accept only loopback clients otherwise.
+//! configured, and accept only loopback clients otherwise; a request relayed
+//! by a proxy counts as loopback only when the proxy is trusted
+//! (`--trusted-proxies`) and the client it names is (see [`crate::auth`]).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Multipart, Path, Request, State};
+use axum::extract::{Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -47,51 +48,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, admin_auth))
 }
 
-/// Bearer token when `ADMIN_TOKEN` is set; loopback clients only otherwise.
-async fn admin_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let connect = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .copied();
-    let allowed = match &state.config.admin_token {
-        Some(token) => request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| {
-                crate::protocol::constant_time_eq(
-                    given.trim().as_bytes(),
-                    token.expose().as_bytes(),
-                )
-            }),
-        None => connect.is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback()),
-    };
-    if allowed {
-        return next.run(request).await;
-    }
-    drain(request).await;
-    match &state.config.admin_token {
-        Some(_) => {
-            ApiError::Unauthorized("admin routes need Authorization: Bearer <ADMIN_TOKEN>".into())
-        }
-        None => ApiError::Forbidden(
-            "admin routes accept only loopback clients unless ADMIN_TOKEN is set".into(),
-        ),
-    }
-    .into_response()
+/// Bearer token when `ADMIN_TOKEN` is set; loopback clients only otherwise,
+/// judged by the client behind any trusted proxy ([`crate::auth::admin_check`]).
+async fn admin_auth(state: State<AppState>, request: Request, next: Next) -> Response {
+    crate::auth::admin_auth(state, request, next).await
 }
-
-/// Reads (and drops) up to [`DRAIN_LIMIT`] of a refused request's body, so
-/// a client still uploading gets our 401/403 instead of a reset connection,
-/// without letting unauthenticated clients make us read large bodies.
-async fn drain(request: Request) {
-    let body = request.into_body();
-    let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
-}
-
-/// See [`drain`].
-const DRAIN_LIMIT: usize = 4 << 20;
 
 async fn configure_root(
     State(state): State<AppState>,

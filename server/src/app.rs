@@ -7,7 +7,8 @@
 //!   `/predict`, `/webhook`, `/versions`, also under `/backends/{name}/`.
 //! - Admin (`admin`): `POST /configure`, `GET /backends`,
 //!   `GET|PUT|DELETE /backends/{name}`.
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: Prometheus text, behind the same basic auth as the
+//!   protocol routes when that is configured.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub struct BasicAuth {
 /// Server-wide settings that handlers consult.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Guards the Label Studio routes and `/metrics` when set.
     pub basic_auth: Option<BasicAuth>,
     /// Bearer token for admin routes; without it they accept loopback only.
     pub admin_token: Option<Secret>,
@@ -60,6 +62,12 @@ pub struct ServerConfig {
     pub memory_budget_bytes: Option<u64>,
     /// How long a request waits for memory before it is answered 503.
     pub memory_wait: std::time::Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for the
+    /// admin loopback check (`--trusted-proxies`); none by default.
+    pub trusted_proxies: crate::auth::TrustedProxies,
+    /// Lets every backend's task downloads reach private and loopback
+    /// addresses (`--allow-private-networks`); `false` by default.
+    pub allow_private_networks: bool,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +80,8 @@ impl Default for ServerConfig {
             max_concurrent_predicts: DEFAULT_MAX_CONCURRENT_PREDICTS,
             memory_budget_bytes: None,
             memory_wait: crate::budget::DEFAULT_WAIT,
+            trusted_proxies: crate::auth::TrustedProxies::default(),
+            allow_private_networks: false,
         }
     }
 }
@@ -95,7 +105,13 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(crate::protocol::routes(state.clone()))
         .merge(crate::admin::routes(state.clone()))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::auth::basic_auth,
+            )),
+        )
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         // Layers wrap outward: a request without `x-request-id` gets a fresh
         // id first, then the propagate layer echoes it on the response.
@@ -336,8 +352,13 @@ impl AppState {
             },
         )?);
         let fetcher = Arc::new(
-            crate::fetch::Fetcher::new(state_dir.downloads_dir(), settings.download_cache_bytes)
-                .map_err(|e| StartupError::Fetch(e.to_string()))?,
+            crate::fetch::Fetcher::with_options(crate::fetch::FetcherOptions {
+                cache_dir: Some(state_dir.downloads_dir()),
+                cache_max_bytes: settings.download_cache_bytes,
+                allow_private_networks: settings.server.allow_private_networks,
+                ..crate::fetch::FetcherOptions::default()
+            })
+            .map_err(|e| StartupError::Fetch(e.to_string()))?,
         );
         let cache =
             crate::model::ModelCache::new(state_dir.models_dir(), settings.model_cache_bytes)

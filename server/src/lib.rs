@@ -8,6 +8,8 @@
 //! - [`protocol`]: the Label Studio ML backend routes (`/health`, `/setup`,
 //!   `/predict`, `/webhook`, `/versions`), at the root and under `/backends/{name}`.
 //! - [`admin`]: `/configure` and `/backends` (create, replace, inspect, delete).
+//! - [`auth`]: basic auth for the Label Studio routes and `/metrics`, and the
+//!   admin check (token, or loopback clients behind trusted proxies).
 //! - [`pipeline`]: one `/predict` call: fetch → pre-hook → batch → inference →
 //!   post-hook → validate.
 //! - [`fetch`]: downloads task files from Label Studio, cloud storage and the web.
@@ -30,6 +32,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod budget;
 pub mod cli;
 pub mod fetch;

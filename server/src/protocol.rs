@@ -6,9 +6,11 @@
 //! order, every prediction stamped with the model version `/setup`
 //! reported, and a failed task reported as an entry without `result` so
 //! Label Studio keeps the others. Optional HTTP basic auth
-//! (`BASIC_AUTH_USER`/`BASIC_AUTH_PASS`) guards every route except
-//! `/webhook`, which Label Studio calls without credentials and which does
-//! nothing here (no training).
+//! (`BASIC_AUTH_USER`/`BASIC_AUTH_PASS`, [`crate::auth::basic_auth`]) guards
+//! every route except `/webhook`, which Label Studio calls without
+//! credentials and which does nothing here (no training). Without it these
+//! routes are open to anyone who can reach the server (a warning is logged
+//! at start-up when it listens on a non-loopback address).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,7 +26,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::request_id::RequestId;
@@ -55,7 +56,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(predict_routes)
         .route("/versions", get(versions))
         .route("/backends/{name}/versions", get(versions))
-        .route_layer(middleware::from_fn_with_state(state, basic_auth));
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            crate::auth::basic_auth,
+        ));
     guarded
         .route("/webhook", post(webhook))
         .route("/backends/{name}/webhook", post(webhook))
@@ -93,6 +97,11 @@ async fn health(
 /// `/setup` body; only `hostname` is used (for relative file URLs when no
 /// Label Studio URL is configured). The `access_token` LS sends is ignored:
 /// it is the project creator's legacy token even when legacy tokens are off.
+///
+/// Anyone who can reach `/setup` can send a `hostname`, so it is remembered
+/// as an untrusted fallback: the fetcher never sends the API key there
+/// (unless the host is in `fetch.allowed_hosts`) and guards it like any
+/// task URL (see [`crate::fetch`]).
 #[derive(Debug, Default, Deserialize)]
 struct SetupBody {
     #[serde(default)]
@@ -286,41 +295,4 @@ fn unknown_backend(name: &BackendName) -> ApiError {
             "no backend named '{name}': create it with PUT /backends/{name}"
         ))
     }
-}
-
-/// HTTP basic auth for the protocol routes, when configured.
-async fn basic_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.config.basic_auth else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        });
-    let ok = given.is_some_and(|g| {
-        let want = format!("{}:{}", expected.user, expected.password.expose());
-        constant_time_eq(&g, want.as_bytes())
-    });
-    if ok {
-        next.run(request).await
-    } else {
-        let mut response = ApiError::Unauthorized("basic auth credentials missing or wrong".into())
-            .into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"Login required\""),
-        );
-        response
-    }
-}
-
-/// Compares secrets without an early exit on the first differing byte.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

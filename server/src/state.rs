@@ -220,6 +220,12 @@ pub struct FetchSettings {
     pub allowed_hosts: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    /// Lets this backend's task downloads reach private, loopback and
+    /// link-local addresses, which the SSRF guard refuses by default (see
+    /// [`crate::fetch`]). Label Studio's configured URL and the hosts in
+    /// `allowed_hosts` never need it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_networks: bool,
 }
 
 /// What a backend has been doing: counters shown by `GET /backends/{name}`

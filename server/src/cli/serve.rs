@@ -78,6 +78,25 @@ pub struct ServeArgs {
     /// Path to libonnxruntime.so (else discovered; see the README).
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_dylib_path: Option<PathBuf>,
+    /// Reverse proxies (IP addresses or CIDR networks, comma-separated) whose
+    /// X-Forwarded-For names the client. The admin routes' loopback check then
+    /// judges that client; forwarded requests from other peers never count as
+    /// loopback.
+    #[arg(long, env = "CLS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Let task downloads reach private, loopback and link-local addresses for
+    /// every backend (refused by default; Label Studio's configured URL and
+    /// fetch.allowed_hosts never need this). Per backend: fetch.allow_private_networks.
+    #[arg(
+        long,
+        env = "CLS_ALLOW_PRIVATE_NETWORKS",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_private_networks: bool,
 }
 
 /// Why the flags do not make a valid configuration.
@@ -89,6 +108,8 @@ pub enum CliError {
         "no state dir: pass --state-dir or set CLS_STATE_DIR (neither XDG_STATE_HOME nor HOME is set)"
     )]
     NoStateDir,
+    #[error(transparent)]
+    TrustedProxy(#[from] crate::auth::InvalidProxy),
 }
 
 impl ServeArgs {
@@ -134,8 +155,20 @@ impl ServeArgs {
             max_concurrent_predicts: self.max_concurrent_predicts.max(1),
             memory_budget_bytes: self.memory_budget_mb.map(|mb| mb << 20),
             memory_wait: std::time::Duration::from_secs(self.memory_wait_secs),
+            trusted_proxies: crate::auth::TrustedProxies::parse(self.trusted_proxies.as_slice())?,
+            allow_private_networks: self.allow_private_networks,
         })
     }
+}
+
+/// The start-up warning for a server whose Label Studio routes anyone on the
+/// network can call: bound to a non-loopback address without basic auth.
+pub fn open_routes_warning(addr: SocketAddr, config: &ServerConfig) -> Option<String> {
+    (config.basic_auth.is_none() && !addr.ip().to_canonical().is_loopback()).then(|| {
+        format!(
+            "the Label Studio routes (/predict, /setup, /versions, /metrics) are open to anyone who can reach {addr}; set BASIC_AUTH_USER/BASIC_AUTH_PASS (and the same credentials in Label Studio's model settings), or bind a loopback address with --host"
+        )
+    })
 }
 
 /// Sets up `tracing` output; `RUST_LOG` overrides the default level (info).
@@ -174,6 +207,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr()))?;
     let addr = listener.local_addr()?;
+    if let Some(warning) = open_routes_warning(addr, &state.config) {
+        tracing::warn!("{warning}");
+    }
     tracing::info!("listening on http://{addr}");
     app::run(state, listener, shutdown_signal()).await?;
     tracing::info!("shut down");
@@ -213,4 +249,64 @@ pub async fn healthcheck(url: &str) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(body["status"] == "UP", "{url} answered {body}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["serve"];
+        argv.extend_from_slice(extra);
+        ServeArgs::try_parse_from(argv).expect("valid flags")
+    }
+
+    #[test]
+    fn open_routes_are_warned_about_only_off_loopback_without_basic_auth() {
+        let open = ServerConfig::default();
+        let any: SocketAddr = "0.0.0.0:9090".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:9090".parse().expect("addr");
+        let warning = open_routes_warning(any, &open).expect("warned");
+        assert!(
+            warning.contains("open to anyone who can reach 0.0.0.0:9090"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("BASIC_AUTH_USER/BASIC_AUTH_PASS"),
+            "{warning}"
+        );
+        assert_eq!(open_routes_warning(local, &open), None);
+        let guarded = ServerConfig {
+            basic_auth: Some(BasicAuth {
+                user: "u".into(),
+                password: Secret::new("p"),
+            }),
+            ..ServerConfig::default()
+        };
+        assert_eq!(open_routes_warning(any, &guarded), None);
+    }
+
+    #[test]
+    fn trust_flags_parse_and_bad_proxies_are_refused() {
+        let config = args(&[
+            "--trusted-proxies",
+            "127.0.0.1,10.0.0.0/8",
+            "--allow-private-networks",
+        ])
+        .server_config()
+        .expect("valid");
+        assert!(config.allow_private_networks);
+        assert!(
+            config
+                .trusted_proxies
+                .contains("10.1.2.3".parse().expect("ip"))
+        );
+        let config = args(&[]).server_config().expect("valid");
+        assert!(!config.allow_private_networks);
+        assert!(config.trusted_proxies.is_empty());
+        let err = args(&["--trusted-proxies", "proxy.local"])
+            .server_config()
+            .expect_err("not an IP");
+        assert!(err.to_string().contains("CLS_TRUSTED_PROXIES"), "{err}");
+    }
 }

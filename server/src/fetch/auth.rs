@@ -208,7 +208,10 @@ async fn refresh(
         .map_err(|e| fail(causes(&e.without_url())))?;
     let status = response.status();
     if !status.is_success() {
-        let detail = detail(response).await;
+        // Read for the debug log only: error messages never quote bodies.
+        if let Some(detail) = detail(response).await {
+            tracing::debug!(%url, %status, detail, "Label Studio refused the token refresh");
+        }
         let hint = match status.as_u16() {
             401 | 403 => {
                 " — Label Studio rejected the token: it was revoked, or belongs to another Label Studio instance"
@@ -216,7 +219,7 @@ async fn refresh(
             404 | 405 => " — this Label Studio has no personal access tokens; use a legacy token",
             _ => "",
         };
-        return Err(fail(format!("{status} from Label Studio{detail}{hint}")));
+        return Err(fail(format!("{status} from Label Studio{hint}")));
     }
     let body: serde_json::Value = response
         .json()

@@ -50,7 +50,7 @@ pub enum FetchError {
 
     /// `fetch.allowed_hosts` is set and this host is not on it (SSRF guard).
     #[error(
-        "GET {url}: host {host} is not in fetch.allowed_hosts ({allowed}); only Label Studio and those hosts may be fetched"
+        "GET {url}: host {host} is not in fetch.allowed_hosts ({allowed}); only Label Studio and those hosts may be fetched{hint}"
     )]
     HostNotAllowed {
         /// What was being fetched.
@@ -59,6 +59,25 @@ pub enum FetchError {
         host: String,
         /// The allowed hosts, comma-separated.
         allowed: String,
+        /// What to change, starting with ` — `, or empty.
+        hint: String,
+    },
+
+    /// The destination is a private, loopback, link-local or otherwise
+    /// non-public address (the host is an IP literal of that kind, or every
+    /// address its name resolves to is), and nothing opted in to reaching
+    /// it (SSRF guard). Decided before any connection is attempted, so the
+    /// message is the same whether anything listens there.
+    #[error(
+        "GET {url}: refused: {host} resolves to a private/loopback address; add it to fetch.allowed_hosts or set allow_private_networks (fetch.allow_private_networks for this backend, --allow-private-networks or CLS_ALLOW_PRIVATE_NETWORKS=1 for the server){hint}"
+    )]
+    PrivateAddress {
+        /// What was being fetched, with the redirect hop refused if any.
+        url: String,
+        /// The refused host as the URL names it.
+        host: String,
+        /// What to change, starting with ` — `, or empty.
+        hint: String,
     },
 
     /// The file is larger than `fetch.max_bytes`.
@@ -73,8 +92,10 @@ pub enum FetchError {
         limit: u64,
     },
 
-    /// The server answered with a non-success status.
-    #[error("GET {url}: {status} from {server}{detail}{hint}")]
+    /// The server answered with a non-success status. The response body is
+    /// never quoted: it may come from a service the task's author should
+    /// not be able to read.
+    #[error("GET {url}: {status} from {server}{hint}")]
     Status {
         /// What was being fetched, with the redirect hop that failed if any.
         url: String,
@@ -84,8 +105,6 @@ pub enum FetchError {
         status: String,
         /// `Label Studio` or the host (and port) that answered.
         server: String,
-        /// The server's own message (a JSON `detail`), as ` ("…")`, or empty.
-        detail: String,
         /// What to change, starting with ` — `, or empty.
         hint: String,
     },

@@ -1,6 +1,14 @@
 //! One HTTP download: redirects followed by hand (so credentials go only to
 //! Label Studio's origin and every hop passes the SSRF guard), one token
 //! refresh and retry on a 401, and a body read that stops at the size cap.
+//!
+//! Per hop, the SSRF guard decides which client sends the request: hops on
+//! Label Studio's origin, hops of a download that started there (Label
+//! Studio's redirects to presigned storage URLs), hosts listed in
+//! `fetch.allowed_hosts` and, when private networks are opted in to, every
+//! host, go through the plain client; any other hop must be public, so a
+//! literal private IP is refused here and names go through the client whose
+//! resolver drops private addresses ([`super::guard::PublicOnly`]).
 
 use std::time::Duration;
 
@@ -12,23 +20,37 @@ use url::Url;
 
 use super::auth::{Credential, Tokens, header};
 use super::error::{FetchError, causes};
+use super::guard::{is_private, literal_ip, private_destination};
 use super::source::{Kind, Remote, same_origin};
 use crate::secret::Secret;
 
-/// Longest server `detail` quoted in an error.
+/// Longest server `detail` kept for deciding a hint (and the debug log).
 const DETAIL_CHARS: usize = 200;
 /// Most bytes of an error body read to find its `detail`.
 const DETAIL_BYTES: usize = 4_096;
 
+/// The two HTTP clients a fetcher holds; see the module docs for which one
+/// a hop uses.
+pub(crate) struct Clients {
+    /// The system resolver: for trusted destinations.
+    pub open: reqwest::Client,
+    /// A resolver that refuses private addresses: for everything else.
+    pub public_only: reqwest::Client,
+}
+
 /// Everything one download needs besides its [`Remote`].
 pub(crate) struct Ctx<'a> {
-    pub client: &'a reqwest::Client,
+    pub clients: &'a Clients,
     pub tokens: &'a Tokens,
-    /// Label Studio's base URL: the only origin credentials are sent to.
+    /// Label Studio's base URL when it is trusted (configured, or a `/setup`
+    /// hostname on the allow-list): the only origin credentials are sent to,
+    /// and exempt from the SSRF guard.
     pub ls: Option<&'a Url>,
     pub credential: &'a Credential,
-    /// `fetch.allowed_hosts`; empty allows every host.
+    /// `fetch.allowed_hosts`; empty allows every public host.
     pub allowed_hosts: &'a [String],
+    /// Private and loopback destinations may be reached (opted in to).
+    pub allow_private: bool,
     pub max_bytes: u64,
     pub max_redirects: usize,
     /// The budget for the whole download, all redirects and any token
@@ -48,6 +70,9 @@ pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, Fe
     let deadline = Instant::now() + ctx.timeout;
     let mut url = remote.url.clone();
     let mut visited = vec![url.clone()];
+    // Label Studio is trusted, and so is where it redirects (presigned
+    // cloud URLs): only downloads that start elsewhere are guarded.
+    let guarded = !ctx.ls.is_some_and(|ls| same_origin(&remote.url, ls));
     // The access token Label Studio answered 401 to, once retried.
     let mut rejected: Option<Secret> = None;
     loop {
@@ -57,11 +82,13 @@ pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, Fe
             remote.label.clone()
         };
         let ls = ctx.ls.filter(|ls| same_origin(&url, ls));
-        if remote.kind.guarded() && ls.is_none() {
-            check_allowed(&url, ctx.allowed_hosts, &shown)?;
-        }
+        let client = if guarded && ls.is_none() {
+            guarded_client(ctx, &url, &shown)?
+        } else {
+            &ctx.clients.open
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut request = ctx.client.get(url.clone()).timeout(remaining);
+        let mut request = client.get(url.clone()).timeout(remaining);
         // The access token sent, and whether it was refreshed just now.
         let mut bearer: Option<(Secret, bool)> = None;
         if let Some(ls) = ls {
@@ -72,7 +99,7 @@ pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, Fe
                 Credential::Pat(pat) => {
                     let issued = ctx
                         .tokens
-                        .access(ctx.client, ls, pat, rejected.as_ref(), remaining)
+                        .access(&ctx.clients.open, ls, pat, rejected.as_ref(), remaining)
                         .await?;
                     let value = header("Bearer", &issued.token);
                     bearer = Some((issued.token, issued.fresh));
@@ -86,7 +113,7 @@ pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, Fe
         let response = request
             .send()
             .await
-            .map_err(|e| request_error(&shown, e, ctx.timeout))?;
+            .map_err(|e| request_error(&shown, &url, e, ctx.timeout))?;
         let status = response.status();
 
         if status.is_redirection()
@@ -164,10 +191,11 @@ async fn read_body(
     // Cap the up-front allocation: Content-Length is only a claim.
     let capacity = announced.unwrap_or(0).min(ctx.max_bytes).min(16 << 20);
     let mut body = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    let url = response.url().clone();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| request_error(shown, e, ctx.timeout))?
+        .map_err(|e| request_error(shown, &url, e, ctx.timeout))?
     {
         if (body.len() + chunk.len()) as u64 > ctx.max_bytes {
             return Err(too_large(None));
@@ -180,12 +208,41 @@ async fn read_body(
     })
 }
 
-/// The SSRF guard: with `allowed_hosts` set, only those hosts (exact, or
-/// `*.example.com` for its subdomains; any port) may be fetched.
-fn check_allowed(url: &Url, allowed: &[String], shown: &str) -> Result<(), FetchError> {
-    if allowed.is_empty() {
-        return Ok(());
+/// The client for a hop that Label Studio does not vouch for, or why the
+/// hop is refused: with `allowed_hosts` set only those hosts pass (and
+/// reach private addresses if they resolve there: they were listed on
+/// purpose); otherwise private destinations are refused unless opted in to,
+/// a literal IP here and a name by the resolver of
+/// [`Clients::public_only`].
+fn guarded_client<'a>(
+    ctx: &Ctx<'a>,
+    url: &Url,
+    shown: &str,
+) -> Result<&'a reqwest::Client, FetchError> {
+    if !ctx.allowed_hosts.is_empty() {
+        check_allowed(url, ctx.allowed_hosts, shown)?;
+        return Ok(&ctx.clients.open);
     }
+    if ctx.allow_private {
+        return Ok(&ctx.clients.open);
+    }
+    if literal_ip(url).is_some_and(is_private) {
+        return Err(private_address(shown, url.host_str().unwrap_or("")));
+    }
+    Ok(&ctx.clients.public_only)
+}
+
+fn private_address(shown: &str, host: &str) -> FetchError {
+    FetchError::PrivateAddress {
+        url: shown.to_owned(),
+        host: host.to_owned(),
+        hint: String::new(),
+    }
+}
+
+/// Whether `url`'s host is in `allowed`: exact, or `*.example.com` for its
+/// subdomains; any port.
+pub(crate) fn host_allowed(url: &Url, allowed: &[String]) -> bool {
     let normalise = |h: &str| {
         h.trim()
             .trim_start_matches('[')
@@ -194,25 +251,40 @@ fn check_allowed(url: &Url, allowed: &[String], shown: &str) -> Result<(), Fetch
             .to_ascii_lowercase()
     };
     let host = normalise(url.host_str().unwrap_or(""));
-    let ok = allowed
+    allowed
         .iter()
         .map(|a| normalise(a))
         .any(|a| match a.strip_prefix("*.") {
             Some(parent) => host.ends_with(&format!(".{parent}")),
             None => host == a,
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(FetchError::HostNotAllowed {
-            url: shown.to_owned(),
-            host,
-            allowed: allowed.join(", "),
         })
-    }
 }
 
-fn request_error(shown: &str, err: reqwest::Error, timeout: Duration) -> FetchError {
+/// The allow-list half of the SSRF guard: with `allowed_hosts` set, only
+/// those hosts ([`host_allowed`]) may be fetched.
+fn check_allowed(url: &Url, allowed: &[String], shown: &str) -> Result<(), FetchError> {
+    if allowed.is_empty() || host_allowed(url, allowed) {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or("");
+    Err(FetchError::HostNotAllowed {
+        url: shown.to_owned(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase(),
+        allowed: allowed.join(", "),
+        hint: String::new(),
+    })
+}
+
+fn request_error(shown: &str, url: &Url, err: reqwest::Error, timeout: Duration) -> FetchError {
+    // The resolver refused the name: the same answer as for a literal IP,
+    // and no connection was attempted.
+    if private_destination(&err).is_some() {
+        return private_address(shown, url.host_str().unwrap_or(""));
+    }
     let reason = if err.is_timeout() {
         format!(
             "timed out: the download must finish within {} s",
@@ -247,7 +319,15 @@ async fn status_error(
             _ => "the server".to_owned(),
         }
     };
-    let detail = detail(response).await;
+    // Read only to pick a hint; never quoted (see FetchError::Status).
+    let detail = if at_ls {
+        detail(response).await.unwrap_or_default()
+    } else {
+        String::new()
+    };
+    if !detail.is_empty() {
+        tracing::debug!(url = %shown, %status, detail, "Label Studio refused a download");
+    }
     let hint = match (at_ls, status.as_u16(), kind) {
         (true, 401 | 403, _) if detail.contains("legacy token") => {
             " — legacy tokens are disabled in this Label Studio organisation: set LABEL_STUDIO_API_KEY (or fetch.api_key) to a personal access token, or enable legacy tokens in Label Studio"
@@ -274,14 +354,14 @@ async fn status_error(
         code: status.as_u16(),
         status: status.to_string(),
         server,
-        detail,
         hint: hint.to_owned(),
     }
 }
 
-/// The server's own explanation from an error body (`{"detail": "…"}` as
-/// Django REST framework sends), as ` ("…")`, or empty.
-pub(crate) async fn detail(mut response: reqwest::Response) -> String {
+/// Label Studio's own explanation from an error body (`{"detail": "…"}` as
+/// Django REST framework sends), at most [`DETAIL_CHARS`] long. For picking
+/// hints and debug logs only: error messages never quote it.
+pub(crate) async fn detail(mut response: reqwest::Response) -> Option<String> {
     let mut body = Vec::new();
     while body.len() < DETAIL_BYTES {
         match response.chunk().await {
@@ -290,16 +370,12 @@ pub(crate) async fn detail(mut response: reqwest::Response) -> String {
         }
     }
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&body) else {
-        return String::new();
+        return None;
     };
     ["detail", "error", "message"]
         .iter()
         .find_map(|k| map.get(*k).and_then(|v| v.as_str()))
-        .map(|text| {
-            let text: String = text.chars().take(DETAIL_CHARS).collect();
-            format!(" ({text:?})")
-        })
-        .unwrap_or_default()
+        .map(|text| text.chars().take(DETAIL_CHARS).collect())
 }
 
 /// A URL without its query string (presigned URLs carry signatures there).
@@ -322,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_allow_list_allows_everything() {
+    fn an_empty_allow_list_leaves_the_decision_to_the_private_network_check() {
         assert!(check_allowed(&url("http://10.0.0.1/x"), &[], "x").is_ok());
     }
 

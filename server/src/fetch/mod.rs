@@ -22,8 +22,9 @@
 //!
 //! # Credentials
 //! The API key goes only to Label Studio's origin (scheme, host and port
-//! equal to the Label Studio URL), on the first request and on redirects
-//! that stay there; redirects are followed by hand, so a 303 to a presigned
+//! equal to the *configured* Label Studio URL: [`FetchConfig::label_studio_url`],
+//! from `fetch.label_studio_url` or `LABEL_STUDIO_URL`), on the first
+//! request and on redirects that stay there; redirects are followed by hand, so a 303 to a presigned
 //! S3 URL carries no `Authorization`. A key that is not a JWT is a legacy
 //! token (`Authorization: Token <key>`). A personal access token (a JWT whose
 //! payload has `token_type: refresh`) is exchanged at
@@ -32,12 +33,39 @@
 //! so concurrent downloads refresh once, and refreshed once more if Label
 //! Studio answers 401 to a cached one. No error message contains a key.
 //!
+//! The `hostname` Label Studio sends to `/setup` is only a fallback for
+//! joining relative paths ([`FetchRequest::fallback_label_studio_url`]):
+//! anyone who can reach `/setup` can send one, so it is not trusted with
+//! credentials. Without a configured URL, relative paths are fetched from it
+//! without credentials and under the SSRF guard, unless its host is listed
+//! in [`FetchConfig::allowed_hosts`] (then it is treated like a configured
+//! Label Studio URL). Its failures say to set `fetch.label_studio_url`.
+//!
 //! # SSRF guard
-//! With [`FetchConfig::allowed_hosts`] non-empty, plain `http(s)` URLs (and
-//! every redirect they lead to) may only reach those hosts: `example.com`
-//! matches that host on any port, `*.example.com` its subdomains. Label
-//! Studio's origin is always allowed, and where Label Studio itself
-//! redirects (presigned cloud URLs) is trusted. Empty allows every host.
+//! Task values are written by whoever can create tasks, so downloads that
+//! do not start at the trusted Label Studio origin are guarded, on every
+//! redirect hop:
+//! - With [`FetchConfig::allowed_hosts`] non-empty, only those hosts may be
+//!   reached: `example.com` matches that host on any port, `*.example.com`
+//!   its subdomains. Listed hosts may resolve to private addresses.
+//! - Otherwise any public host may be reached, and private destinations
+//!   are refused ([`FetchError::PrivateAddress`]): loopback, RFC 1918 and
+//!   `fc00::/7`, link-local (`169.254/16` with cloud metadata, `fe80::/10`),
+//!   carrier-grade NAT, unspecified, multicast and broadcast addresses, also
+//!   in IPv4-mapped form. The check runs on the resolved addresses inside
+//!   the HTTP client's resolver (so DNS rebinding is covered) and on literal
+//!   IPs before sending; nothing is connected to, so the refusal reads the
+//!   same whether a port is open or closed.
+//! - Opting in lifts the private-address refusal: per backend with
+//!   [`FetchConfig::allow_private_networks`] (`fetch.allow_private_networks`)
+//!   or for the whole server with [`FetcherOptions::allow_private_networks`]
+//!   (`--allow-private-networks`, `CLS_ALLOW_PRIVATE_NETWORKS`).
+//!
+//! Label Studio's origin is always allowed (it usually lives on a private
+//! network next to this server), and where Label Studio itself redirects
+//! (presigned cloud URLs, often a private object store) is trusted. Error
+//! messages give the status code and reason of a failed response, never
+//! its body.
 //!
 //! # Limits and cache
 //! One [`Fetcher`] per process: one HTTP client (connect timeout, total
@@ -55,6 +83,7 @@
 mod auth;
 mod cache;
 mod error;
+mod guard;
 mod http;
 mod sniff;
 
@@ -78,6 +107,7 @@ use url::Url;
 
 pub use auth::REFRESH_MARGIN;
 pub use error::FetchError;
+pub use guard::is_private as is_private_address;
 
 use crate::secret::Secret;
 use auth::{Credential, Tokens};
@@ -111,17 +141,24 @@ pub const LABEL_STUDIO_API_KEY_ENV: [&str; 2] =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchConfig {
     /// Label Studio's base URL: relative `/data/…` values are joined onto it,
-    /// cloud URIs resolved through it, and only its origin gets the API key.
-    /// Without it, a request's [`FetchRequest::fallback_label_studio_url`]
-    /// (from `/setup`'s `hostname`) is used.
+    /// cloud URIs resolved through it, only its origin gets the API key, and
+    /// it is exempt from the SSRF guard. Without it, a request's
+    /// [`FetchRequest::fallback_label_studio_url`] (from `/setup`'s
+    /// `hostname`) is used to join paths, without credentials.
     pub label_studio_url: Option<Url>,
     /// A Label Studio legacy token or personal access token.
     pub api_key: Option<Secret>,
     /// When non-empty, the only hosts plain `http(s)` values may reach
-    /// besides Label Studio: `host` or `*.domain`. See the module docs.
+    /// besides Label Studio: `host` or `*.domain`. Listed hosts may resolve
+    /// to private addresses. See the module docs.
     pub allowed_hosts: Vec<String>,
     /// The largest file fetched, in bytes.
     pub max_bytes: u64,
+    /// Lets this backend's downloads reach private and loopback addresses
+    /// (`fetch.allow_private_networks`, default `false`). The server-wide
+    /// [`FetcherOptions::allow_private_networks`] does the same for every
+    /// backend.
+    pub allow_private_networks: bool,
 }
 
 impl Default for FetchConfig {
@@ -131,6 +168,7 @@ impl Default for FetchConfig {
             api_key: None,
             allowed_hosts: Vec::new(),
             max_bytes: DEFAULT_MAX_BYTES,
+            allow_private_networks: false,
         }
     }
 }
@@ -155,6 +193,7 @@ impl FetchConfig {
                 .filter(|k| !k.expose().trim().is_empty()),
             allowed_hosts: settings.allowed_hosts.clone(),
             max_bytes: settings.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+            allow_private_networks: settings.allow_private_networks,
         }
         .with_env_defaults()
     }
@@ -236,10 +275,12 @@ pub struct FetchRequest {
     /// The task's id: cloud URIs are resolved through
     /// `/tasks/<id>/resolve/`.
     pub task_id: Option<i64>,
-    /// Label Studio's URL as `/setup` reported it (`hostname`), used when
-    /// [`FetchConfig::label_studio_url`] is unset; parsed like
-    /// [`parse_label_studio_url`]. The API key is sent to this origin in
-    /// that case, so pass only what Label Studio sent.
+    /// Label Studio's URL as `/setup` reported it (`hostname`), used to
+    /// join relative paths when [`FetchConfig::label_studio_url`] is unset;
+    /// parsed like [`parse_label_studio_url`]. Anyone can call `/setup`, so
+    /// the API key is never sent to it (unless its host is in
+    /// [`FetchConfig::allowed_hosts`]) and downloads from it are guarded
+    /// like any other URL.
     pub fallback_label_studio_url: Option<String>,
 }
 
@@ -295,6 +336,10 @@ pub struct FetcherOptions {
     pub timeout: Duration,
     /// Redirects followed per download.
     pub max_redirects: usize,
+    /// Lets every backend's downloads reach private and loopback addresses
+    /// (the server's `--allow-private-networks`, default `false`); see the
+    /// module docs.
+    pub allow_private_networks: bool,
 }
 
 impl Default for FetcherOptions {
@@ -306,6 +351,7 @@ impl Default for FetcherOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            allow_private_networks: false,
         }
     }
 }
@@ -320,7 +366,7 @@ pub struct Fetcher {
 type Pending = BoxFuture<'static, Result<Fetched, FetchError>>;
 
 struct Inner {
-    client: reqwest::Client,
+    clients: http::Clients,
     options: FetcherOptions,
     permits: Semaphore,
     cache: Option<DiskCache>,
@@ -342,24 +388,125 @@ impl fmt::Debug for Fetcher {
 /// One remote download, owning what the shared future needs.
 struct Job {
     remote: Remote,
+    /// The trusted Label Studio URL, if any (see [`Fetcher::fetch`]).
     ls: Option<Url>,
     credential: Credential,
     allowed_hosts: Vec<String>,
+    allow_private: bool,
     max_bytes: u64,
 }
 
 impl Job {
     /// Requests share a transfer only when everything that shapes it is
-    /// equal: URL, key, Label Studio origin and limits.
+    /// equal: URL, key, Label Studio origin, guard and limits.
     fn dedup_key(&self) -> String {
         format!(
-            "{}\n{}\n{}\n{}\n{:?}",
+            "{}\n{}\n{}\n{}\n{}\n{:?}",
             self.remote.url,
             self.credential.fingerprint(),
             self.ls.as_ref().map(Url::as_str).unwrap_or(""),
             self.max_bytes,
+            self.allow_private,
             self.allowed_hosts
         )
+    }
+}
+
+/// The Label Studio URL a request uses and how far it is trusted.
+struct LabelStudio {
+    /// Where relative paths are joined and cloud URIs resolved.
+    url: Option<Url>,
+    /// Whether [`Self::url`] may receive credentials and skip the SSRF
+    /// guard: configured, or a `/setup` hostname on the allow-list.
+    trusted: bool,
+}
+
+impl LabelStudio {
+    /// The configured URL wins; else `/setup`'s hostname, trusted only when
+    /// its host is in `allowed_hosts`. A bad hostname is returned as `Err`
+    /// so it is reported only to values that need Label Studio.
+    fn choose(cfg: &FetchConfig, req: &FetchRequest) -> (Self, Option<FetchError>) {
+        if let Some(url) = &cfg.label_studio_url {
+            let ls = Self {
+                url: Some(url.clone()),
+                trusted: true,
+            };
+            return (ls, None);
+        }
+        match req
+            .fallback_label_studio_url
+            .as_deref()
+            .map(|h| parse_label_studio_url(h, "/setup hostname"))
+        {
+            Some(Ok(url)) => {
+                let trusted =
+                    !cfg.allowed_hosts.is_empty() && http::host_allowed(&url, &cfg.allowed_hosts);
+                (
+                    Self {
+                        url: Some(url),
+                        trusted,
+                    },
+                    None,
+                )
+            }
+            Some(Err(bad)) => (
+                Self {
+                    url: None,
+                    trusted: false,
+                },
+                Some(bad),
+            ),
+            None => (
+                Self {
+                    url: None,
+                    trusted: false,
+                },
+                None,
+            ),
+        }
+    }
+}
+
+/// What a failure from the untrusted `/setup` hostname adds, so users learn
+/// how to make Label Studio downloads work.
+const SETUP_HOSTNAME_HINT: &str = " — this Label Studio URL came from /setup and is not trusted with credentials: set fetch.label_studio_url (or LABEL_STUDIO_URL) and fetch.api_key so the server can download /data/upload/... files";
+
+/// Adds [`SETUP_HOSTNAME_HINT`] to the errors a download from an untrusted
+/// `/setup` hostname can end in.
+fn with_setup_hint(err: FetchError) -> FetchError {
+    match err {
+        FetchError::Status {
+            url,
+            code,
+            status,
+            server,
+            ..
+        } => FetchError::Status {
+            url,
+            code,
+            status,
+            server,
+            // No key was sent, so hints about the configured key do not apply.
+            hint: SETUP_HOSTNAME_HINT.to_owned(),
+        },
+        FetchError::PrivateAddress { url, host, .. } => FetchError::PrivateAddress {
+            url,
+            host,
+            hint: SETUP_HOSTNAME_HINT.to_owned(),
+        },
+        FetchError::HostNotAllowed {
+            url, host, allowed, ..
+        } => FetchError::HostNotAllowed {
+            url,
+            host,
+            allowed,
+            hint: SETUP_HOSTNAME_HINT.to_owned(),
+        },
+        FetchError::Request { url, reason } => FetchError::Request {
+            url,
+            reason: format!("{reason}{SETUP_HOSTNAME_HINT}"),
+        },
+        other => other,
     }
 }
 
@@ -374,22 +521,53 @@ impl Fetcher {
         })
     }
 
-    /// Builds the HTTP client and opens (creating it if needed) the cache.
+    /// Builds the HTTP clients and opens (creating it if needed) the cache.
     pub fn with_options(options: FetcherOptions) -> Result<Self, FetchError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.timeout)
-            // Redirects are followed by hand in `http::get`, which decides
-            // per hop whether credentials may go along.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "configurable-ls-backend/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| FetchError::Setup {
-                reason: format!("HTTP client: {}", error::causes(&e)),
-            })?;
+        Self::build(options, |builder| builder)
+    }
+
+    /// A fetcher whose guarded client resolves the given names to the given
+    /// addresses without the private-address filter: tests use it to stand
+    /// in for public hosts, which a test machine cannot serve.
+    #[cfg(test)]
+    pub(crate) fn with_public_test_hosts(
+        options: FetcherOptions,
+        hosts: &[(&str, std::net::SocketAddr)],
+    ) -> Result<Self, FetchError> {
+        Self::build(options, |builder| {
+            hosts
+                .iter()
+                .fold(builder, |b, (name, addr)| b.resolve(name, *addr))
+        })
+    }
+
+    fn build(
+        options: FetcherOptions,
+        public_only: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, FetchError> {
+        let client = |builder: reqwest::ClientBuilder| {
+            builder
+                .connect_timeout(options.connect_timeout)
+                .timeout(options.timeout)
+                // Redirects are followed by hand in `http::get`, which
+                // decides per hop whether credentials may go along and
+                // which client may reach the destination.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!(
+                    "configurable-ls-backend/",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .build()
+                .map_err(|e| FetchError::Setup {
+                    reason: format!("HTTP client: {}", error::causes(&e)),
+                })
+        };
+        let clients = http::Clients {
+            open: client(reqwest::Client::builder())?,
+            public_only: client(public_only(
+                reqwest::Client::builder().dns_resolver(Arc::new(guard::PublicOnly)),
+            ))?,
+        };
         let cache = options
             .cache_dir
             .as_ref()
@@ -401,7 +579,7 @@ impl Fetcher {
             .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                clients,
                 permits: Semaphore::new(options.max_concurrent.max(1)),
                 cache,
                 tokens: Tokens::default(),
@@ -421,20 +599,15 @@ impl Fetcher {
         cfg: &FetchConfig,
         req: &FetchRequest,
     ) -> Result<Fetched, FetchError> {
-        // The configured URL wins; a bad `/setup` hostname only matters to
-        // values that need Label Studio.
-        let fallback = match (&cfg.label_studio_url, &req.fallback_label_studio_url) {
-            (None, Some(host)) => Some(parse_label_studio_url(host, "/setup hostname")),
-            _ => None,
-        };
-        let ls: Option<Url> = cfg
-            .label_studio_url
-            .clone()
-            .or_else(|| fallback.as_ref().and_then(|f| f.as_ref().ok().cloned()));
-        let classified =
-            source::classify(req.value.trim(), ls.as_ref(), req.task_id, cfg.max_bytes);
-        let classified = match (classified, fallback) {
-            (Err(FetchError::NoLabelStudioUrl { .. }), Some(Err(bad_fallback))) => {
+        let (ls, bad_fallback) = LabelStudio::choose(cfg, req);
+        let classified = source::classify(
+            req.value.trim(),
+            ls.url.as_ref(),
+            req.task_id,
+            cfg.max_bytes,
+        );
+        let classified = match (classified, bad_fallback) {
+            (Err(FetchError::NoLabelStudioUrl { .. }), Some(bad_fallback)) => {
                 return Err(bad_fallback);
             }
             (classified, _) => classified?,
@@ -456,14 +629,33 @@ impl Fetcher {
                 })
             }
             Source::Remote(remote) => {
+                // A download that starts on an untrusted `/setup` hostname
+                // gets its failures explained.
+                let from_setup = !ls.trusted
+                    && ls
+                        .url
+                        .as_ref()
+                        .is_some_and(|u| source::same_origin(&remote.url, u));
+                let trusted = ls.url.filter(|_| ls.trusted);
                 let job = Job {
                     remote,
-                    ls,
-                    credential: Credential::from_key(cfg.api_key.as_ref()),
+                    // No trusted Label Studio: the key has nowhere to go.
+                    credential: match trusted {
+                        Some(_) => Credential::from_key(cfg.api_key.as_ref()),
+                        None => Credential::None,
+                    },
+                    ls: trusted,
                     allowed_hosts: cfg.allowed_hosts.clone(),
+                    allow_private: cfg.allow_private_networks
+                        || self.inner.options.allow_private_networks,
                     max_bytes: cfg.max_bytes,
                 };
-                self.shared(job).await
+                let fetched = self.shared(job).await;
+                if from_setup {
+                    fetched.map_err(with_setup_hint)
+                } else {
+                    fetched
+                }
             }
         }
     }
@@ -541,11 +733,12 @@ impl Inner {
         let permit = self.permits.acquire().await.ok();
         tracing::debug!(uri = %remote.uri, "downloading");
         let ctx = http::Ctx {
-            client: &self.client,
+            clients: &self.clients,
             tokens: &self.tokens,
             ls: job.ls.as_ref(),
             credential: &job.credential,
             allowed_hosts: &job.allowed_hosts,
+            allow_private: job.allow_private,
             max_bytes: job.max_bytes,
             max_redirects: self.options.max_redirects,
             timeout: self.options.timeout,

@@ -44,8 +44,7 @@ pub(crate) struct Remote {
     pub uri: String,
     /// The file name used to guess the type from its extension.
     pub name: String,
-    /// The kind of download, which decides the SSRF guard, caching and
-    /// error hints.
+    /// The kind of download, which decides caching and error hints.
     pub kind: Kind,
 }
 
@@ -78,13 +77,6 @@ impl Kind {
     /// resolve, so neither is cached.
     pub(crate) fn cacheable(self) -> bool {
         matches!(self, Kind::Upload | Kind::Web { immutable: true })
-    }
-
-    /// Whether the SSRF guard (`fetch.allowed_hosts`) applies to this
-    /// download and each of its redirects. Label Studio is always allowed,
-    /// and where Label Studio redirects (a presigned URL) is trusted.
-    pub(crate) fn guarded(self) -> bool {
-        matches!(self, Kind::Web { .. })
     }
 }
 
@@ -427,7 +419,6 @@ mod tests {
             None,
         );
         assert_eq!(r.kind, Kind::Web { immutable: false });
-        assert!(r.kind.guarded());
     }
 
     #[test]

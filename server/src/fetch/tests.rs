@@ -211,6 +211,34 @@ async fn storage_routes(State(storage): State<Arc<Storage>>, req: Request) -> Re
             .into_response();
     }
     let path = req.uri().path();
+    let port = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit(':').next())
+        .unwrap_or("")
+        .to_owned();
+    if path == "/bounce-local" {
+        // A name that resolves to loopback, as a rebinding DNS answer would.
+        return redirect(
+            StatusCode::FOUND,
+            &format!("http://localhost:{port}/plain/cat.png"),
+        );
+    }
+    if path == "/secret-403" {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({"detail": "internal admin panel, password hunter2"})),
+        )
+            .into_response();
+    }
+    if path == "/secret-500" {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Traceback: connect(db, password=hunter2)",
+        )
+            .into_response();
+    }
     if path == "/bounce" {
         // Same server, named by IP instead of `localhost`.
         let host = req
@@ -343,7 +371,7 @@ async fn a_rejected_key_names_the_setting_and_never_appears() {
     assert_eq!(
         err.to_string(),
         format!(
-            "GET http://{}{UPLOAD}: 401 Unauthorized from Label Studio (\"Invalid token.\") — set LABEL_STUDIO_API_KEY (or fetch.api_key) to a token of a user in that organisation",
+            "GET http://{}{UPLOAD}: 401 Unauthorized from Label Studio — set LABEL_STUDIO_API_KEY (or fetch.api_key) to a token of a user in that organisation",
             h.ls_url.authority()
         )
     );
@@ -491,7 +519,12 @@ async fn cloud_uris_no_storage_matches_get_a_hint() {
 async fn credentials_never_go_to_other_hosts() {
     let h = Harness::new().await;
     let url = format!("http://{}/plain/cat.png", h.storage_addr);
-    let got = h.fetch(&h.cfg(Some(LEGACY)), &url).await.expect("fetch");
+    let cfg = FetchConfig {
+        // The stand-in for another host is on loopback.
+        allow_private_networks: true,
+        ..h.cfg(Some(LEGACY))
+    };
+    let got = h.fetch(&cfg, &url).await.expect("fetch");
     assert_eq!(got.bytes, PNG);
     assert_eq!(h.storage.hits.load(Ordering::SeqCst), 1);
 }
@@ -627,11 +660,12 @@ async fn refused_connections_say_so() {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     let fetcher = Fetcher::with_options(FetcherOptions::default()).expect("fetcher");
+    let cfg = FetchConfig {
+        allow_private_networks: true,
+        ..FetchConfig::default()
+    };
     let err = fetcher
-        .fetch(
-            &FetchConfig::default(),
-            &FetchRequest::new(format!("http://{addr}/a.png")),
-        )
+        .fetch(&cfg, &FetchRequest::new(format!("http://{addr}/a.png")))
         .await
         .expect_err("refused");
     assert!(
@@ -795,10 +829,11 @@ async fn concurrent_requests_for_one_file_share_one_download() {
 }
 
 #[tokio::test]
-async fn the_setup_hostname_is_a_fallback_label_studio_url() {
+async fn an_allow_listed_setup_hostname_is_a_fallback_label_studio_url() {
     let h = Harness::new().await;
     let cfg = FetchConfig {
         label_studio_url: None,
+        allowed_hosts: vec!["127.0.0.1".into()],
         ..h.cfg(Some(LEGACY))
     };
     let req = FetchRequest {
@@ -884,6 +919,7 @@ fn settings_are_checked_and_defaulted() {
         api_key: Some(Secret::new("abc")),
         allowed_hosts: vec!["images.example.com".into()],
         max_bytes: None,
+        allow_private_networks: true,
     };
     let cfg = FetchConfig::from_settings(&settings).expect("valid settings");
     assert_eq!(
@@ -893,6 +929,11 @@ fn settings_are_checked_and_defaulted() {
     assert_eq!(cfg.api_key, Some(Secret::new("abc")));
     assert_eq!(cfg.allowed_hosts, ["images.example.com"]);
     assert_eq!(cfg.max_bytes, DEFAULT_MAX_BYTES);
+    assert!(cfg.allow_private_networks);
+    assert!(
+        !FetchConfig::default().allow_private_networks,
+        "opt-in only"
+    );
     assert!(format!("{cfg:?}").contains("***"));
     assert!(!format!("{cfg:?}").contains("abc"));
 
@@ -923,4 +964,309 @@ async fn a_bad_setup_hostname_is_reported_only_when_needed() {
         .fetch(&FetchConfig::default(), &req("data:,ok"))
         .await
         .expect("data: URIs need no Label Studio");
+}
+
+/// A server that `/setup` was pointed at by someone else: it records every
+/// request and whether it carried `Authorization`, and lures credentials by
+/// answering 401 (and accepting any token refresh).
+#[derive(Default)]
+struct Attacker {
+    requests: Mutex<Vec<(String, bool)>>,
+}
+
+impl Attacker {
+    async fn start() -> (Arc<Self>, SocketAddr) {
+        let attacker = Arc::new(Self::default());
+        let addr = serve(
+            Router::new()
+                .fallback(attacker_routes)
+                .with_state(Arc::clone(&attacker)),
+        )
+        .await;
+        (attacker, addr)
+    }
+
+    fn requests(&self) -> Vec<(String, bool)> {
+        self.requests.lock().expect("requests lock").clone()
+    }
+}
+
+async fn attacker_routes(State(attacker): State<Arc<Attacker>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let authorised = req.headers().contains_key(header::AUTHORIZATION);
+    attacker
+        .requests
+        .lock()
+        .expect("requests lock")
+        .push((path.clone(), authorised));
+    if path == "/api/token/refresh/" {
+        return axum::Json(serde_json::json!({"access": "stolen"})).into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({"detail": "send your token"})),
+    )
+        .into_response()
+}
+
+const SETUP_HINT: &str = "set fetch.label_studio_url (or LABEL_STUDIO_URL) and fetch.api_key so the server can download /data/upload/... files";
+
+#[tokio::test]
+async fn setup_hostname_never_receives_credentials() {
+    let h = Harness::new().await;
+    let (attacker, attacker_addr) = Attacker::start().await;
+    let hijacked = |value: &str| FetchRequest {
+        task_id: Some(1),
+        fallback_label_studio_url: Some(format!("http://{attacker_addr}")),
+        ..FetchRequest::new(value)
+    };
+    for key in [LEGACY.to_owned(), pat()] {
+        // The worst case: private networks opted in, so the request does
+        // reach the attacker; no Label Studio URL configured.
+        let cfg = FetchConfig {
+            label_studio_url: None,
+            allow_private_networks: true,
+            ..h.cfg(Some(&key))
+        };
+        for value in [
+            UPLOAD,
+            "/data/local-files/?d=a.png",
+            "s3://bucket/dir/cat.png",
+        ] {
+            let err = h
+                .fetcher
+                .fetch(&cfg, &hijacked(value))
+                .await
+                .expect_err("the attacker answers 401");
+            let text = err.to_string();
+            assert!(
+                matches!(err, FetchError::Status { code: 401, .. }),
+                "{text}"
+            );
+            assert!(text.contains(SETUP_HINT), "{text}");
+            assert!(
+                !text.contains(&key) && !text.contains("send your token"),
+                "{text}"
+            );
+        }
+    }
+    let seen = attacker.requests();
+    assert_eq!(seen.len(), 6, "every download went there: {seen:?}");
+    assert!(
+        seen.iter().all(|(_, auth)| !auth),
+        "credentials leaked: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(path, _)| path != "/api/token/refresh/"),
+        "a personal access token was offered: {seen:?}"
+    );
+
+    // By default the loopback attacker is not even contacted.
+    let cfg = FetchConfig {
+        label_studio_url: None,
+        ..h.cfg(Some(LEGACY))
+    };
+    let err = h
+        .fetcher
+        .fetch(&cfg, &hijacked(UPLOAD))
+        .await
+        .expect_err("private");
+    assert!(matches!(err, FetchError::PrivateAddress { .. }), "{err}");
+    assert!(err.to_string().contains(SETUP_HINT), "{err}");
+    assert_eq!(attacker.requests().len(), 6);
+
+    // A configured Label Studio URL wins over any /setup hostname and
+    // gets the key, personal access tokens included.
+    for key in [LEGACY.to_owned(), pat()] {
+        let got = h
+            .fetcher
+            .fetch(&h.cfg(Some(&key)), &hijacked("/data/local-files/?d=a.png"))
+            .await
+            .expect("the configured Label Studio serves it");
+        assert_eq!(got.bytes, PNG);
+    }
+    assert_eq!(
+        attacker.requests().len(),
+        6,
+        "the attacker saw nothing more"
+    );
+}
+
+fn assert_private_refusal(err: &FetchError, url: &str) {
+    let text = err.to_string();
+    assert!(
+        matches!(err, FetchError::PrivateAddress { .. }),
+        "{url}: {text}"
+    );
+    assert!(text.starts_with(&format!("GET {url}")), "{text}");
+    assert!(
+        text.contains("resolves to a private/loopback address; add it to fetch.allowed_hosts or set allow_private_networks"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn private_and_loopback_destinations_are_refused_by_default() {
+    let h = Harness::new().await;
+    let cfg = h.cfg(Some(LEGACY));
+    let port = h.storage_addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}/plain/cat.png"),
+        format!("http://localhost:{port}/plain/cat.png"),
+        format!("http://[::1]:{port}/plain/cat.png"),
+        format!("http://[::ffff:7f00:1]:{port}/plain/cat.png"),
+        format!("http://0.0.0.0:{port}/plain/cat.png"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/a.png".to_owned(),
+        "http://192.168.1.1/a.png".to_owned(),
+        "http://100.64.0.1/a.png".to_owned(),
+        "http://[fd00::1]/a.png".to_owned(),
+    ] {
+        let err = h.fetch(&cfg, &url).await.expect_err(&url);
+        assert_private_refusal(&err, &url);
+    }
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 0, "nothing was sent");
+
+    // A public host (stood in for by a test DNS entry) is fetched, but its
+    // redirects to loopback, by IP or by name, are refused.
+    let fetcher = Fetcher::with_public_test_hosts(
+        FetcherOptions::default(),
+        &[("public.example", h.storage_addr)],
+    )
+    .expect("fetcher");
+    let fetch = |url: String| {
+        let fetcher = fetcher.clone();
+        let cfg = cfg.clone();
+        async move { fetcher.fetch(&cfg, &FetchRequest::new(url)).await }
+    };
+    let public = format!("http://public.example:{port}");
+    let got = fetch(format!("{public}/plain/cat.png"))
+        .await
+        .expect("public hosts are fetched");
+    assert_eq!(got.bytes, PNG);
+    for (path, target) in [
+        ("/bounce", format!("http://127.0.0.1:{port}/plain/cat.png")),
+        (
+            "/bounce-local",
+            format!("http://localhost:{port}/plain/cat.png"),
+        ),
+    ] {
+        let err = fetch(format!("{public}{path}")).await.expect_err(path);
+        assert_private_refusal(&err, &format!("{public}{path}, redirected to {target}"));
+    }
+    assert_eq!(
+        h.storage.hits.load(Ordering::SeqCst),
+        3,
+        "the file and the two redirects; never the private targets"
+    );
+    // Label Studio's configured origin needs no opt-in, on loopback too.
+    assert_eq!(
+        h.fetch(&cfg, UPLOAD).await.expect("Label Studio").bytes,
+        PNG
+    );
+}
+
+#[tokio::test]
+async fn the_refusal_is_the_same_whether_a_port_is_open_or_closed() {
+    let h = Harness::new().await;
+    let open = h.storage_addr.port();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    for host in ["127.0.0.1", "localhost", "[::1]"] {
+        let message = |port: u16| {
+            let url = format!("http://{host}:{port}/a.png");
+            let cfg = h.cfg(None);
+            async move {
+                let err = h.fetch(&cfg, &url).await.expect_err("refused");
+                assert_private_refusal(&err, &url);
+                err.to_string().replace(&port.to_string(), "<port>")
+            }
+        };
+        assert_eq!(message(open).await, message(closed).await, "{host}");
+    }
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 0, "no connection");
+}
+
+#[tokio::test]
+async fn upstream_error_bodies_are_not_echoed() {
+    let h = Harness::new().await;
+    let cfg = FetchConfig {
+        allow_private_networks: true,
+        ..h.cfg(None)
+    };
+    for (path, status) in [
+        ("/secret-403", "403 Forbidden"),
+        ("/secret-500", "500 Internal Server Error"),
+    ] {
+        let url = format!("http://{}{path}", h.storage_addr);
+        let err = h.fetch(&cfg, &url).await.expect_err(path);
+        assert_eq!(
+            err.to_string(),
+            format!("GET {url}: {status} from {}", h.storage_addr)
+        );
+    }
+    // Label Studio's own explanations are not quoted either (they only
+    // pick the hint).
+    let err = h
+        .fetch(&h.cfg(Some("wrong-key")), UPLOAD)
+        .await
+        .expect_err("401");
+    assert!(!err.to_string().contains("Invalid token"), "{err}");
+    h.ls.legacy_disabled.store(true, Ordering::SeqCst);
+    let err = h
+        .fetch(&h.cfg(Some(LEGACY)), UPLOAD)
+        .await
+        .expect_err("401");
+    assert!(
+        err.to_string().contains("legacy tokens are disabled"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("organization"), "{err}");
+}
+
+#[tokio::test]
+async fn allowed_hosts_and_opt_in_allow_private_destinations() {
+    let h = Harness::new().await;
+    let port = h.storage_addr.port();
+    let by_name = format!("http://localhost:{port}/plain/cat.png");
+    let by_ip = format!("http://127.0.0.1:{port}/plain/cat.png");
+
+    // A listed host may resolve to a private address: it was listed on purpose.
+    let listed = FetchConfig {
+        allowed_hosts: vec!["localhost".into()],
+        ..h.cfg(None)
+    };
+    assert_eq!(h.fetch(&listed, &by_name).await.expect("listed").bytes, PNG);
+
+    // The backend opts in.
+    let backend = FetchConfig {
+        allow_private_networks: true,
+        ..h.cfg(None)
+    };
+    for url in [&by_name, &by_ip] {
+        assert_eq!(h.fetch(&backend, url).await.expect("opted in").bytes, PNG);
+    }
+
+    // The server opts in for every backend.
+    let server = Fetcher::with_options(FetcherOptions {
+        allow_private_networks: true,
+        ..FetcherOptions::default()
+    })
+    .expect("fetcher");
+    for url in [&by_name, &by_ip] {
+        let got = server
+            .fetch(&h.cfg(None), &FetchRequest::new(url.as_str()))
+            .await
+            .expect("server opted in");
+        assert_eq!(got.bytes, PNG);
+    }
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 5);
+
+    // Without either, the same URLs are refused.
+    for url in [&by_name, &by_ip] {
+        let err = h.fetch(&h.cfg(None), url).await.expect_err("default");
+        assert_private_refusal(&err, url);
+    }
 }

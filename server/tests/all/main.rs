@@ -25,3 +25,4 @@ mod model_limits;
 mod pipeline_examples;
 mod repo_checks;
 mod state_crash;
+mod trust;
