@@ -19,7 +19,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -169,7 +168,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = json!({ "status": status.as_u16(), "error": self.to_string() });
+        let body = crate::api::ErrorResponse {
+            status: status.as_u16(),
+            error: self.to_string(),
+        };
         (status, axum::Json(body)).into_response()
     }
 }

@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 
-use crate::app::{
+use cls::api::{Health, STATUS_UP};
+use cls::app::{
     self, AppState, BasicAuth, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTS,
     ServerConfig, Settings,
 };
-use crate::secret::Secret;
+use cls::secret::Secret;
+use serde::Deserialize as _;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,6 +191,7 @@ pub async fn healthcheck(url: &str) -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    anyhow::ensure!(body["status"] == "UP", "{url} answered {body}");
+    let up = Health::deserialize(&body).is_ok_and(|health| health.status == STATUS_UP);
+    anyhow::ensure!(up, "{url} answered {body}");
     Ok(())
 }
