@@ -29,7 +29,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    BackendDescription, BackendList, ConfigureResponse, HooksDescription, ModelDescription,
+    ActivityDescription, BackendDescription, BackendList, ConfigureResponse, HookDescription,
+    HooksDescription, LimitsDescription, ModelDescription, TensorDescription,
 };
 use crate::app::{ApiError, AppState};
 use crate::hooks::{HookKind, HookLoadError, HookRuntime};
@@ -37,6 +38,7 @@ use crate::labelconfig::LabelConfig;
 use crate::model::{LoadedModel, ModelLoadError, ModelLoader};
 use crate::pipeline::{self, PredictRequest, Services};
 use crate::state::{Activity, Backend, BackendConfig, BackendName, PersistedBackend};
+use crate::tensor::TensorSpec;
 
 /// The admin routes, behind [`admin_auth`].
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -313,20 +315,24 @@ pub fn describe(backend: &Backend) -> BackendDescription {
         model_version: backend.model_version.clone(),
         model: ModelDescription {
             source: backend.model_description.clone(),
-            inputs: backend.model.inputs().iter().map(Into::into).collect(),
-            outputs: backend.model.outputs().iter().map(Into::into).collect(),
+            inputs: tensors(backend.model.inputs()),
+            outputs: tensors(backend.model.outputs()),
             providers: backend.model.providers().to_vec(),
             batches: backend.model.batches_on_dim0(),
         },
         hooks: HooksDescription {
-            pre_hook: backend.pre_hook.as_deref().map(Into::into),
-            post_hook: backend.post_hook.as_ref().into(),
+            pre_hook: backend.pre_hook.as_deref().map(HookDescription::from),
+            post_hook: HookDescription::from(&*backend.post_hook),
         },
-        limits: (&backend.limits).into(),
+        limits: LimitsDescription::from(&backend.limits),
         config: backend.config.clone(),
         created: rfc3339(backend.created),
-        activity: (&backend.activity).into(),
+        activity: ActivityDescription::from(&backend.activity),
     }
+}
+
+fn tensors(specs: &[TensorSpec]) -> Vec<TensorDescription> {
+    specs.iter().map(TensorDescription::from).collect()
 }
 
 /// A time as RFC 3339 (`2026-01-02T03:04:05.123Z`); empty if out of range.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cls::api::ErrorResponse;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
