@@ -26,15 +26,20 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::api::{
+    ActivityDescription, BackendDescription, BackendList, ConfigureResponse, HookDescription,
+    HooksDescription, LimitsDescription, ModelDescription, TensorDescription,
+};
 use crate::app::{ApiError, AppState};
 use crate::hooks::{HookKind, HookLoadError, HookRuntime};
 use crate::labelconfig::LabelConfig;
 use crate::model::{LoadedModel, ModelLoadError, ModelLoader};
 use crate::pipeline::{self, PredictRequest, Services};
 use crate::state::{Activity, Backend, BackendConfig, BackendName, PersistedBackend};
+use crate::tensor::TensorSpec;
 
 /// The admin routes, behind [`admin_auth`].
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -100,8 +105,10 @@ async fn configure(
         backend = %name, model_version = %backend.model_version, replaced,
         "backend configured in {:.0} ms", started.elapsed().as_secs_f64() * 1e3
     );
-    let mut body = describe(&backend);
-    body["configure_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
+    let body = ConfigureResponse {
+        backend: describe(&backend),
+        configure_ms: Some(started.elapsed().as_secs_f64() * 1e3),
+    };
     let status = if replaced {
         StatusCode::OK
     } else {
@@ -224,16 +231,16 @@ async fn check_sample(
     Ok(())
 }
 
-async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "backends": state.backends.list().iter().map(|b| describe(b)).collect::<Vec<_>>()
-    }))
+async fn list(State(state): State<AppState>) -> Json<BackendList> {
+    Json(BackendList {
+        backends: state.backends.list().iter().map(|b| describe(b)).collect(),
+    })
 }
 
 async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BackendDescription>, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let backend = state
         .backends
@@ -262,34 +269,38 @@ async fn delete(
 }
 
 /// A backend as the admin API shows it; secrets come out as `***`.
-pub fn describe(backend: &Backend) -> Value {
-    let created = time::OffsetDateTime::from(backend.created)
+pub fn describe(backend: &Backend) -> BackendDescription {
+    BackendDescription {
+        name: backend.name.to_string(),
+        url: backend.name.url_path(),
+        model_version: backend.model_version.clone(),
+        model: ModelDescription {
+            source: backend.model_description.clone(),
+            inputs: tensors(backend.model.inputs()),
+            outputs: tensors(backend.model.outputs()),
+            providers: backend.model.providers().to_vec(),
+            batches: backend.model.batches_on_dim0(),
+        },
+        hooks: HooksDescription {
+            pre_hook: backend.pre_hook.as_deref().map(HookDescription::from),
+            post_hook: HookDescription::from(&*backend.post_hook),
+        },
+        limits: LimitsDescription::from(&backend.limits),
+        config: backend.config.clone(),
+        created: rfc3339(backend.created),
+        activity: ActivityDescription::from(&backend.activity),
+    }
+}
+
+fn tensors(specs: &[TensorSpec]) -> Vec<TensorDescription> {
+    specs.iter().map(TensorDescription::from).collect()
+}
+
+/// A time as RFC 3339 (`2026-01-02T03:04:05.123Z`); empty if out of range.
+fn rfc3339(time: SystemTime) -> String {
+    time::OffsetDateTime::from(time)
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    json!({
-        "name": backend.name,
-        "url": backend.name.url_path(),
-        "model_version": backend.model_version,
-        "model": {
-            "source": backend.model_description,
-            "inputs": backend.model.inputs(),
-            "outputs": backend.model.outputs(),
-            "providers": backend.model.providers(),
-            "batches": backend.model.batches_on_dim0(),
-        },
-        "hooks": {
-            "pre_hook": backend.pre_hook.as_ref().map(|h| h.info().clone()),
-            "post_hook": backend.post_hook.info(),
-        },
-        "limits": {
-            "hook_timeout_ms": backend.limits.timeout.as_millis() as u64,
-            "hook_memory_mb": backend.limits.memory_bytes >> 20,
-            "max_output_mb": backend.limits.max_output_bytes >> 20,
-        },
-        "config": backend.config,
-        "created": created,
-        "activity": backend.activity.snapshot(),
-    })
+        .unwrap_or_default()
 }
 
 /// Why a backend could not be built.

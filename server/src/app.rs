@@ -20,7 +20,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::budget::MemoryBudget;
@@ -225,7 +224,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry = matches!(self, Self::Busy | Self::OutOfMemoryBudget(_));
-        let body = json!({ "status": status.as_u16(), "error": self.to_string() });
+        let body = crate::api::ErrorResponse {
+            status: status.as_u16(),
+            error: self.to_string(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if retry {
             // Label Studio and well-behaved clients back off and retry.

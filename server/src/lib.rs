@@ -1,10 +1,15 @@
 //! configurable-ls-backend: any MLflow ONNX model as a Label Studio ML
 //! backend, shaped by sandboxed WebAssembly hooks.
 //!
+//! This library is the server; the command line that drives it (and talks
+//! to it) is the binary's own code, in `src/cli`.
+//!
 //! # Layout
 //! A request enters at the HTTP edge and flows downward:
 //!
 //! - [`app`]: shared state, the route table, the error type, `run`.
+//! - [`api`]: the JSON bodies the routes answer with, as types the command
+//!   line reads back.
 //! - [`protocol`]: the Label Studio ML backend routes (`/health`, `/setup`,
 //!   `/predict`, `/webhook`, `/versions`), at the root and under `/backends/{name}`.
 //! - [`admin`]: `/configure` and `/backends` (create, replace, inspect, delete).
@@ -28,13 +33,12 @@
 //! - [`state`]: the configured backends, their atomic swaps and persistence.
 //! - [`tensor`]: the host's tensor type, shared by hooks and model.
 //! - [`secret`]: a string that never prints.
-//! - [`cli`]: the command line (`serve`, `hook`, `try`, `configure`, …).
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod budget;
-pub mod cli;
 pub mod fetch;
 pub mod hooks;
 pub mod imageops;

@@ -1,10 +1,14 @@
 //! `configurable-ls-backend`: parse the command line and run the command
-//! (`cls::cli`); errors go to stderr with a non-zero exit.
+//! ([`cli`]); errors go to stderr with a non-zero exit. The server itself is
+//! the `cls` library; this binary adds the command line around it.
+
+mod cli;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use cls::cli::{self, Cli};
+
+use cli::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {

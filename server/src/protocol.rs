@@ -27,9 +27,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower_http::request_id::RequestId;
 
+use crate::api::{
+    Health, PredictResponse, STATUS_UP, SetupResponse, TaskFailure, TaskOutcome, VersionsResponse,
+    WebhookResponse,
+};
 use crate::app::{ApiError, AppState, JsonBody, parse_json_off_thread};
 use crate::pipeline::{self, PredictRequest};
 use crate::state::{Backend, BackendName};
@@ -79,19 +83,19 @@ fn target(path: Option<Path<String>>) -> Result<BackendName, ApiError> {
 async fn health(
     State(state): State<AppState>,
     path: Option<Path<String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Health>, ApiError> {
     let name = target(path)?;
     let backend = state.backends.get(&name);
     if backend.is_none() && name.as_str() != crate::state::ROOT_BACKEND {
         return Err(unknown_backend(&name));
     }
-    Ok(Json(json!({
-        "status": "UP",
-        "model_class": MODEL_CLASS,
-        "backend": name,
-        "configured": backend.is_some(),
-        "model_version": backend.as_ref().map(|b| b.model_version.clone()),
-    })))
+    Ok(Json(Health {
+        status: STATUS_UP.to_owned(),
+        model_class: MODEL_CLASS.to_owned(),
+        backend: name.to_string(),
+        configured: backend.is_some(),
+        model_version: backend.as_ref().map(|b| b.model_version.clone()),
+    }))
 }
 
 /// `/setup` body; only `hostname` is used (for relative file URLs when no
@@ -112,12 +116,14 @@ async fn setup(
     State(state): State<AppState>,
     path: Option<Path<String>>,
     JsonBody(body): JsonBody<SetupBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SetupResponse>, ApiError> {
     let backend = configured(&state, &target(path)?)?;
     if let Some(hostname) = body.hostname.filter(|h| !h.is_empty()) {
         backend.activity.remember_label_studio_url(hostname);
     }
-    Ok(Json(json!({ "model_version": backend.model_version })))
+    Ok(Json(SetupResponse {
+        model_version: backend.model_version.clone(),
+    }))
 }
 
 /// `/predict` body as Label Studio sends it.
@@ -163,11 +169,14 @@ async fn predict(
         label_studio_url: backend.activity.label_studio_url(),
     };
     let (results, times) = pipeline::predict(&state.services, &backend, request).await?;
-    let entries: Vec<Value> = results
+    let entries: Vec<TaskOutcome> = results
         .into_iter()
         .map(|r| result_entry(&backend, r))
         .collect();
-    let failed = entries.iter().filter(|e| e.get("error").is_some()).count();
+    let failed = entries
+        .iter()
+        .filter(|e| matches!(e, TaskOutcome::Failed(_)))
+        .count();
     backend.activity.requests.fetch_add(1, Ordering::Relaxed);
     backend
         .activity
@@ -183,7 +192,7 @@ async fn predict(
         total_ms = ms(started.elapsed()),
         "predict"
     );
-    Ok(Json(json!({ "results": entries })).into_response())
+    Ok(Json(PredictResponse { results: entries }).into_response())
 }
 
 /// The request id for the predict log line: the one `app`'s request-id
@@ -200,17 +209,19 @@ fn ms(d: std::time::Duration) -> f64 {
 
 /// One `results` entry: the prediction (or list of them), or an error entry
 /// without `result`, which Label Studio skips while storing the others.
-fn result_entry(backend: &Backend, result: pipeline::TaskResult) -> Value {
+fn result_entry(backend: &Backend, result: pipeline::TaskResult) -> TaskOutcome {
     match result {
-        Ok(mut predictions) if predictions.len() == 1 => predictions.remove(0),
-        Ok(predictions) => Value::Array(predictions),
+        Ok(mut predictions) if predictions.len() == 1 => {
+            TaskOutcome::Predicted(predictions.remove(0))
+        }
+        Ok(predictions) => TaskOutcome::Predicted(Value::Array(predictions)),
         Err(e) => {
             backend.activity.record_error(&e.message);
             tracing::warn!(backend = %backend.name, stage = e.stage.as_str(), "task failed: {}", e.message);
-            json!({
-                "error": e.message,
-                "stage": e.stage,
-                "model_version": backend.model_version,
+            TaskOutcome::Failed(TaskFailure {
+                error: e.message,
+                stage: e.stage.as_str().to_owned(),
+                model_version: backend.model_version.clone(),
             })
         }
     }
@@ -266,16 +277,21 @@ async fn reserve_body(State(state): State<AppState>, request: Request, next: Nex
 
 /// Label Studio calls this for every project event; we do not train, so
 /// we answer at once (it waits up to 1 s inside the user's request).
-async fn webhook() -> (StatusCode, Json<Value>) {
-    (StatusCode::OK, Json(json!({ "status": "ok" })))
+async fn webhook() -> (StatusCode, Json<WebhookResponse>) {
+    let body = WebhookResponse {
+        status: "ok".to_owned(),
+    };
+    (StatusCode::OK, Json(body))
 }
 
 async fn versions(
     State(state): State<AppState>,
     path: Option<Path<String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionsResponse>, ApiError> {
     let backend = configured(&state, &target(path)?)?;
-    Ok(Json(json!({ "versions": [backend.model_version] })))
+    Ok(Json(VersionsResponse {
+        versions: vec![backend.model_version.clone()],
+    }))
 }
 
 fn configured(state: &AppState, name: &BackendName) -> Result<Arc<Backend>, ApiError> {

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cls::api::ErrorResponse;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
@@ -113,9 +115,23 @@ pub async fn reply_json(response: Response, what: &str) -> anyhow::Result<(Statu
     Ok((status, value))
 }
 
-/// The message of an error body: our servers' `{"error": …}`, Label
+/// Reads a reply's JSON into the type the server builds it from; a body
+/// that does not fit is an error naming the request.
+pub fn typed<T: DeserializeOwned>(body: &Value, what: &str) -> anyhow::Result<T> {
+    T::deserialize(body).with_context(|| {
+        format!(
+            "{what}: the reply lacks fields this command reads: {}",
+            clip(&body.to_string())
+        )
+    })
+}
+
+/// The message of an error body: our servers' [`ErrorResponse`], Label
 /// Studio's `{"detail": …}` or `{"validation_errors": …}`, or the text itself.
 pub fn server_message(body: &str) -> String {
+    if let Ok(ours) = serde_json::from_str::<ErrorResponse>(body) {
+        return ours.error;
+    }
     let Ok(value) = serde_json::from_str::<Value>(body) else {
         return clip(body);
     };

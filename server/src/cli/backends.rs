@@ -4,12 +4,15 @@
 use super::say;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use cls::api::{
+    ActivityDescription, BackendDescription, BackendList, HookDescription, LimitsDescription,
+    TensorDescription,
+};
+use cls::state::BackendName;
 use reqwest::Method;
-use serde_json::Value;
 
-use super::admin_api::{AdminClient, DEFAULT_TIMEOUT, ServerArgs, join};
+use super::admin_api::{AdminClient, DEFAULT_TIMEOUT, ServerArgs, join, typed};
 use super::print_json;
-use crate::state::BackendName;
 
 const LIST_EXAMPLES: &str = "\
 Examples:
@@ -78,7 +81,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&body);
     }
-    let backends = body["backends"].as_array().cloned().unwrap_or_default();
+    let BackendList { backends } = typed(&body, "listing backends")?;
     if backends.is_empty() {
         eprintln!(
             "no backends on {}: configure one with `configurable-ls-backend configure`",
@@ -90,12 +93,12 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         .iter()
         .map(|b| {
             [
-                text(&b["name"]),
-                label_studio_url(&args.server, b),
-                text(&b["model_version"]),
-                text(&b["model"]["source"]),
-                text(&b["activity"]["tasks"]),
-                text(&b["activity"]["task_errors"]),
+                b.name.clone(),
+                label_studio_url(&args.server, &b.url),
+                b.model_version.clone(),
+                b.model.source.clone(),
+                b.activity.tasks.to_string(),
+                b.activity.task_errors.to_string(),
             ]
         })
         .collect();
@@ -116,16 +119,18 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
 async fn show(args: NamedArgs) -> anyhow::Result<()> {
     let name = checked_name(&args.name)?;
     let client = AdminClient::new(&args.server, DEFAULT_TIMEOUT)?;
-    let (_, b) = client
+    let what = format!("showing backend '{name}'");
+    let (_, body) = client
         .send(
             client.request(Method::GET, &format!("/backends/{name}")),
-            &format!("showing backend '{name}'"),
+            &what,
         )
         .await?;
     if args.json {
-        return print_json(&b);
+        return print_json(&body);
     }
-    say!("{}", describe(&args.server, &b));
+    let backend: BackendDescription = typed(&body, &what)?;
+    say!("{}", describe(&args.server, &backend));
     Ok(())
 }
 
@@ -150,9 +155,9 @@ fn checked_name(name: &str) -> anyhow::Result<BackendName> {
     BackendName::new(name).context("backend name")
 }
 
-/// The URL to paste into Label Studio for a backend the server describes.
-pub fn label_studio_url(server: &ServerArgs, backend: &Value) -> String {
-    let path = backend["url"].as_str().unwrap_or("/");
+/// The URL to paste into Label Studio for a backend at `path` on the server
+/// (the `url` of its description).
+pub fn label_studio_url(server: &ServerArgs, path: &str) -> String {
     let url = join(&server.server, path);
     if path == "/" {
         url
@@ -161,90 +166,70 @@ pub fn label_studio_url(server: &ServerArgs, backend: &Value) -> String {
     }
 }
 
-/// A human-readable summary of one backend (the admin API's JSON).
-pub fn describe(server: &ServerArgs, b: &Value) -> String {
+/// A human-readable summary of one backend.
+pub fn describe(server: &ServerArgs, b: &BackendDescription) -> String {
     let mut out = String::new();
     let mut line = |key: &str, value: String| out.push_str(&format!("{key:<17} {value}\n"));
-    line("name", text(&b["name"]));
-    line("label studio url", label_studio_url(server, b));
-    line("model version", text(&b["model_version"]));
-    line("model", text(&b["model"]["source"]));
-    for (key, side) in [("inputs", "inputs"), ("outputs", "outputs")] {
-        let specs = b["model"][side].as_array().cloned().unwrap_or_default();
-        let specs: Vec<String> = specs.iter().map(tensor_spec).collect();
-        line(key, specs.join(", "));
-    }
-    line("providers", list_of(&b["model"]["providers"]));
-    for kind in ["pre_hook", "post_hook"] {
-        let hook = &b["hooks"][kind];
-        let value = if hook.is_null() {
-            "built-in".to_owned()
-        } else {
-            format!(
-                "{} bytes, sha256 {}",
-                text(&hook["size"]),
-                text(&hook["sha256"]).chars().take(16).collect::<String>()
-            )
-        };
-        line(&kind.replace('_', "-"), value);
-    }
-    let limits = &b["limits"];
-    line(
-        "limits",
-        format!(
-            "{} ms, {} MiB memory, {} MiB output per hook call",
-            text(&limits["hook_timeout_ms"]),
-            text(&limits["hook_memory_mb"]),
-            text(&limits["max_output_mb"])
-        ),
-    );
-    let has_label_config = b["config"]["label_config"].is_string();
-    line(
-        "label config",
-        if has_label_config {
-            "configured"
-        } else {
-            "from each request"
-        }
-        .to_owned(),
-    );
-    line("created", text(&b["created"]));
-    let activity = &b["activity"];
-    line(
-        "activity",
-        format!(
-            "{} requests, {} tasks, {} task errors",
-            text(&activity["requests"]),
-            text(&activity["tasks"]),
-            text(&activity["task_errors"])
-        ),
-    );
-    if let Some(error) = activity["last_error"].as_str() {
-        line("last error", error.to_owned());
+    line("name", b.name.clone());
+    line("label studio url", label_studio_url(server, &b.url));
+    line("model version", b.model_version.clone());
+    line("model", b.model.source.clone());
+    line("inputs", tensor_specs(&b.model.inputs));
+    line("outputs", tensor_specs(&b.model.outputs));
+    line("providers", b.model.providers.join(", "));
+    line("pre-hook", hook_summary(b.hooks.pre_hook.as_ref()));
+    line("post-hook", hook_summary(Some(&b.hooks.post_hook)));
+    line("limits", limits_summary(&b.limits));
+    let label_config = if b.config.label_config.is_some() {
+        "configured"
+    } else {
+        "from each request"
+    };
+    line("label config", label_config.to_owned());
+    line("created", b.created.clone());
+    line("activity", activity_summary(&b.activity));
+    if let Some(error) = &b.activity.last_error {
+        line("last error", error.clone());
     }
     out.trim_end().to_owned()
 }
 
-fn tensor_spec(spec: &Value) -> String {
-    let element = spec["element_type"].as_str().unwrap_or("?");
-    let shape = spec["shape"].to_string();
-    format!("{} {element} {shape}", text(&spec["name"]))
+fn tensor_specs(specs: &[TensorDescription]) -> String {
+    specs
+        .iter()
+        .map(|spec| {
+            let element = spec.element_type.as_deref().unwrap_or("?");
+            let shape: Vec<String> = spec.shape.iter().map(i64::to_string).collect();
+            format!("{} {element} [{}]", spec.name, shape.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn list_of(value: &Value) -> String {
-    value
-        .as_array()
-        .map(|items| items.iter().map(text).collect::<Vec<_>>().join(", "))
-        .unwrap_or_else(|| text(value))
-}
-
-/// A JSON value as a table cell: strings without quotes, null as `-`.
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
+/// Size and short hash of an uploaded hook; no hook is the built-in one.
+fn hook_summary(hook: Option<&HookDescription>) -> String {
+    match hook {
+        None => "built-in".to_owned(),
+        Some(hook) => format!(
+            "{} bytes, sha256 {}",
+            hook.size,
+            hook.sha256.chars().take(16).collect::<String>()
+        ),
     }
+}
+
+fn limits_summary(limits: &LimitsDescription) -> String {
+    format!(
+        "{} ms, {} MiB memory, {} MiB output per hook call",
+        limits.hook_timeout_ms, limits.hook_memory_mb, limits.max_output_mb
+    )
+}
+
+fn activity_summary(activity: &ActivityDescription) -> String {
+    format!(
+        "{} requests, {} tasks, {} task errors",
+        activity.requests, activity.tasks, activity.task_errors
+    )
 }
 
 fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {

@@ -16,17 +16,18 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use reqwest::Method;
 use reqwest::multipart::{Form, Part};
+use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::admin_api::{AdminClient, ServerArgs};
+use super::admin_api::{AdminClient, ServerArgs, typed};
 use super::backends::{describe, label_studio_url};
 use super::model_args::ModelArgs;
 use super::{hook, hook_runtime, print_json, progress, tasks};
-use crate::hooks::HookKind;
-use crate::labelconfig::LabelConfig;
-use crate::state::BackendName;
+use cls::api::ConfigureResponse;
+use cls::hooks::HookKind;
+use cls::labelconfig::LabelConfig;
+use cls::state::BackendName;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -102,55 +103,78 @@ struct Upload {
 }
 
 pub async fn run(args: ConfigureArgs) -> anyhow::Result<()> {
-    let name = args
-        .backend
+    let name = backend_name(&args)?;
+    let label_config_xml = read_label_config(args.label_config.as_deref())?;
+    let uploads = uploads(&args, label_config_xml.as_deref()).await?;
+    let client = AdminClient::new(&args.server, Duration::from_secs(args.timeout.max(1)))?;
+    let (status, body) = send_with_progress(&client, name.as_ref(), uploads).await?;
+    report(&args, status, body)
+}
+
+/// `--backend`, checked the way the server checks it; `None` is the root.
+fn backend_name(args: &ConfigureArgs) -> anyhow::Result<Option<BackendName>> {
+    args.backend
         .as_deref()
         .map(BackendName::new)
         .transpose()
-        .context("--backend")?;
-    let label_config_xml = match &args.label_config {
-        Some(path) => {
-            let xml = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            LabelConfig::parse(&xml)
-                .with_context(|| format!("{} is not a usable labeling config", path.display()))?;
-            Some(xml)
-        }
-        None => None,
-    };
+        .context("--backend")
+}
 
-    let mut uploads = Vec::new();
-    let model_file = match args.model.local_path().filter(|_| !args.model_by_path) {
-        Some(path) => Some(model_upload(&path)?),
-        None => None,
+/// `--label-config`'s XML, refused here when it does not parse.
+fn read_label_config(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else {
+        return Ok(None);
     };
-    let uri = match (&model_file, args.model.local_path()) {
-        (Some(_), _) => None,
-        (None, Some(path)) => Some(path.display().to_string()),
-        (None, None) => Some(args.model.model.clone()),
-    };
-    let config = config_json(&args, uri.as_deref(), label_config_xml.as_deref())?;
-    uploads.push(Upload {
+    let xml =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    LabelConfig::parse(&xml)
+        .with_context(|| format!("{} is not a usable labeling config", path.display()))?;
+    Ok(Some(xml))
+}
+
+/// Every part of the request, in the order the server reads them: config,
+/// hooks, model, sample.
+async fn uploads(args: &ConfigureArgs, label_config: Option<&str>) -> anyhow::Result<Vec<Upload>> {
+    let (model_file, uri) = model_part(args)?;
+    let config = config_json(args, uri.as_deref(), label_config)?;
+    let mut uploads = vec![Upload {
         name: "config",
         file_name: "config.json".into(),
         bytes: Bytes::from(serde_json::to_vec(&config)?),
-    });
+    }];
+    uploads.extend(hook_uploads(args).await?);
+    uploads.extend(model_file);
+    uploads.extend(sample_upload(args, label_config)?);
+    Ok(uploads)
+}
 
-    // Crate folders are built (and checked) here; plain .wasm files go as
-    // they are and the server checks them.
-    let runtime = if [args.pre_hook.as_deref(), Some(args.post_hook.as_path())]
-        .into_iter()
-        .flatten()
-        .any(Path::is_dir)
-    {
+/// The model as an upload (a local file or folder), or as the URI the
+/// config names instead (a registry URI, or a local path sent as it is
+/// with `--model-by-path`).
+fn model_part(args: &ConfigureArgs) -> anyhow::Result<(Option<Upload>, Option<String>)> {
+    let local = args.model.local_path();
+    Ok(match local {
+        Some(path) if !args.model_by_path => (Some(model_upload(&path)?), None),
+        Some(path) => (None, Some(path.display().to_string())),
+        None => (None, Some(args.model.model.clone())),
+    })
+}
+
+/// The hook parts. Crate folders are built (and checked) here; plain
+/// .wasm files go as they are and the server checks them.
+async fn hook_uploads(args: &ConfigureArgs) -> anyhow::Result<Vec<Upload>> {
+    let hooks = [
+        (HookKind::Pre, args.pre_hook.as_deref()),
+        (HookKind::Post, Some(args.post_hook.as_path())),
+    ];
+    let any_crate = hooks.iter().filter_map(|(_, p)| *p).any(Path::is_dir);
+    let runtime = if any_crate {
         Some(hook_runtime()?)
     } else {
         None
     };
-    for (kind, path) in [
-        (HookKind::Pre, args.pre_hook.as_deref()),
-        (HookKind::Post, Some(args.post_hook.as_path())),
-    ] {
+    let mut uploads = Vec::new();
+    for (kind, path) in hooks {
         let Some(path) = path else { continue };
         let bytes = match &runtime {
             Some(runtime) if path.is_dir() => hook::load_arg(path, kind, runtime).await,
@@ -163,28 +187,35 @@ pub async fn run(args: ConfigureArgs) -> anyhow::Result<()> {
             bytes: bytes.into(),
         });
     }
-    if let Some(model) = model_file {
-        uploads.push(model);
-    }
-    if let Some(path) = &args.sample {
-        let config = label_config_xml
-            .as_deref()
-            .map(LabelConfig::parse)
-            .transpose()?;
-        let sample: Vec<Value> = tasks::from_files(std::slice::from_ref(path), config.as_ref())
-            .context("--sample")?
-            .into_iter()
-            .map(|input| input.task)
-            .collect();
-        uploads.push(Upload {
-            name: "sample",
-            file_name: "sample.json".into(),
-            bytes: Bytes::from(serde_json::to_vec(&sample)?),
-        });
-    }
+    Ok(uploads)
+}
 
-    let client = AdminClient::new(&args.server, Duration::from_secs(args.timeout.max(1)))?;
-    let (method, path, what) = match &name {
+/// `--sample` as a list of tasks (files become tasks through the label
+/// config).
+fn sample_upload(
+    args: &ConfigureArgs,
+    label_config: Option<&str>,
+) -> anyhow::Result<Option<Upload>> {
+    let Some(path) = &args.sample else {
+        return Ok(None);
+    };
+    let config = label_config.map(LabelConfig::parse).transpose()?;
+    let sample: Vec<Value> = tasks::from_files(std::slice::from_ref(path), config.as_ref())
+        .context("--sample")?
+        .into_iter()
+        .map(|input| input.task)
+        .collect();
+    Ok(Some(Upload {
+        name: "sample",
+        file_name: "sample.json".into(),
+        bytes: Bytes::from(serde_json::to_vec(&sample)?),
+    }))
+}
+
+/// The route for a backend name: `PUT /backends/{name}` or `POST /configure`,
+/// and what the request is doing, for messages.
+fn route(name: Option<&BackendName>) -> (Method, String, String) {
+    match name {
         Some(name) => (
             Method::PUT,
             format!("/backends/{name}"),
@@ -195,59 +226,83 @@ pub async fn run(args: ConfigureArgs) -> anyhow::Result<()> {
             "/configure".to_owned(),
             "configuring the root backend".to_owned(),
         ),
-    };
+    }
+}
+
+/// Sends the request with an upload bar, then a spinner while the server
+/// works, and returns the reply.
+async fn send_with_progress(
+    client: &AdminClient,
+    name: Option<&BackendName>,
+    uploads: Vec<Upload>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let (method, path, what) = route(name);
     let total: u64 = uploads.iter().map(|u| u.bytes.len() as u64).sum();
     let progress = progress::bytes_bar("uploading", total);
     let form = form(uploads, &progress);
-    let waiting = {
-        let progress = progress.clone();
-        async move {
-            // Once every byte is sent, the server is at work.
-            while progress.position() < progress.length().unwrap_or(0) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            // Small uploads had no bar; the wait may still be long (a model download).
-            progress.set_draw_target(ProgressDrawTarget::stderr());
-            progress.set_style(
-                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            progress.set_message("server is loading the model and compiling the hooks");
-            progress.enable_steady_tick(Duration::from_millis(120));
-            std::future::pending::<()>().await;
-        }
-    };
     let sent = client.send(client.request(method, &path).multipart(form), &what);
     let result = tokio::select! {
         result = sent => result,
-        () = waiting => unreachable!("pending never resolves"),
+        () = spin_while_the_server_works(progress.clone()) => unreachable!("the spinner never ends"),
     };
     progress.finish_and_clear();
-    let (status, mut body) = result?;
+    result
+}
 
-    let url = label_studio_url(&args.server, &body);
-    if args.json {
-        body["label_studio_url"] = json!(url);
-        return print_json(&body);
+/// Once every byte is sent, turns the upload bar into a spinner; never
+/// returns (the request's reply ends it).
+async fn spin_while_the_server_works(progress: ProgressBar) {
+    while progress.position() < progress.length().unwrap_or(0) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let verb = if status == reqwest::StatusCode::CREATED {
+    // Small uploads had no bar; the wait may still be long (a model download).
+    progress.set_draw_target(ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    progress.set_message("server is loading the model and compiling the hooks");
+    progress.enable_steady_tick(Duration::from_millis(120));
+    std::future::pending::<()>().await;
+}
+
+/// Prints the outcome: the server's JSON plus `label_studio_url` with
+/// `--json`, else a summary and how to connect Label Studio.
+fn report(args: &ConfigureArgs, status: StatusCode, body: Value) -> anyhow::Result<()> {
+    let response: ConfigureResponse = typed(&body, "configuring")?;
+    let url = label_studio_url(&args.server, &response.backend.url);
+    if args.json {
+        return print_json(&with_label_studio_url(body, &url));
+    }
+    let verb = if status == StatusCode::CREATED {
         "created"
     } else {
         "replaced"
     };
-    let took = body["configure_ms"]
-        .as_f64()
+    let took = response
+        .configure_ms
         .map(|ms| format!(" in {ms:.0} ms"))
         .unwrap_or_default();
-    say!(
-        "{verb} backend '{}'{took}",
-        body["name"].as_str().unwrap_or("?")
-    );
-    say!("{}", describe(&args.server, &body));
+    say!("{verb} backend '{}'{took}", response.backend.name);
+    say!("{}", describe(&args.server, &response.backend));
     say!();
+    print_connect_hint(&args.server.server, &url);
+    Ok(())
+}
+
+/// The server's reply as it came, plus the URL for Label Studio.
+fn with_label_studio_url(mut body: Value, url: &str) -> Value {
+    if let Value::Object(map) = &mut body {
+        map.insert("label_studio_url".into(), json!(url));
+    }
+    body
+}
+
+/// Where to paste the URL in Label Studio, or the command that does it.
+fn print_connect_hint(server: &url::Url, url: &str) {
     say!("Label Studio: Settings → Model → Connect Model → Backend URL:");
     say!("  {url}");
-    if is_loopback(&args.server.server) {
+    if is_loopback(server) {
         say!(
             "  (a Label Studio in Docker or on another machine cannot reach this host name: use an address it can)"
         );
@@ -255,7 +310,6 @@ pub async fn run(args: ConfigureArgs) -> anyhow::Result<()> {
     say!(
         "or: configurable-ls-backend connect --backend-url {url} --label-studio <url> --project <id>"
     );
-    Ok(())
 }
 
 /// The `config` part: `--config` as the base, the flags on top. Built as
@@ -363,6 +417,8 @@ fn is_loopback(url: &url::Url) -> bool {
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use cls::secret::Secret;
+    use cls::state::BackendConfig;
 
     #[derive(clap::Parser)]
     struct Wrapper {
@@ -393,10 +449,12 @@ mod tests {
         .expect("parses");
         let config =
             config_json(&wrapper.args, Some("models:/m/1"), Some("<View/>")).expect("json");
-        assert_eq!(config["batch_size"], 4);
-        assert_eq!(config["model"]["uri"], "models:/m/1");
-        assert_eq!(config["model"]["sessions"], 2);
-        assert_eq!(config["model"]["password"], "hunter2");
-        assert_eq!(config["label_config"], "<View/>");
+        let config: BackendConfig = serde_json::from_value(config).expect("a backend config");
+        assert_eq!(config.batch_size, 4);
+        assert_eq!(config.model.uri.as_deref(), Some("models:/m/1"));
+        assert_eq!(config.model.sessions, Some(2));
+        let password = config.model.password.as_ref().map(Secret::expose);
+        assert_eq!(password, Some("hunter2"));
+        assert_eq!(config.label_config.as_deref(), Some("<View/>"));
     }
 }

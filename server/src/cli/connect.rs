@@ -21,10 +21,11 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use reqwest::{Method, RequestBuilder};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::admin_api::{connection_error, join, reply_json};
+use super::admin_api::{connection_error, join, reply_json, typed};
 use super::{non_empty, print_json};
 
 pub const EXAMPLES: &str = "\
@@ -131,10 +132,8 @@ impl LabelStudio {
                 )
                 .await
                 .context("is the token revoked, or from another Label Studio?")?;
-                let access = body["access"]
-                    .as_str()
-                    .context("POST /api/token/refresh/ returned no access token")?;
-                format!("Bearer {access}")
+                let refreshed: TokenRefresh = typed(&body, "POST /api/token/refresh/")?;
+                format!("Bearer {}", refreshed.access)
             }
             // An access token already (short-lived, but usable).
             Some(_) => format!("Bearer {key}"),
@@ -185,8 +184,8 @@ fn token_type(key: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    Some(claims["token_type"].as_str().unwrap_or("access").to_owned())
+    let claims: TokenClaims = serde_json::from_slice(&bytes).ok()?;
+    Some(claims.token_type.unwrap_or_else(|| "access".to_owned()))
 }
 
 /// A value from a flag, else the first environment variable set.
@@ -200,89 +199,12 @@ fn flag_or_env(flag: Option<String>, names: &[&str]) -> Option<String> {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
-    let base = match args.label_studio.clone() {
-        Some(url) => url,
-        None => {
-            let value = flag_or_env(None, &["LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"])
-                .context("no Label Studio URL: pass --label-studio or set LABEL_STUDIO_URL")?;
-            Url::parse(&value).with_context(|| format!("LABEL_STUDIO_URL={value} is not a URL"))?
-        }
-    };
+    let base = label_studio_url(&args)?;
     let key = flag_or_env(args.api_key.clone(), &["LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"])
         .context("no API key: pass --api-key or set LABEL_STUDIO_API_KEY (Account & Settings in Label Studio)")?;
     let ls = LabelStudio::connect(base.clone(), &key).await?;
-
-    let (project, created) = match (&args.project, &args.project_title) {
-        (Some(id), _) => (
-            ls.get(
-                &format!("/api/projects/{id}"),
-                &format!("reading project {id}"),
-            )
-            .await?,
-            false,
-        ),
-        (None, Some(title)) => {
-            find_or_create_project(&ls, title, args.label_config.as_deref()).await?
-        }
-        (None, None) => bail!("pass --project or --project-title"),
-    };
-    let project_id = project["id"]
-        .as_u64()
-        .context("Label Studio returned a project without an id")?;
-
-    let mut body = json!({
-        "project": project_id,
-        "url": args.backend_url.as_str(),
-        "title": args.title,
-        "is_interactive": args.interactive,
-        "auth_method": "NONE",
-    });
-    if let (Some(user), Some(pass)) = (
-        non_empty(&args.basic_auth_user),
-        non_empty(&args.basic_auth_pass),
-    ) {
-        body["auth_method"] = json!("BASIC_AUTH");
-        body["basic_auth_user"] = json!(user);
-        body["basic_auth_pass"] = json!(pass);
-    }
-    let existing = ls
-        .get(
-            &format!("/api/ml/?project={project_id}"),
-            "listing the project's ML backends",
-        )
-        .await?;
-    let same_url = |b: &&Value| {
-        b["url"].as_str().map(|u| u.trim_end_matches('/'))
-            == Some(args.backend_url.as_str().trim_end_matches('/'))
-    };
-    let (backend, action) = match existing
-        .as_array()
-        .and_then(|list| list.iter().find(same_url))
-    {
-        Some(found) => {
-            let id = found["id"]
-                .as_u64()
-                .context("an ML backend without an id")?;
-            let request = ls
-                .request(Method::PATCH, &format!("/api/ml/{id}"))
-                .json(&body);
-            (
-                ls.send(request, &format!("updating ML backend {id}"))
-                    .await?,
-                "updated",
-            )
-        }
-        None => {
-            let request = ls.request(Method::POST, "/api/ml/").json(&body);
-            (
-                ls.send(request, "registering the ML backend").await?,
-                "created",
-            )
-        }
-    };
-    let id = backend["id"]
-        .as_u64()
-        .context("Label Studio returned an ML backend without an id")?;
+    let (project, created) = project(&ls, &args).await?;
+    let (id, action) = register_backend(&ls, &args, project.id).await?;
     // Reading it runs Label Studio's health check (/health, /setup) again.
     let mut state = ls
         .get(&format!("/api/ml/{id}"), "reading the ML backend's state")
@@ -290,14 +212,13 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     if let Some(map) = state.as_object_mut() {
         map.retain(|k, _| !k.contains("pass") && !k.contains("token"));
     }
-    let connected = state["state"] == "CO";
-    let project_url = join(&base, &format!("/projects/{project_id}/"));
-
+    let backend: MlBackendState = typed(&state, "reading the ML backend's state")?;
+    let project_url = join(&base, &format!("/projects/{}/", project.id));
     if args.json {
         print_json(&json!({
             "project": {
-                "id": project_id,
-                "title": project["title"],
+                "id": project.id,
+                "title": project.title,
                 "created": created,
                 "url": project_url,
             },
@@ -305,38 +226,117 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
             "action": action,
         }))?;
     } else {
-        let project_title = project["title"].as_str().unwrap_or("?");
         let made = if created { " (created)" } else { "" };
-        say!("project {project_id} “{project_title}”{made}: {project_url}");
+        let project_title = project.title.as_deref().unwrap_or("?");
+        say!(
+            "project {} “{project_title}”{made}: {project_url}",
+            project.id
+        );
         say!(
             "ML backend {id} “{}” {action}: {}",
             args.title,
             args.backend_url
         );
-        say!(
-            "state: {} ({}), model version {}",
-            state["readable_state"].as_str().unwrap_or("?"),
-            state["state"].as_str().unwrap_or("?"),
-            state["model_version"]
-                .as_str()
-                .filter(|v| !v.is_empty())
-                .unwrap_or("-")
-        );
+        print_state(&backend);
         if args.interactive {
             say!("interactive pre-annotation: on");
         }
     }
-    if !connected {
-        let reason = state["error_message"]
-            .as_str()
-            .filter(|m| !m.is_empty())
-            .unwrap_or("no reason given");
+    if backend.state.as_deref() != Some(CONNECTED) {
         bail!(
-            "Label Studio cannot use the backend ({}): {reason}",
-            state["readable_state"].as_str().unwrap_or("not connected")
+            "Label Studio cannot use the backend ({}): {}",
+            backend.readable_state.as_deref().unwrap_or("not connected"),
+            non_blank(backend.error_message.as_deref()).unwrap_or("no reason given")
         );
     }
     Ok(())
+}
+
+/// `--label-studio`, else `LABEL_STUDIO_URL` (or `LABEL_STUDIO_HOST`).
+fn label_studio_url(args: &ConnectArgs) -> anyhow::Result<Url> {
+    if let Some(url) = &args.label_studio {
+        return Ok(url.clone());
+    }
+    let value = flag_or_env(None, &["LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"])
+        .context("no Label Studio URL: pass --label-studio or set LABEL_STUDIO_URL")?;
+    Url::parse(&value).with_context(|| format!("LABEL_STUDIO_URL={value} is not a URL"))
+}
+
+/// The project `--project` names, or the one `--project-title` finds or
+/// creates; and whether it was created.
+async fn project(ls: &LabelStudio, args: &ConnectArgs) -> anyhow::Result<(Project, bool)> {
+    match (&args.project, &args.project_title) {
+        (Some(id), _) => {
+            let what = format!("reading project {id}");
+            let body = ls.get(&format!("/api/projects/{id}"), &what).await?;
+            Ok((typed(&body, &what)?, false))
+        }
+        (None, Some(title)) => {
+            find_or_create_project(ls, title, args.label_config.as_deref()).await
+        }
+        (None, None) => bail!("pass --project or --project-title"),
+    }
+}
+
+/// Registers the backend URL in the project, or updates the project's
+/// backend that already has this URL (so running twice does not register
+/// two); returns its id and which of the two happened.
+async fn register_backend(
+    ls: &LabelStudio,
+    args: &ConnectArgs,
+    project: u64,
+) -> anyhow::Result<(u64, &'static str)> {
+    let basic_auth = non_empty(&args.basic_auth_user).zip(non_empty(&args.basic_auth_pass));
+    let fields = MlBackendFields {
+        project,
+        url: args.backend_url.as_str(),
+        title: &args.title,
+        is_interactive: args.interactive,
+        auth_method: if basic_auth.is_some() {
+            "BASIC_AUTH"
+        } else {
+            "NONE"
+        },
+        basic_auth_user: basic_auth.map(|(user, _)| user),
+        basic_auth_pass: basic_auth.map(|(_, pass)| pass),
+    };
+    let what = "listing the project's ML backends";
+    let existing: Vec<MlBackend> = typed(
+        &ls.get(&format!("/api/ml/?project={project}"), what).await?,
+        what,
+    )?;
+    let wanted = args.backend_url.as_str().trim_end_matches('/');
+    let same_url =
+        |b: &&MlBackend| b.url.as_deref().map(|u| u.trim_end_matches('/')) == Some(wanted);
+    let (what, request, action) = match existing.iter().find(same_url) {
+        Some(found) => (
+            format!("updating ML backend {}", found.id),
+            ls.request(Method::PATCH, &format!("/api/ml/{}", found.id)),
+            "updated",
+        ),
+        None => (
+            "registering the ML backend".to_owned(),
+            ls.request(Method::POST, "/api/ml/"),
+            "created",
+        ),
+    };
+    let body = ls.send(request.json(&fields), &what).await?;
+    let backend: MlBackend = typed(&body, &what)?;
+    Ok((backend.id, action))
+}
+
+/// Label Studio's verdict on the backend.
+fn print_state(backend: &MlBackendState) {
+    say!(
+        "state: {} ({}), model version {}",
+        backend.readable_state.as_deref().unwrap_or("?"),
+        backend.state.as_deref().unwrap_or("?"),
+        non_blank(backend.model_version.as_deref()).unwrap_or("-")
+    );
+}
+
+fn non_blank(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
 }
 
 /// The project with exactly this title, else a new one.
@@ -344,45 +344,131 @@ async fn find_or_create_project(
     ls: &LabelStudio,
     title: &str,
     label_config: Option<&std::path::Path>,
-) -> anyhow::Result<(Value, bool)> {
+) -> anyhow::Result<(Project, bool)> {
+    if let Some(found) = find_project(ls, title).await? {
+        if label_config.is_some() {
+            eprintln!(
+                "note: project “{title}” exists (id {}); its labeling config was left as it is",
+                found.id
+            );
+        }
+        return Ok((found, false));
+    }
+    let label_config = label_config.map(read_label_config).transpose()?;
+    let fields = NewProject {
+        title,
+        label_config,
+    };
+    let request = ls.request(Method::POST, "/api/projects/").json(&fields);
+    let what = format!("creating project “{title}”");
+    let project = ls.send(request, &what).await?;
+    Ok((typed(&project, &what)?, true))
+}
+
+/// The project with exactly this title, reading every page of Label
+/// Studio's title filter (which matches substrings, case-insensitively).
+async fn find_project(ls: &LabelStudio, title: &str) -> anyhow::Result<Option<Project>> {
     let encoded: String = url::form_urlencoded::byte_serialize(title.as_bytes()).collect();
-    let mut page = 1;
-    loop {
-        let listing = ls
-            .get(
-                &format!("/api/projects/?title={encoded}&page={page}&page_size={PAGE_SIZE}"),
-                "looking for the project",
-            )
-            .await?;
-        let results = listing["results"].as_array().cloned().unwrap_or_default();
-        // The filter matches substrings, case-insensitively.
-        if let Some(found) = results.iter().find(|p| p["title"] == title) {
-            if label_config.is_some() {
-                eprintln!(
-                    "note: project “{title}” exists (id {}); its labeling config was left as it is",
-                    found["id"]
-                );
-            }
-            return Ok((found.clone(), false));
+    let what = "looking for the project";
+    for page in 1.. {
+        let path = format!("/api/projects/?title={encoded}&page={page}&page_size={PAGE_SIZE}");
+        let listing: ProjectPage = typed(&ls.get(&path, what).await?, what)?;
+        let last = listing.next.is_none() || listing.results.is_empty();
+        let found = listing
+            .results
+            .into_iter()
+            .find(|p| p.title.as_deref() == Some(title));
+        if found.is_some() || last {
+            return Ok(found);
         }
-        if listing["next"].is_null() || results.is_empty() {
-            break;
-        }
-        page += 1;
     }
-    let mut body = json!({ "title": title });
-    if let Some(path) = label_config {
-        let xml = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        crate::labelconfig::LabelConfig::parse(&xml)
-            .with_context(|| format!("{} is not a usable labeling config", path.display()))?;
-        body["label_config"] = json!(xml);
-    }
-    let request = ls.request(Method::POST, "/api/projects/").json(&body);
-    let project = ls
-        .send(request, &format!("creating project “{title}”"))
-        .await?;
-    Ok((project, true))
+    Ok(None)
+}
+
+/// A labeling config file's XML, refused here when it does not parse.
+fn read_label_config(path: &std::path::Path) -> anyhow::Result<String> {
+    let xml =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    cls::labelconfig::LabelConfig::parse(&xml)
+        .with_context(|| format!("{} is not a usable labeling config", path.display()))?;
+    Ok(xml)
+}
+
+/// Label Studio's `state` of a backend it can use (Connected).
+const CONNECTED: &str = "CO";
+
+/// The claims of a Label Studio JWT this command reads.
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    #[serde(default)]
+    token_type: Option<String>,
+}
+
+/// `POST /api/token/refresh/`'s reply.
+#[derive(Debug, Deserialize)]
+struct TokenRefresh {
+    access: String,
+}
+
+/// A Label Studio project, as far as this command reads it.
+#[derive(Debug, Deserialize)]
+struct Project {
+    id: u64,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+/// One page of `GET /api/projects/`.
+#[derive(Debug, Deserialize)]
+struct ProjectPage {
+    #[serde(default)]
+    results: Vec<Project>,
+    /// The next page's URL; `null` on the last page.
+    #[serde(default)]
+    next: Option<Value>,
+}
+
+/// `POST /api/projects/`'s body.
+#[derive(Debug, Serialize)]
+struct NewProject<'a> {
+    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label_config: Option<String>,
+}
+
+/// An ML backend in `GET /api/ml/` and the replies to creating or updating one.
+#[derive(Debug, Deserialize)]
+struct MlBackend {
+    id: u64,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// What `GET /api/ml/{id}` says about the connection.
+#[derive(Debug, Deserialize)]
+struct MlBackendState {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    readable_state: Option<String>,
+    #[serde(default)]
+    model_version: Option<String>,
+    #[serde(default)]
+    error_message: Option<String>,
+}
+
+/// The fields of `POST /api/ml` (ls-protocol.md §7) and `PATCH /api/ml/{id}`.
+#[derive(Debug, Serialize)]
+struct MlBackendFields<'a> {
+    project: u64,
+    url: &'a str,
+    title: &'a str,
+    is_interactive: bool,
+    auth_method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    basic_auth_user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    basic_auth_pass: Option<&'a str>,
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@
 //! Shared by several: `tasks` (files → Label Studio tasks), `admin_api`
 //! (the HTTP client for the admin routes), `model_args` (model flags).
 //!
-//! This is the edge: errors are `anyhow` here and nowhere else in the crate.
+//! This is the binary's own code; the server it starts and talks to is the
+//! `cls` library, which it uses like any other client would (the JSON it
+//! reads back is typed by `cls::api`). This is the edge: errors are `anyhow`
+//! here, while the library's are typed.
 //! Results go to stdout (`--json` for scripts), errors and progress to
 //! stderr, and secrets (flags or their environment variables) are never
 //! printed.
@@ -35,9 +38,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::hooks::{HookRuntime, RuntimeOptions};
+use cls::hooks::{HookRuntime, RuntimeOptions};
 
-pub use serve::{CliError, LogFormat, ServeArgs, init_logging};
+use serve::ServeArgs;
 
 /// Serve any MLflow ONNX model as a Label Studio ML backend, shaped by
 /// sandboxed WebAssembly hooks.

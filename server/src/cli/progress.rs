@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::model::ProgressFn;
+use cls::model::ProgressFn;
 
 /// Transfers below this size finish before a bar would be worth reading.
 pub const PROGRESS_THRESHOLD_BYTES: u64 = 4 << 20;

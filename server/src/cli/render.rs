@@ -18,7 +18,7 @@ use image::ImageDecoder as _;
 use serde_json::Value;
 
 use super::tasks::{data_uri, image_type};
-use crate::pipeline::TaskResult;
+use cls::pipeline::TaskResult;
 
 /// An image ready to embed.
 #[derive(Debug, Clone)]
@@ -139,116 +139,190 @@ const TEXT_COLUMNS: usize = 90;
 /// Lines of task text shown at most.
 const TEXT_MAX_LINES: usize = 30;
 
+/// The geometry of one task's SVG, derived from what it shows.
+struct Layout {
+    width: f64,
+    /// Height of the embedded image (0 without one).
+    image_height: f64,
+    scale: Scale,
+    /// Height of one line of text.
+    line: f64,
+    /// Characters per caption line.
+    columns: usize,
+}
+
+impl Layout {
+    fn for_subject(subject: &Subject) -> Self {
+        let (width, image_height) = match subject {
+            Subject::Image { picture, .. } => (f64::from(picture.width), f64::from(picture.height)),
+            _ => (TEXT_WIDTH, 0.0),
+        };
+        let scale = Scale::for_width(width);
+        Self {
+            width,
+            image_height,
+            line: scale.font * 1.4,
+            columns: ((width / (scale.font * 0.55)) as usize).max(20),
+            scale,
+        }
+    }
+}
+
+/// A line of text under the picture and its CSS class (`caption`, `note`,
+/// `error`, or `caption-more` for a wrapped caption's further lines).
+type CaptionLine = (String, &'static str);
+
 /// One task as a standalone SVG document.
 pub fn svg(task: &Task) -> String {
-    let (width, image_height) = match &task.subject {
-        Subject::Image { picture, .. } => (f64::from(picture.width), f64::from(picture.height)),
-        _ => (TEXT_WIDTH, 0.0),
-    };
-    let scale = Scale::for_width(width);
-    let line = scale.font * 1.4;
-    let columns = ((width / (scale.font * 0.55)) as usize).max(20);
-
+    let layout = Layout::for_subject(&task.subject);
     let mut body = String::new();
-    let mut y = image_height;
-    if let Subject::Image { picture, .. } = &task.subject {
+    let mut y = layout.image_height;
+    match &task.subject {
+        Subject::Image { picture, .. } => embed_picture(&mut body, picture),
+        Subject::Text(text) => y = write_task_text(&mut body, text, &layout, y),
+        Subject::None => {}
+    }
+    let captions = draw_outcome(&mut body, task, &layout.scale);
+    let lines = wrap_captions(&captions, layout.columns);
+    let height = y + captions_height(lines.len(), &layout);
+    write_captions(&mut body, &lines, &layout, y, height);
+    document(&task.title, &layout, height, &body)
+}
+
+/// The task's image, at its own size, under everything else.
+fn embed_picture(body: &mut String, picture: &Picture) {
+    let _ = writeln!(
+        body,
+        r#"<image x="0" y="0" width="{}" height="{}" preserveAspectRatio="none" href="{}"/>"#,
+        picture.width,
+        picture.height,
+        data_uri(&picture.mime, &picture.bytes)
+    );
+}
+
+/// The start of a text task (at most [`TEXT_MAX_LINES`] lines) from `y`
+/// down; returns where it ends.
+fn write_task_text(body: &mut String, text: &str, layout: &Layout, y: f64) -> f64 {
+    let font = layout.scale.font;
+    let mut y = y + font * 0.5;
+    let lines = wrap(text, TEXT_COLUMNS);
+    let shown = lines.len().min(TEXT_MAX_LINES);
+    for (i, l) in lines.iter().take(shown).enumerate() {
+        y += layout.line;
+        let more = if i + 1 == shown && lines.len() > shown {
+            " …"
+        } else {
+            ""
+        };
         let _ = writeln!(
             body,
-            r#"<image x="0" y="0" width="{}" height="{}" preserveAspectRatio="none" href="{}"/>"#,
-            picture.width,
-            picture.height,
-            data_uri(&picture.mime, &picture.bytes)
+            r#"<text class="task-text" x="{:.1}" y="{y:.1}">{}{more}</text>"#,
+            font * 0.5,
+            escape(l)
         );
     }
-    if let Subject::Text(text) = &task.subject {
-        y += scale.font * 0.5;
-        let lines = wrap(text, TEXT_COLUMNS);
-        let shown = lines.len().min(TEXT_MAX_LINES);
-        for (i, l) in lines.iter().take(shown).enumerate() {
-            y += line;
-            let more = if i + 1 == shown && lines.len() > shown {
-                " …"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                body,
-                r#"<text class="task-text" x="{:.1}" y="{y:.1}">{}{more}</text>"#,
-                scale.font * 0.5,
-                escape(l)
-            );
-        }
-        y += scale.font * 0.5;
-    }
+    y + font * 0.5
+}
 
-    let mut captions: Vec<(String, &'static str)> = Vec::new();
+/// Draws the predictions' regions; returns the captions for everything
+/// not drawn as a shape, or the task's failure.
+fn draw_outcome(body: &mut String, task: &Task, scale: &Scale) -> Vec<CaptionLine> {
     match task.outcome {
-        Ok(predictions) => {
-            let object = match &task.subject {
-                Subject::Image { object, .. } => Some(object.as_str()),
-                _ => None,
-            };
-            let several = predictions.len() > 1;
-            let _ = writeln!(body, r#"<g class="regions">"#);
-            for (index, result) in results(predictions) {
-                let prefix = if several {
-                    format!("#{} ", index + 1)
-                } else {
-                    String::new()
-                };
-                match (object, &task.subject) {
-                    (Some(object), Subject::Image { picture, .. }) if drawn_on(result, object) => {
-                        shape(&mut body, result, picture, &scale, &prefix);
-                    }
-                    _ => captions.push((format!("{prefix}{}", caption(result)), "caption")),
-                }
-            }
-            let _ = writeln!(body, "</g>");
-            if predictions
-                .iter()
-                .all(|p| p["result"].as_array().is_none_or(Vec::is_empty))
-            {
-                captions.push(("no regions predicted".to_owned(), "note"));
-            }
-        }
-        Err(e) => captions.push((
+        Ok(predictions) => draw_predictions(body, &task.subject, predictions, scale),
+        Err(e) => vec![(
             format!("✗ failed at {}: {}", e.stage.as_str(), e.message),
             "error",
-        )),
+        )],
     }
+}
 
-    let mut caption_lines = Vec::new();
-    for (text, class) in &captions {
-        for (i, l) in wrap(text, columns).into_iter().enumerate() {
-            // Only a caption's first line counts as the caption.
-            let class = if i == 0 { *class } else { "caption-more" };
-            caption_lines.push((l, class));
+/// Shapes on the image for region results; captions for the rest (and a
+/// note when nothing was predicted). With several predictions, each
+/// result is prefixed by its prediction's number.
+fn draw_predictions(
+    body: &mut String,
+    subject: &Subject,
+    predictions: &[Value],
+    scale: &Scale,
+) -> Vec<CaptionLine> {
+    let mut captions = Vec::new();
+    let several = predictions.len() > 1;
+    let _ = writeln!(body, r#"<g class="regions">"#);
+    for (index, result) in results(predictions) {
+        let prefix = if several {
+            format!("#{} ", index + 1)
+        } else {
+            String::new()
+        };
+        match subject {
+            Subject::Image { picture, object } if drawn_on(result, object) => {
+                shape(body, result, picture, scale, &prefix);
+            }
+            _ => captions.push((format!("{prefix}{}", caption(result)), "caption")),
         }
     }
-    let height = y + if caption_lines.is_empty() {
+    let _ = writeln!(body, "</g>");
+    if predictions
+        .iter()
+        .all(|p| p["result"].as_array().is_none_or(Vec::is_empty))
+    {
+        captions.push(("no regions predicted".to_owned(), "note"));
+    }
+    captions
+}
+
+/// Captions wrapped to `columns`; only a caption's first line keeps its
+/// class, so each caption is counted once.
+fn wrap_captions(captions: &[CaptionLine], columns: usize) -> Vec<CaptionLine> {
+    captions
+        .iter()
+        .flat_map(|(text, class)| {
+            wrap(text, columns)
+                .into_iter()
+                .enumerate()
+                .map(move |(i, l)| (l, if i == 0 { *class } else { "caption-more" }))
+        })
+        .collect()
+}
+
+/// Height of the caption box for `lines` lines (none without captions).
+fn captions_height(lines: usize, layout: &Layout) -> f64 {
+    if lines == 0 {
         0.0
     } else {
-        caption_lines.len() as f64 * line + scale.font
-    };
-    if !caption_lines.is_empty() {
+        lines as f64 * layout.line + layout.scale.font
+    }
+}
+
+/// The caption box from `y` to `height`, and its lines.
+fn write_captions(body: &mut String, lines: &[CaptionLine], layout: &Layout, y: f64, height: f64) {
+    if lines.is_empty() {
+        return;
+    }
+    let width = layout.width;
+    let _ = writeln!(
+        body,
+        r#"<rect class="caption-box" x="0" y="{y:.1}" width="{width}" height="{:.1}"/>"#,
+        height - y
+    );
+    let _ = writeln!(body, r#"<g class="captions">"#);
+    let mut y = y;
+    for (l, class) in lines {
+        y += layout.line;
         let _ = writeln!(
             body,
-            r#"<rect class="caption-box" x="0" y="{y:.1}" width="{width}" height="{:.1}"/>"#,
-            height - y
+            r#"<text class="{class}" x="{:.1}" y="{y:.1}">{}</text>"#,
+            layout.scale.font * 0.5,
+            escape(l)
         );
-        let _ = writeln!(body, r#"<g class="captions">"#);
-        for (l, class) in caption_lines {
-            y += line;
-            let _ = writeln!(
-                body,
-                r#"<text class="{class}" x="{:.1}" y="{y:.1}">{}</text>"#,
-                scale.font * 0.5,
-                escape(&l)
-            );
-        }
-        let _ = writeln!(body, "</g>");
     }
+    let _ = writeln!(body, "</g>");
+}
 
+/// The SVG document around `body`, with the styles the classes use.
+fn document(title: &str, layout: &Layout, height: f64, body: &str) -> String {
+    let width = layout.width;
+    let scale = &layout.scale;
     format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0}" viewBox="0 0 {width} {height:.1}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="{font:.1}">
 <title>{title}</title>
@@ -263,7 +337,7 @@ pub fn svg(task: &Task) -> String {
 </style>
 {body}</svg>
 "#,
-        title = escape(&task.title),
+        title = escape(title),
         font = scale.font,
         stroke = scale.stroke,
         halo = scale.font / 5.0,
@@ -688,8 +762,8 @@ mod tests {
 
     #[test]
     fn a_failed_task_is_captioned_with_its_stage() {
-        let outcome: TaskResult = Err(crate::pipeline::TaskError {
-            stage: crate::pipeline::Stage::Validation,
+        let outcome: TaskResult = Err(cls::pipeline::TaskError {
+            stage: cls::pipeline::Stage::Validation,
             message: "label 'x' is not in the config".into(),
         });
         let task = Task {

@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 
-use crate::app::{
+use cls::api::{Health, STATUS_UP};
+use cls::app::{
     self, AppState, BasicAuth, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTS,
     DEFAULT_MAX_PREDICT_BODY_BYTES, ServerConfig, Settings,
 };
-use crate::secret::Secret;
+use cls::secret::Secret;
+use serde::Deserialize as _;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,7 +65,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CLS_MEMORY_BUDGET_MB")]
     pub memory_budget_mb: Option<u64>,
     /// Seconds a request waits for room in the memory budget before 503.
-    #[arg(long, env = "CLS_MEMORY_WAIT_SECS", default_value_t = crate::budget::DEFAULT_WAIT.as_secs())]
+    #[arg(long, env = "CLS_MEMORY_WAIT_SECS", default_value_t = cls::budget::DEFAULT_WAIT.as_secs())]
     pub memory_wait_secs: u64,
     /// Size bound of the model cache in MiB (least recently used unused models are evicted).
     #[arg(long, env = "CLS_MODEL_CACHE_MB", default_value_t = 10_240)]
@@ -109,7 +111,7 @@ pub enum CliError {
     )]
     NoStateDir,
     #[error(transparent)]
-    TrustedProxy(#[from] crate::auth::InvalidProxy),
+    TrustedProxy(#[from] cls::auth::InvalidProxy),
 }
 
 impl ServeArgs {
@@ -155,7 +157,7 @@ impl ServeArgs {
             max_concurrent_predicts: self.max_concurrent_predicts.max(1),
             memory_budget_bytes: self.memory_budget_mb.map(|mb| mb << 20),
             memory_wait: std::time::Duration::from_secs(self.memory_wait_secs),
-            trusted_proxies: crate::auth::TrustedProxies::parse(self.trusted_proxies.as_slice())?,
+            trusted_proxies: cls::auth::TrustedProxies::parse(self.trusted_proxies.as_slice())?,
             allow_private_networks: self.allow_private_networks,
         })
     }
@@ -247,7 +249,8 @@ pub async fn healthcheck(url: &str) -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    anyhow::ensure!(body["status"] == "UP", "{url} answered {body}");
+    let up = Health::deserialize(&body).is_ok_and(|health| health.status == STATUS_UP);
+    anyhow::ensure!(up, "{url} answered {body}");
     Ok(())
 }
 

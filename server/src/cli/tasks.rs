@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::labelconfig::{LabelConfig, ObjectKind};
+use cls::labelconfig::{LabelConfig, ObjectKind};
 
 /// One task and the file it came from.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ fn first_object(
 /// The media type of an image, from its first bytes (the same sniffing the
 /// server applies to downloads).
 pub fn image_type(b: &[u8]) -> Option<&'static str> {
-    crate::fetch::sniff_media_type(b).filter(|t| t.starts_with("image/"))
+    cls::fetch::sniff_media_type(b).filter(|t| t.starts_with("image/"))
 }
 
 /// `data:<mime>;base64,<bytes>`.

@@ -19,13 +19,13 @@ use super::model_args::ModelArgs;
 use super::render::{self, Picture, Subject};
 use super::tasks::{self, Input};
 use super::{cache_dir, hook, hook_runtime, init_cli_logging, print_json, progress};
-use crate::admin::Loader;
-use crate::fetch::{FetchRequest, Fetcher};
-use crate::hooks::HookKind;
-use crate::labelconfig::{LabelConfig, ObjectKind};
-use crate::model::{DEFAULT_CACHE_MAX_BYTES, ModelLoader, OrtRuntime};
-use crate::pipeline::{self, PredictRequest, Services, StageTimes, TaskResult};
-use crate::state::{Backend, BackendConfig, BackendName, PersistedBackend};
+use cls::admin::Loader;
+use cls::fetch::{FetchRequest, Fetcher};
+use cls::hooks::HookKind;
+use cls::labelconfig::{LabelConfig, ObjectKind};
+use cls::model::{DEFAULT_CACHE_MAX_BYTES, ModelLoader, OrtRuntime};
+use cls::pipeline::{self, PredictRequest, Services, StageTimes, TaskResult};
+use cls::state::{Backend, BackendConfig, BackendName, PersistedBackend};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -164,7 +164,7 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
         Fetcher::new(cache.join("downloads"), DOWNLOAD_CACHE_BYTES)
             .context("cannot set up downloads")?,
     );
-    let model_cache = crate::model::ModelCache::new(cache.join("models"), DEFAULT_CACHE_MAX_BYTES)
+    let model_cache = cls::model::ModelCache::new(cache.join("models"), DEFAULT_CACHE_MAX_BYTES)
         .context("cannot open the model cache")?;
     let (download_bar, report_download) = progress::download_progress("the model");
     let models = Arc::new(
@@ -214,7 +214,7 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
         services: Services::new(
             hooks,
             fetcher,
-            Arc::new(crate::budget::MemoryBudget::default()),
+            Arc::new(cls::budget::MemoryBudget::default()),
         ),
         backend,
     })

@@ -21,7 +21,7 @@ use tokio::io::AsyncBufReadExt as _;
 
 use super::python;
 use crate::cli::print_json;
-use crate::hooks::{HookKind, HookLoadError, HookRuntime};
+use cls::hooks::{HookKind, HookLoadError, HookRuntime};
 
 /// The target hooks are built for.
 pub const TARGET: &str = "wasm32-wasip2";

@@ -13,7 +13,7 @@ use clap::Subcommand;
 
 pub use build::BuiltHook;
 
-use crate::hooks::{HookKind, HookRuntime};
+use cls::hooks::{HookKind, HookRuntime};
 
 /// `hook` subcommands.
 #[derive(Debug, Subcommand)]

@@ -551,7 +551,7 @@ mod tests {
             let config = template
                 .label_config()
                 .expect("label config in the example README");
-            crate::labelconfig::LabelConfig::parse(config).expect("the label config parses");
+            cls::labelconfig::LabelConfig::parse(config).expect("the label config parses");
             assert!(template.post().lib_rs.contains("export_post_hook!"));
             if let Some(pre) = template.pre() {
                 assert!(pre.lib_rs.contains("export_pre_hook!"));

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-use crate::hooks::HookKind;
+use cls::hooks::HookKind;
 
 /// The componentize-py release hooks are built and tested with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
