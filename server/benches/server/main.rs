@@ -160,10 +160,7 @@ async fn run() -> Report {
         .build()
         .expect("HTTP client");
     let state = tempfile::tempdir().expect("state dir");
-    let mut server = Server::start(ServerOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..ServerOptions::default()
-    });
+    let mut server = Server::start(bench_server(state.path().to_path_buf()));
     let http = Http {
         client: client.clone(),
         server: server.url.clone(),
@@ -224,10 +221,7 @@ async fn run() -> Report {
     }
     for _ in 0..RESTARTS {
         let started = Instant::now();
-        let mut restarted = Server::start(ServerOptions {
-            state_dir: Some(state_dir.clone()),
-            ..ServerOptions::default()
-        });
+        let mut restarted = Server::start(bench_server(state_dir.clone()));
         let health: Value = client
             .get(format!("{}/health", restarted.url))
             .send()
@@ -469,4 +463,14 @@ fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     leb128(body.len(), &mut out);
     out.extend_from_slice(&body);
     out
+}
+
+/// The bench's server: its photos come from this process on loopback, a
+/// private address the server refuses unless told otherwise.
+fn bench_server(state_dir: PathBuf) -> ServerOptions {
+    ServerOptions {
+        state_dir: Some(state_dir),
+        args: vec!["--allow-private-networks".into()],
+        ..ServerOptions::default()
+    }
 }
