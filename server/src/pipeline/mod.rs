@@ -385,9 +385,11 @@ async fn prepare(
         None => {
             let inputs = backend.model.inputs().to_vec();
             let max_decode = backend.limits.memory_bytes;
-            pixel_work(move || builtin_pre::run(&datapoints, &inputs, max_decode))
+            // The pixel pool: one decode per core, off the async workers.
+            crate::imageops::pixel_pool()
+                .run(move || builtin_pre::run(&datapoints, &inputs, max_decode))
                 .await
-                .map_err(|e| TaskError::new(Stage::PreHook, e))?
+                .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?
                 .map_err(|e| TaskError::new(Stage::PreHook, format!("built-in pre-hook: {e}")))?
         }
     };
@@ -395,27 +397,6 @@ async fn prepare(
     ctx.datapoints = infos;
     ctx.carry = pre.carry.clone();
     Ok((Prepared { ctx, pre }, fetched, started.elapsed()))
-}
-
-/// Runs CPU-heavy pixel work on the blocking pool, at most one job per core
-/// at a time: decoding is memory-hungry, and more jobs than cores only add
-/// memory without adding speed.
-async fn pixel_work<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    let slots = SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        Arc::new(tokio::sync::Semaphore::new(cores))
-    });
-    let _slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| format!("internal error: {e}"))?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| format!("internal error: {e}"))
 }
 
 async fn describe_all(datapoints: Vec<Datapoint>) -> Vec<DatapointInfo> {
