@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Multipart, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

@@ -117,9 +117,9 @@ impl Resolve for PublicOnly {
 }
 
 /// The [`PrivateDestination`] among an error's causes, if any.
-pub(crate) fn private_destination(
-    err: &(dyn std::error::Error + 'static),
-) -> Option<&PrivateDestination> {
+pub(crate) fn private_destination<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a PrivateDestination> {
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<PrivateDestination>() {

@@ -1166,6 +1166,14 @@ async fn private_and_loopback_destinations_are_refused_by_default() {
     );
 }
 
+/// The refusal of `http://<host>:<port>/a.png`, with the port blanked out.
+async fn refusal(h: &Harness, host: &str, port: u16) -> String {
+    let url = format!("http://{host}:{port}/a.png");
+    let err = h.fetch(&h.cfg(None), &url).await.expect_err("refused");
+    assert_private_refusal(&err, &url);
+    err.to_string().replace(&port.to_string(), "<port>")
+}
+
 #[tokio::test]
 async fn the_refusal_is_the_same_whether_a_port_is_open_or_closed() {
     let h = Harness::new().await;
@@ -1175,16 +1183,11 @@ async fn the_refusal_is_the_same_whether_a_port_is_open_or_closed() {
         listener.local_addr().expect("addr").port()
     };
     for host in ["127.0.0.1", "localhost", "[::1]"] {
-        let message = |port: u16| {
-            let url = format!("http://{host}:{port}/a.png");
-            let cfg = h.cfg(None);
-            async move {
-                let err = h.fetch(&cfg, &url).await.expect_err("refused");
-                assert_private_refusal(&err, &url);
-                err.to_string().replace(&port.to_string(), "<port>")
-            }
-        };
-        assert_eq!(message(open).await, message(closed).await, "{host}");
+        assert_eq!(
+            refusal(&h, host, open).await,
+            refusal(&h, host, closed).await,
+            "{host}"
+        );
     }
     assert_eq!(h.storage.hits.load(Ordering::SeqCst), 0, "no connection");
 }
