@@ -38,7 +38,7 @@ fn versions() -> Option<[Version; 2]> {
         uploaded_model: false,
         request: Configure {
             config: json!({
-                "model": {"uri": model_path.display().to_string(), "password": "secret-1"},
+                "model": {"uri": model_path.display().to_string()},
                 "model_version": "v1",
                 "label_config": TEXT_CONFIG,
             }),
