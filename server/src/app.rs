@@ -56,7 +56,7 @@ pub struct ServerConfig {
     /// Largest `/predict` body.
     pub max_predict_body_bytes: usize,
     pub max_concurrent_predicts: usize,
-    /// Bytes of memory request work may hold at once; `None`: half of the
+    /// Bytes of memory request work may hold at once; `None`: 40 % of the
     /// machine's or the container's memory.
     pub memory_budget_bytes: Option<u64>,
     /// How long a request waits for memory before it is answered 503.
@@ -320,6 +320,11 @@ pub struct Settings {
     pub execution_provider: Option<String>,
     /// `libonnxruntime` to load instead of discovering one.
     pub ort_library: Option<std::path::PathBuf>,
+    /// Cap on ONNX Runtime's memory (all sessions share one capped arena);
+    /// `None`: [`crate::model::default_memory_cap`]; `Some(0)`: no cap.
+    pub ort_memory_cap: Option<u64>,
+    /// Limits on what a model may declare (its inputs' size per task).
+    pub model_limits: crate::model::ModelLimits,
 }
 
 /// Why the server cannot start. Each message is one line saying what to do.
@@ -341,10 +346,14 @@ impl AppState {
     /// Loads ONNX Runtime, opens the state dir, builds the hook runtime and
     /// restores every persisted backend (a broken one is logged and skipped).
     pub async fn start(settings: Settings) -> Result<Self, StartupError> {
-        let ort = match &settings.ort_library {
-            Some(path) => crate::model::OrtRuntime::init_from(path)?,
-            None => crate::model::OrtRuntime::init()?,
-        };
+        let ort = crate::model::OrtRuntime::init_with(
+            settings.ort_library.as_deref(),
+            Some(
+                settings
+                    .ort_memory_cap
+                    .unwrap_or_else(crate::model::default_memory_cap),
+            ),
+        )?;
         tracing::info!(library = %ort.library().display(), "ONNX Runtime loaded");
         let state_dir = StateDir::open(&settings.state_dir)?;
         let hooks = Arc::new(crate::hooks::HookRuntime::new(
@@ -365,11 +374,14 @@ impl AppState {
         let cache =
             crate::model::ModelCache::new(state_dir.models_dir(), settings.model_cache_bytes)
                 .map_err(|e| StartupError::Models(e.to_string()))?;
-        let models = Arc::new(crate::model::ModelLoader::new(
-            Arc::new(ort),
-            cache,
-            settings.execution_provider.clone(),
-        ));
+        let models = Arc::new(
+            crate::model::ModelLoader::new(
+                Arc::new(ort),
+                cache,
+                settings.execution_provider.clone(),
+            )
+            .with_limits(settings.model_limits),
+        );
         let loader = Arc::new(crate::admin::Loader::new(hooks.clone(), models));
         let budget = Arc::new(MemoryBudget::new(
             settings

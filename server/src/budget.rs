@@ -29,7 +29,7 @@ const UNIT: u64 = 64 << 10;
 /// Fraction of the machine's (or the cgroup's) memory given to request work
 /// when no budget is configured: the rest is for models, hooks, the
 /// allocator's slack and the operating system.
-const DEFAULT_FRACTION: f64 = 0.5;
+const DEFAULT_FRACTION: f64 = 0.4;
 
 /// Smallest budget accepted: below this not even one image task fits.
 pub const MIN_BUDGET_BYTES: u64 = 64 << 20;
@@ -125,7 +125,7 @@ impl MemoryBudget {
         }
     }
 
-    /// The default budget: half of the memory this process may use (the
+    /// The default budget: 40 % of the memory this process may use (the
     /// cgroup's limit in a container, else the machine's memory).
     pub fn default_total() -> u64 {
         let available = cgroup_limit()

@@ -61,7 +61,7 @@ pub struct ServeArgs {
     pub max_predict_body_mb: u64,
     /// Memory in MiB that request work (bodies, images, tensors, batches) may
     /// hold at once; work beyond it waits, then gets 503 with Retry-After
-    /// [default: half of the machine's or the container's memory].
+    /// [default: 40 % of the machine's or the container's memory].
     #[arg(long, env = "CLS_MEMORY_BUDGET_MB")]
     pub memory_budget_mb: Option<u64>,
     /// Seconds a request waits for room in the memory budget before 503.
@@ -77,6 +77,15 @@ pub struct ServeArgs {
     /// (e.g. CPUExecutionProvider, CUDAExecutionProvider), overriding MLmodel's list.
     #[arg(long, env = "CLS_EXECUTION_PROVIDER")]
     pub execution_provider: Option<String>,
+    /// Largest input a model may declare, in MiB per task (dynamic dimensions
+    /// count as 1); larger models are refused at configure time. 0: no limit.
+    #[arg(long, env = "CLS_MAX_INPUT_MB", default_value_t = cls::model::DEFAULT_MAX_INPUT_BYTES >> 20)]
+    pub max_input_mb: u64,
+    /// Cap in MiB on ONNX Runtime's memory, shared by every session: an
+    /// inference that would allocate past it fails instead of exhausting the
+    /// machine [default: half of the machine's or the container's memory; 0: no cap].
+    #[arg(long, env = "CLS_ORT_MAX_MEMORY_MB")]
+    pub ort_max_memory_mb: Option<u64>,
     /// Path to libonnxruntime.so (else discovered; see the README).
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_dylib_path: Option<PathBuf>,
@@ -203,6 +212,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         download_cache_bytes: args.download_cache_mb << 20,
         execution_provider: args.execution_provider.clone(),
         ort_library: args.ort_dylib_path.clone(),
+        ort_memory_cap: args.ort_max_memory_mb.map(|mb| mb << 20),
+        model_limits: cls::model::ModelLimits {
+            max_input_bytes: args.max_input_mb << 20,
+        },
     };
     let state = AppState::start(settings).await?;
     let listener = tokio::net::TcpListener::bind(args.addr())
