@@ -41,7 +41,7 @@ use crate::pipeline::{self, PredictRequest, Services};
 use crate::state::{Activity, Backend, BackendConfig, BackendName, PersistedBackend};
 use crate::tensor::TensorSpec;
 
-/// The admin routes, behind [`admin_auth`].
+/// The admin routes, behind `admin_auth`.
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/configure", post(configure_root))

@@ -348,11 +348,9 @@ impl AppState {
     pub async fn start(settings: Settings) -> Result<Self, StartupError> {
         let ort = crate::model::OrtRuntime::init_with(
             settings.ort_library.as_deref(),
-            Some(
-                settings
-                    .ort_memory_cap
-                    .unwrap_or_else(crate::model::default_memory_cap),
-            ),
+            settings
+                .ort_memory_cap
+                .or_else(crate::model::default_memory_cap),
         )?;
         tracing::info!(library = %ort.library().display(), "ONNX Runtime loaded");
         let state_dir = StateDir::open(&settings.state_dir)?;

@@ -74,7 +74,7 @@ fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
 }
 
 /// Middleware for the admin routes: [`admin_check`], with the body of a
-/// refused request drained (up to [`DRAIN_LIMIT`]) so a client still
+/// refused request drained (up to `DRAIN_LIMIT`) so a client still
 /// uploading gets the 401/403 instead of a reset connection, without
 /// letting unauthenticated clients make the server read large bodies.
 pub async fn admin_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {

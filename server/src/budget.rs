@@ -102,6 +102,14 @@ impl Reservation {
         self.bytes
     }
 
+    fn held(bytes: u64, (backend, global): (OwnedSemaphorePermit, OwnedSemaphorePermit)) -> Self {
+        Self {
+            bytes,
+            _global: Some(global),
+            _backend: Some(backend),
+        }
+    }
+
     /// A reservation of nothing (for work too small to count).
     pub fn none() -> Self {
         Self {
@@ -164,27 +172,20 @@ impl MemoryBudget {
         bytes: u64,
         what: &str,
     ) -> Result<Reservation, BudgetError> {
-        self.check_share(bytes, what)?;
-        let n = units(bytes);
-        if n == 0 {
+        let Some((n, backend_pool)) = self.plan(backend, bytes, what)? else {
             return Ok(Reservation::none());
-        }
-        let backend_pool = self.backend_pool(backend);
+        };
         let acquire = async {
             // Backend first: a backend at its share waits without holding
             // global room that other backends could use.
-            let b = backend_pool.acquire_many_owned(n).await;
-            let g = self.global.clone().acquire_many_owned(n).await;
-            (b, g)
+            let b = backend_pool.acquire_many_owned(n).await.ok()?;
+            let g = self.global.clone().acquire_many_owned(n).await.ok()?;
+            Some((b, g))
         };
         match tokio::time::timeout(self.wait, acquire).await {
-            Ok((Ok(b), Ok(g))) => Ok(Reservation {
-                bytes,
-                _global: Some(g),
-                _backend: Some(b),
-            }),
-            // The semaphores are never closed; treat it as busy all the same.
-            Ok(_) | Err(_) => Err(BudgetError::Busy),
+            Ok(Some(permits)) => Ok(Reservation::held(bytes, permits)),
+            // The semaphores are never closed; treat that as busy all the same.
+            Ok(None) | Err(_) => Err(BudgetError::Busy),
         }
     }
 
@@ -195,25 +196,28 @@ impl MemoryBudget {
         bytes: u64,
         what: &str,
     ) -> Result<Reservation, BudgetError> {
+        let Some((n, backend_pool)) = self.plan(backend, bytes, what)? else {
+            return Ok(Reservation::none());
+        };
+        let b = backend_pool.try_acquire_many_owned(n);
+        let g = self.global.clone().try_acquire_many_owned(n);
+        match (b, g) {
+            (Ok(b), Ok(g)) => Ok(Reservation::held(bytes, (b, g))),
+            _ => Err(BudgetError::Busy),
+        }
+    }
+
+    /// The units to take and the backend's pool, or `None` for nothing to
+    /// take; refuses what exceeds a request's share.
+    fn plan(
+        &self,
+        backend: &str,
+        bytes: u64,
+        what: &str,
+    ) -> Result<Option<(u32, Arc<Semaphore>)>, BudgetError> {
         self.check_share(bytes, what)?;
         let n = units(bytes);
-        if n == 0 {
-            return Ok(Reservation::none());
-        }
-        let b = self
-            .backend_pool(backend)
-            .try_acquire_many_owned(n)
-            .map_err(|_| BudgetError::Busy)?;
-        let g = self
-            .global
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| BudgetError::Busy)?;
-        Ok(Reservation {
-            bytes,
-            _global: Some(g),
-            _backend: Some(b),
-        })
+        Ok((n > 0).then(|| (n, self.backend_pool(backend))))
     }
 
     fn check_share(&self, bytes: u64, what: &str) -> Result<(), BudgetError> {
@@ -253,12 +257,15 @@ fn units(bytes: u64) -> u32 {
 
 /// The cgroup v2 (or v1) memory limit of this process, if any.
 fn cgroup_limit() -> Option<u64> {
-    ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .iter()
-        .filter_map(|path| std::fs::read_to_string(path).ok())
-        .filter_map(|text| text.trim().parse::<u64>().ok())
-        // v1 reports "no limit" as a huge number.
-        .find(|&limit| limit < 1 << 50)
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|path| std::fs::read_to_string(path).ok())
+    .filter_map(|text| text.trim().parse::<u64>().ok())
+    // v1 reports "no limit" as a huge number.
+    .find(|&limit| limit < 1 << 50)
 }
 
 /// `MemTotal` from `/proc/meminfo`.
@@ -290,11 +297,17 @@ mod tests {
     #[tokio::test]
     async fn more_than_a_request_share_is_refused_at_once_with_the_numbers() {
         let b = budget(256);
-        let err = b.reserve("a", 100 << 20, "task 3's tensors").await.unwrap_err();
+        let err = b
+            .reserve("a", 100 << 20, "task 3's tensors")
+            .await
+            .unwrap_err();
         assert!(!err.is_transient());
         let text = err.to_string();
         assert!(text.contains("task 3's tensors"), "{text}");
-        assert!(text.contains("100.0 MiB") && text.contains("64.0 MiB"), "{text}");
+        assert!(
+            text.contains("100.0 MiB") && text.contains("64.0 MiB"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -313,12 +326,10 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_reservation_is_served_when_room_frees() {
         let b = Arc::new(MemoryBudget::new(256 << 20, Duration::from_secs(30)));
-        let held: Vec<_> = futures::future::join_all(
-            (0..4).map(|i| {
-                let b = b.clone();
-                async move { b.reserve(&format!("b{i}"), 64 << 20, "x").await.unwrap() }
-            }),
-        )
+        let held: Vec<_> = futures::future::join_all((0..4).map(|i| {
+            let b = b.clone();
+            async move { b.reserve(&format!("b{i}"), 64 << 20, "x").await.unwrap() }
+        }))
         .await;
         assert!(b.try_reserve("c", 1 << 20, "x").is_err());
         let waiter = tokio::spawn({

@@ -66,7 +66,7 @@ pub fn mib(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
     if bytes < MIB {
         format!("{} KiB", bytes.div_ceil(1 << 10))
-    } else if bytes % MIB == 0 {
+    } else if bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         let tenths = (bytes * 10).div_ceil(MIB);

@@ -22,7 +22,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -262,11 +262,20 @@ async fn reserve_body(State(state): State<AppState>, request: Request, next: Nex
         ))
         .into_response();
     }
-    let need = declared
-        .unwrap_or(limit)
-        .saturating_mul(BODY_EXPANSION)
-        .min(state.budget.request_share());
-    match state.budget.reserve(BODIES, need, "the /predict body").await {
+    // A body of unknown length is counted as the largest a request may
+    // hold; a declared one as what it will take, so one that can never fit
+    // is refused (413) instead of waiting.
+    let need = match declared {
+        Some(length) => length.saturating_mul(BODY_EXPANSION),
+        None => limit
+            .saturating_mul(BODY_EXPANSION)
+            .min(state.budget.request_share()),
+    };
+    match state
+        .budget
+        .reserve(BODIES, need, "the /predict body")
+        .await
+    {
         Ok(_held) => next.run(request).await,
         Err(e) => {
             state.metrics.rejected();

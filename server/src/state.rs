@@ -761,7 +761,7 @@ impl StateDir {
             })
             .collect();
         // Newest first, so the latest copy of a backend wins.
-        retired.sort_by(|a, b| b.2.cmp(&a.2));
+        retired.sort_by_key(|entry| std::cmp::Reverse(entry.2));
         for (name, path, _) in retired {
             let missing = !dir.join(&name).exists() && !self.manifest_path(&name).exists();
             if missing && load_former_dir(&name, &path).is_ok() {

@@ -59,7 +59,7 @@ const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 impl HookRuntime {
     /// Validates and compiles an uploaded component as a hook of `kind`.
     /// Compilation runs on a blocking thread under the runtime's compile-time
-    /// cap, in one of [`compile_slots`] slots handed out first come, first
+    /// cap, in one of `compile_slots` slots handed out first come, first
     /// served, so one slow upload delays no other backend's configure.
     pub async fn load(&self, kind: HookKind, bytes: Bytes) -> Result<Hook, HookLoadError> {
         check_upload(kind, &bytes, self.options.max_upload_bytes)?;

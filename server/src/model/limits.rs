@@ -47,7 +47,7 @@ pub struct InputTooLarge {
     pub name: String,
     /// The declared shape as written in the graph, e.g. `[1,3,16384,16384]`.
     pub shape: String,
-    /// The size, e.g. `3.0 GiB of f32`, or why it cannot be computed.
+    /// The size, e.g. `3 GiB of f32`, or why it cannot be computed.
     pub size: String,
     /// The limit, e.g. `256 MiB`.
     pub limit: String,
@@ -157,7 +157,7 @@ fn dynamic_hint(input: &TensorSpec) -> String {
     }
 }
 
-/// `3.0 GiB`, `256 MiB`, `512 KiB`, `100 bytes`.
+/// `2.5 GiB`, `256 MiB`, `512 KiB`, `100 bytes`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
         ("TiB", 1 << 40),
@@ -200,7 +200,7 @@ mod tests {
             .to_string();
         assert_eq!(
             message,
-            "model input 'x' declares [1,3,16384,16384] = 3.0 GiB of f32 per task; the limit \
+            "model input 'x' declares [1,3,16384,16384] = 3 GiB of f32 per task; the limit \
              is 256 MiB (CLS_MAX_INPUT_MB)"
         );
     }
@@ -214,7 +214,7 @@ mod tests {
         };
         let message = tight.check_inputs(&inputs).unwrap_err().to_string();
         assert!(
-            message.contains("[?,3,224,224] = 588.0 KiB of f32"),
+            message.contains("[?,3,224,224] = 588 KiB of f32"),
             "{message}"
         );
         assert!(

@@ -45,7 +45,7 @@ pub struct OnnxFlavor {
     pub data: String,
     /// `onnx_version` the model was saved with.
     pub onnx_version: Option<String>,
-    /// Execution providers in preference order; [`DEFAULT_PROVIDERS`] when
+    /// Execution providers in preference order; `DEFAULT_PROVIDERS` when
     /// the file names none.
     pub providers: Vec<ExecutionProvider>,
     /// `onnx_session_options`; every field `None` when absent.

@@ -480,8 +480,8 @@ impl MlflowConfig {
     }
 
     /// Resolves per-backend settings against the MLflow environment
-    /// variables ([`ENV_TRACKING_URI`], [`ENV_TRACKING_USERNAME`],
-    /// [`ENV_TRACKING_PASSWORD`], [`ENV_TRACKING_TOKEN`]); `None` when no
+    /// variables (`ENV_TRACKING_URI`, `ENV_TRACKING_USERNAME`,
+    /// `ENV_TRACKING_PASSWORD`, `ENV_TRACKING_TOKEN`); `None` when no
     /// tracking server is named anywhere.
     ///
     /// Each absent setting falls back to its variable, except that the

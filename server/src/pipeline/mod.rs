@@ -155,7 +155,7 @@ struct Prepared {
 
 /// Runs the whole pipeline; one result per task, in task order.
 ///
-/// Tasks go through in waves ([`waves::wave_len`] tasks at a time, each wave
+/// Tasks go through in waves (`wave_len` tasks at a time, each wave
 /// holding a reservation of the memory budget for its tasks' estimated
 /// size), so a request of any length streams through bounded memory. The
 /// label config is decided and parsed once for the whole request.
@@ -260,15 +260,20 @@ async fn run_wave(
     let outputs = infer(backend, &prepared).await;
     times.inference += started.elapsed();
 
-    let finished = join_all(prepared.into_iter().zip(outputs).map(|(prepared, outputs)| {
-        let (services, backend) = (services.clone(), backend.clone());
-        let parsed = label.parsed.clone();
-        spawn_stage(Stage::PostHook, async move {
-            let prepared = prepared?;
-            let outputs = outputs?;
-            finish(&services, &backend, parsed.as_deref(), prepared, outputs).await
-        })
-    }))
+    let finished = join_all(
+        prepared
+            .into_iter()
+            .zip(outputs)
+            .map(|(prepared, outputs)| {
+                let (services, backend) = (services.clone(), backend.clone());
+                let parsed = label.parsed.clone();
+                spawn_stage(Stage::PostHook, async move {
+                    let prepared = prepared?;
+                    let outputs = outputs?;
+                    finish(&services, &backend, parsed.as_deref(), prepared, outputs).await
+                })
+            }),
+    )
     .await;
     let results = finished
         .into_iter()
@@ -619,7 +624,9 @@ async fn infer(
             let task_bytes = members
                 .first()
                 .and_then(|&i| prepared[i].as_ref().ok())
-                .map_or(0, |p| p.pre.inputs.iter().map(Tensor::byte_len).sum::<usize>());
+                .map_or(0, |p| {
+                    p.pre.inputs.iter().map(Tensor::byte_len).sum::<usize>()
+                });
             let per_batch = batch_size.min((MAX_BATCH_BYTES / task_bytes.max(1)).max(1));
             members
                 .chunks(per_batch)

@@ -105,7 +105,10 @@ mod tests {
 
     #[test]
     fn fixed_shapes_count_exactly_and_the_batch_dimension_as_one() {
-        assert_eq!(spec_bytes(&spec(&[-1, 3, 224, 224]), None), 3 * 224 * 224 * 4);
+        assert_eq!(
+            spec_bytes(&spec(&[-1, 3, 224, 224]), None),
+            3 * 224 * 224 * 4
+        );
         assert_eq!(spec_bytes(&spec(&[1, 1000]), None), 4000);
     }
 

@@ -401,7 +401,7 @@ async fn a_hook_stops_at_its_deadline_while_the_pool_is_still_working() {
 async fn async_workers_stay_responsive_while_eight_hooks_do_pixel_work() {
     let rt = Arc::new(runtime());
     let hook = Arc::new(abuse_hook(&rt).await);
-    let heavy = json!({"op": "letterbox", "width": 4096, "height": 4096, "repeat": 4});
+    let heavy = json!({"op": "letterbox", "width": 2048, "height": 2048, "repeat": 2});
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let (rt, hook, heavy) = (rt.clone(), hook.clone(), heavy.clone());

@@ -90,7 +90,9 @@ fn photo_prediction(server: &Server) -> Value {
     let (status, body) = predict(server, vec![task], CLASSIFICATION_CONFIG);
     assert_eq!(status, StatusCode::OK, "{body}");
     let result = results(&body)[0]["result"].clone();
-    let choice = result[0]["value"]["choices"][0].as_str().unwrap_or_default();
+    let choice = result[0]["value"]["choices"][0]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         ["0", "90", "180", "270"].contains(&choice),
         "a real orientation: {body}"
@@ -102,7 +104,10 @@ fn photo_prediction(server: &Server) -> Value {
 fn tiny_png() -> Vec<u8> {
     let mut bytes = Vec::new();
     image::RgbImage::from_pixel(1, 1, image::Rgb([200, 100, 50]))
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .expect("encode png");
     bytes
 }
@@ -126,7 +131,11 @@ fn thousands_of_tiny_tasks_stream_through_bounded_memory() {
     // Unbounded, 2,000 input tensors and their batched copies are 2.4 GB.
     let peak = mib(peak_rss(server.pid()));
     assert!(peak < 600, "peak RSS {peak} MiB for 2,000 tiny tasks");
-    assert_eq!(photo_prediction(&server), before, "same answer after the attack");
+    assert_eq!(
+        photo_prediction(&server),
+        before,
+        "same answer after the attack"
+    );
 }
 
 #[test]
@@ -134,10 +143,8 @@ fn a_huge_label_config_is_not_copied_into_every_task_at_once() {
     let server = require!("classification backend", classification_server(&[]));
     let before = photo_prediction(&server);
     // 1 MiB of comment keeps the config valid and large.
-    let huge = CLASSIFICATION_CONFIG.replace(
-        "<View>",
-        &format!("<View><!-- {} -->", "x".repeat(1 << 20)),
-    );
+    let huge =
+        CLASSIFICATION_CONFIG.replace("<View>", &format!("<View><!-- {} -->", "x".repeat(1 << 20)));
     let tasks: Vec<Value> = (0..3000).map(|i| json!({"id": i, "data": {}})).collect();
     let (status, body) = predict(&server, tasks, &huge);
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -152,8 +159,15 @@ fn a_huge_label_config_is_not_copied_into_every_task_at_once() {
     );
     // Unbounded, 3,000 copies of the config are 3 GB.
     let peak = mib(peak_rss(server.pid()));
-    assert!(peak < 600, "peak RSS {peak} MiB for a 1 MiB config × 3,000 tasks");
-    assert_eq!(photo_prediction(&server), before, "same answer after the attack");
+    assert!(
+        peak < 600,
+        "peak RSS {peak} MiB for a 1 MiB config × 3,000 tasks"
+    );
+    assert_eq!(
+        photo_prediction(&server),
+        before,
+        "same answer after the attack"
+    );
 }
 
 /// A PNG that declares `side`×`side` grey pixels, all zero: a few hundred
@@ -176,7 +190,10 @@ fn png_bomb(side: u32) -> Vec<u8> {
 fn jpeg_bomb(side: u16) -> Vec<u8> {
     let mut bytes = Vec::new();
     image::RgbImage::from_pixel(16, 16, image::Rgb([1, 2, 3]))
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )
         .expect("encode jpeg");
     let sof = bytes
         .windows(2)
@@ -192,7 +209,10 @@ fn jpeg_bomb(side: u16) -> Vec<u8> {
 fn tiff_bomb(side: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
     image::RgbImage::from_pixel(16, 16, image::Rgb([1, 2, 3]))
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Tiff)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Tiff,
+        )
         .expect("encode tiff");
     patch_tiff_dims(&mut bytes, side);
     bytes
@@ -221,7 +241,10 @@ fn patch_tiff_dims(bytes: &mut [u8], side: u32) {
 fn webp_bomb() -> Vec<u8> {
     let mut bytes = Vec::new();
     image::RgbaImage::from_pixel(16, 16, image::Rgba([1, 2, 3, 255]))
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::WebP)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::WebP,
+        )
         .expect("encode webp");
     let vp8l = bytes
         .windows(4)
@@ -276,7 +299,11 @@ fn image_bombs_through_the_builtin_pre_hook_are_refused_before_decoding() {
     // Each PNG alone would decode to 132 MB; twelve at once to 1.6 GB.
     let peak = mib(peak_rss(server.pid()));
     assert!(peak < 500, "peak RSS {peak} MiB after 16 image bombs");
-    assert_eq!(photo_prediction(&server), before, "same answer after the attack");
+    assert_eq!(
+        photo_prediction(&server),
+        before,
+        "same answer after the attack"
+    );
 }
 
 /// Sends only the head of a request that declares `length` body bytes and
@@ -320,7 +347,11 @@ fn oversized_bodies_are_refused_before_they_are_read() {
     }
     let peak = mib(peak_rss(server.pid()));
     assert!(peak < 400, "peak RSS {peak} MiB after three 300 MiB bodies");
-    assert_eq!(photo_prediction(&server), before, "same answer after the attack");
+    assert_eq!(
+        photo_prediction(&server),
+        before,
+        "same answer after the attack"
+    );
 }
 
 #[test]
@@ -345,5 +376,9 @@ fn bodies_beyond_the_memory_budget_get_503_with_retry_after_or_413() {
         message.contains("CLS_MEMORY_BUDGET_MB"),
         "the refusal names the setting: {message}"
     );
-    assert_eq!(photo_prediction(&server), before, "same answer after the attack");
+    assert_eq!(
+        photo_prediction(&server),
+        before,
+        "same answer after the attack"
+    );
 }

@@ -78,7 +78,7 @@ async fn a_model_declaring_a_huge_input_is_refused_at_load_with_its_size() {
     );
     assert_eq!(
         error.to_string(),
-        "model input 'x' declares [1,3,16384,16384] = 3.0 GiB of f32 per task; the limit is \
+        "model input 'x' declares [1,3,16384,16384] = 3 GiB of f32 per task; the limit is \
          256 MiB (CLS_MAX_INPUT_MB)"
     );
 }
@@ -121,7 +121,7 @@ async fn the_input_limit_is_the_loaders_to_set() {
     assert!(default.is_ok(), "588 KiB under the default limit");
     let error = tight.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
-        error.contains("588.0 KiB of f32") && error.contains("the limit is 64 KiB"),
+        error.contains("588 KiB of f32") && error.contains("the limit is 64 KiB"),
         "{error}"
     );
 }
