@@ -255,12 +255,12 @@ async fn reserve_body(State(state): State<AppState>, request: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(length) = declared.filter(|&n| n > limit) {
-        return ApiError::PayloadTooLarge(format!(
+        let refusal = ApiError::PayloadTooLarge(format!(
             "the /predict body is {} but at most {} is accepted (CLS_MAX_PREDICT_BODY_MB)",
             crate::budget::mib(length),
             crate::budget::mib(limit)
-        ))
-        .into_response();
+        ));
+        return refuse_after_draining(request, refusal).await;
     }
     // A body of unknown length is counted as the largest a request may
     // hold; a declared one as what it will take, so one that can never fit
@@ -279,9 +279,34 @@ async fn reserve_body(State(state): State<AppState>, request: Request, next: Nex
         Ok(_held) => next.run(request).await,
         Err(e) => {
             state.metrics.rejected();
-            ApiError::from(e).into_response()
+            refuse_after_draining(request, ApiError::from(e)).await
         }
     }
+}
+
+/// Most of a refused body read (and dropped, chunk by chunk: no memory
+/// kept) before answering, and for how long at most.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Answers `refusal` after discarding what the client is still sending (up
+/// to [`DRAIN_BYTES`] or [`DRAIN_TIME`]): closing a connection with unread
+/// data resets it, and the client would see a broken pipe instead of the
+/// 413 or 503 that says what to do.
+async fn refuse_after_draining(request: Request, refusal: ApiError) -> Response {
+    use futures::StreamExt as _;
+    let mut chunks = request.into_body().into_data_stream();
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = chunks.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+    refusal.into_response()
 }
 
 /// Label Studio calls this for every project event; we do not train, so
