@@ -8,10 +8,13 @@
 #   assets/images/*                               test images (+ rocket_exif6.jpg)
 #   venv-tools/                                   mlflow, onnx, skl2onnx, Pillow
 #   venv-label-studio/                            label-studio (its pins clash with mlflow's)
+#   venv-deploy/                                  helm-python-sdk, kubernetes-validate (chart checks)
 #   bin/hadolint                                  Dockerfile linter
 #   env.sh                                        exports for scripts and tests
 #
-# and cargo-machete (the unused-dependency check of .ci/run) in ~/.cargo/bin.
+# and cargo-machete (the unused-dependency check of .ci/run) in ~/.cargo/bin;
+# PostgreSQL and nginx from Debian's packages when missing (fleet tests), and
+# as root the system user cls-postgres that runs the test databases.
 #
 # Idempotent: every step checks a stamp (the hash of the inputs that made it)
 # and is skipped when nothing changed, so a warm run takes a few seconds.
@@ -36,6 +39,7 @@ readonly IMAGES_DIR=$ASSETS_DIR/images
 readonly BIN_DIR=$CLS_CACHE/bin
 readonly TOOLS_VENV=$CLS_CACHE/venv-tools
 readonly LS_VENV=$CLS_CACHE/venv-label-studio
+readonly DEPLOY_VENV=$CLS_CACHE/venv-deploy
 readonly SCRIPTS=$CLS_REPO_ROOT/scripts
 readonly CARGO_MACHETE_VERSION=0.9.2
 
@@ -232,6 +236,39 @@ ensure_generated_models() {
   printf '%s' "$want" >"$stamp"
 }
 
+# PostgreSQL and nginx from Debian's packages: the fleet tests run replicas
+# on a real shared database behind a real load balancer. PostgreSQL refuses
+# to run as root, so as root a dedicated system user owns the test clusters.
+readonly SYSTEM_PACKAGES=(postgresql nginx)
+readonly PG_USER=cls-postgres
+
+pg_bindir() {
+  local initdb
+  for initdb in /usr/lib/postgresql/*/bin/initdb; do
+    [[ -x $initdb ]] && dirname "$initdb"
+  done | sort -V | tail -n 1
+}
+
+nginx_bin() {
+  command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
+}
+
+ensure_system_packages() {
+  if [[ -n $(pg_bindir) && -n $(nginx_bin) ]]; then
+    :
+  elif ((EUID == 0)); then
+    log "installing ${SYSTEM_PACKAGES[*]} from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${SYSTEM_PACKAGES[@]}" >/dev/null
+  else
+    die "missing ${SYSTEM_PACKAGES[*]}: install them (sudo apt-get install ${SYSTEM_PACKAGES[*]})"
+  fi
+  if ((EUID == 0)) && ! id -u "$PG_USER" >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_USER"
+  fi
+}
+
 # env.sh is the one place other scripts and tests learn where things are.
 write_env_file() {
   local ls_bin=""
@@ -244,9 +281,13 @@ write_env_file() {
     printf 'export ORT_DYLIB_PATH=%q\n' "$ORT_LIB"
     printf 'export CLS_ASSETS_DIR=%q\n' "$ASSETS_DIR"
     printf 'export CLS_TOOLS_PYTHON=%q\n' "$TOOLS_VENV/bin/python"
+    printf 'export CLS_DEPLOY_PYTHON=%q\n' "$DEPLOY_VENV/bin/python"
     printf 'export CLS_MLFLOW_BIN=%q\n' "$TOOLS_VENV/bin/mlflow"
     printf 'export CLS_LABEL_STUDIO_BIN=%q\n' "$ls_bin"
     printf 'export CLS_HADOLINT_BIN=%q\n' "$BIN_DIR/hadolint"
+    printf 'export CLS_PG_BINDIR=%q\n' "$(pg_bindir)"
+    printf 'export CLS_PG_USER=%q\n' "$( ((EUID == 0)) && echo "$PG_USER")"
+    printf 'export CLS_NGINX_BIN=%q\n' "$(nginx_bin)"
   } >"$CLS_CACHE/env.sh.partial"
   mv -f "$CLS_CACHE/env.sh.partial" "$CLS_CACHE/env.sh"
 }
@@ -264,8 +305,12 @@ main() {
     return
   fi
   check_python
+  if ((WITH_SERVICES)); then
+    ensure_system_packages
+  fi
   ensure_unpacked_assets
   ensure_venv "$TOOLS_VENV" "$SCRIPTS/requirements-tools.txt" tools
+  ensure_venv "$DEPLOY_VENV" "$SCRIPTS/requirements-deploy.txt" deploy
   if ((WITH_SERVICES)); then
     ensure_venv "$LS_VENV" "$SCRIPTS/requirements-label-studio.txt" label-studio
   else

@@ -1,45 +1,58 @@
 //! The admin API: `POST /configure` (the root backend, which Label Studio
 //! reaches at `/`), `PUT /backends/{name}`, `GET /backends`, `GET /backends/{name}`,
-//! `DELETE /backends/{name}`; and [`Loader`], which turns a configuration
-//! into a live [`Backend`] (also used to restore persisted backends at
-//! start-up).
+//! `DELETE /backends/{name}`. Backends are built by
+//! [`crate::backend::Loader`] (which also restores them at start-up) and
+//! stored by [`crate::state`].
 //!
 //! A configure request is validated completely before anything changes:
 //! config JSON, hooks compiled, model loaded, the optional sample task
-//! predicted and validated. Only then is the backend persisted and swapped
-//! in, atomically; on any failure the previous version keeps serving.
+//! predicted and validated. Only then is the backend written to the store
+//! (which gives it its next generation) and swapped in, atomically; on any
+//! failure the previous version keeps serving.
+//!
+//! Writes take `If-Match: "<generation>"` (412 when the backend moved on)
+//! and `?wait=all` (answer once every live replica serves the new
+//! generation; 202 with each replica's state when they do not within
+//! `timeout_s`). Responses carry the generation as `ETag` and
+//! `X-Backend-Generation`.
 //!
 //! Admin routes require `Authorization: Bearer $ADMIN_TOKEN` when a token is
 //! configured, and accept only loopback clients otherwise; a request relayed
 //! by a proxy counts as loopback only when the proxy is trusted
 //! (`--trusted-proxies`) and the client it names is (see [`crate::auth`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Multipart, Path, Request, State};
-use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::api::{
     ActivityDescription, BackendDescription, BackendList, ConfigureResponse, HookDescription,
-    HooksDescription, LimitsDescription, ModelDescription, TensorDescription,
+    HooksDescription, LimitsDescription, ModelDescription, ReplicaDescription, TensorDescription,
 };
-use crate::app::{ApiError, AppState};
-use crate::hooks::{HookKind, HookLoadError, HookRuntime};
-use crate::labelconfig::LabelConfig;
-use crate::model::{LoadedModel, ModelLoadError, ModelLoader};
+use crate::app::AppState;
+use crate::backend::{Backend, BackendConfig, BackendName, Generation, PersistedBackend};
+use crate::error::ApiError;
 use crate::pipeline::{self, PredictRequest, Services};
-use crate::state::{Activity, Backend, BackendConfig, BackendName, PersistedBackend};
+use crate::store::{Precondition, ReplicaStatus, ServingState};
 use crate::tensor::TensorSpec;
+
+/// Header naming the generation a response is about.
+pub const GENERATION_HEADER: &str = "x-backend-generation";
+/// How long `?wait=all` waits by default, and at most.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How often `?wait=all` asks the store.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The admin routes, behind `admin_auth`.
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -50,34 +63,110 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/backends/{name}",
             get(show).put(configure_named).delete(delete),
         )
-        .route_layer(middleware::from_fn_with_state(state, admin_auth))
+        // Bearer token when `ADMIN_TOKEN` is set; loopback clients only
+        // otherwise, judged by the client behind any trusted proxy.
+        .route_layer(middleware::from_fn_with_state(
+            state.config.access.clone(),
+            crate::auth::admin_auth,
+        ))
 }
 
-/// Bearer token when `ADMIN_TOKEN` is set; loopback clients only otherwise,
-/// judged by the client behind any trusted proxy ([`crate::auth::admin_check`]).
-async fn admin_auth(state: State<AppState>, request: Request, next: Next) -> Response {
-    crate::auth::admin_auth(state, request, next).await
+/// The query of a write: `?wait=all&timeout_s=30`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteQuery {
+    wait: Option<String>,
+    timeout_s: Option<f64>,
+}
+
+/// What a write asked for besides the write itself.
+struct WriteOptions {
+    expect: Precondition,
+    /// Wait this long for every live replica, if asked to.
+    wait_all: Option<std::time::Duration>,
+}
+
+impl WriteOptions {
+    fn from_request(headers: &HeaderMap, query: WriteQuery) -> Result<Self, ApiError> {
+        let expect = match headers.get(header::IF_MATCH) {
+            None => Precondition::Any,
+            Some(value) => {
+                let text = value.to_str().map_err(|_| {
+                    ApiError::BadRequest("If-Match is not text (expected \"<generation>\")".into())
+                })?;
+                let generation: Generation =
+                    text.parse()
+                        .map_err(|e: crate::backend::InvalidGeneration| {
+                            ApiError::BadRequest(e.to_string())
+                        })?;
+                Precondition::Matches(generation)
+            }
+        };
+        let wait_all = match query.wait.as_deref() {
+            None => None,
+            Some("all") => Some(wait_timeout(query.timeout_s)?),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "wait={other:?} is not supported (use wait=all, optionally with timeout_s)"
+                )));
+            }
+        };
+        if query.timeout_s.is_some() && wait_all.is_none() {
+            return Err(ApiError::BadRequest(
+                "timeout_s applies to wait=all; add wait=all".into(),
+            ));
+        }
+        Ok(Self { expect, wait_all })
+    }
+}
+
+fn wait_timeout(seconds: Option<f64>) -> Result<std::time::Duration, ApiError> {
+    let Some(seconds) = seconds else {
+        return Ok(DEFAULT_WAIT);
+    };
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= MAX_WAIT.as_secs_f64()) {
+        return Err(ApiError::BadRequest(format!(
+            "timeout_s must be between 0 and {} seconds, not {seconds}",
+            MAX_WAIT.as_secs()
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+fn write_query(
+    query: Result<Query<WriteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<WriteQuery, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))
 }
 
 async fn configure_root(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<WriteQuery>, axum::extract::rejection::QueryRejection>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    configure(&state, BackendName::root(), multipart).await
+    let options = WriteOptions::from_request(&headers, write_query(query)?)?;
+    configure(&state, BackendName::root(), options, multipart).await
 }
 
 async fn configure_named(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<WriteQuery>, axum::extract::rejection::QueryRejection>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    configure(&state, name, multipart).await
+    let options = WriteOptions::from_request(&headers, write_query(query)?)?;
+    configure(&state, name, options, multipart).await
 }
 
 async fn configure(
     state: &AppState,
     name: BackendName,
+    options: WriteOptions,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -89,32 +178,110 @@ async fn configure(
         post_hook: upload.post_hook.to_vec(),
         model_upload: upload.model.map(|(n, b)| (n, b.to_vec())),
     };
-    // One configure per backend at a time, so disk and memory agree.
+    // One change per backend at a time in this process, so the store and
+    // memory agree; the store orders changes between replicas.
     let lock = state.loader.lock_for(&name);
-    let _guard = lock.lock().await;
+    let guard = lock.lock().await;
     let backend = Arc::new(state.loader.build(&persisted).await?);
     if let Some(sample) = upload.sample {
         check_sample(&state.services, &backend, sample).await?;
     }
-    state
-        .state_dir
-        .save(&persisted)
-        .map_err(|e| ApiError::Internal(format!("cannot persist backend: {e}")))?;
+    let generation = state.store.save(&persisted, options.expect).await?;
+    backend.stamp(generation);
     let replaced = state.backends.swap(backend.clone()).is_some();
+    drop(guard);
+    state.follower.report().await;
     tracing::info!(
-        backend = %name, model_version = %backend.model_version, replaced,
+        backend = %name, %generation, model_version = %backend.model_version, replaced,
         "backend configured in {:.0} ms", started.elapsed().as_secs_f64() * 1e3
     );
+    let mut description = describe(&backend, state.follower.replica());
+    let converged = match options.wait_all {
+        Some(timeout) => {
+            let (converged, replicas) =
+                wait_for_replicas(state, &name, Some(generation), timeout).await;
+            description.replicas = replicas;
+            converged
+        }
+        None => true,
+    };
     let body = ConfigureResponse {
-        backend: describe(&backend),
+        backend: description,
         configure_ms: Some(started.elapsed().as_secs_f64() * 1e3),
     };
-    let status = if replaced {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let status = match (converged, replaced) {
+        (false, _) => StatusCode::ACCEPTED,
+        (true, true) => StatusCode::OK,
+        (true, false) => StatusCode::CREATED,
     };
-    Ok((status, Json(body)).into_response())
+    Ok(with_generation(
+        (status, Json(body)).into_response(),
+        generation,
+    ))
+}
+
+/// Adds `ETag` and `X-Backend-Generation` for `generation`.
+pub fn with_generation(mut response: Response, generation: Generation) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{generation}\"")) {
+        headers.insert(header::ETAG, tag);
+    }
+    headers.insert(GENERATION_HEADER, HeaderValue::from(generation.get()));
+    response
+}
+
+/// Waits until every live replica serves `generation` of `name` (or, for
+/// `None`, serves no `name` at all), a replica failed to build it, or
+/// `timeout` passed. Returns whether all got there, and each one's state.
+async fn wait_for_replicas(
+    state: &AppState,
+    name: &BackendName,
+    generation: Option<Generation>,
+    timeout: std::time::Duration,
+) -> (bool, Vec<ReplicaDescription>) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let replicas = match state.store.replicas().await {
+            Ok(replicas) => replicas,
+            Err(e) => {
+                tracing::warn!("wait=all: cannot read replica states: {e}");
+                Vec::new()
+            }
+        };
+        let live: Vec<&ReplicaStatus> = replicas.iter().filter(|r| r.is_live()).collect();
+        let done = !live.is_empty() && live.iter().all(|r| serves(r, name, generation));
+        let failed = live.iter().any(|r| {
+            r.report_on(name).is_some_and(|report| {
+                report.state == ServingState::Failed
+                    && generation.is_some_and(|g| report.generation >= g)
+            })
+        });
+        if done || failed || tokio::time::Instant::now() >= deadline {
+            let described = live.iter().map(|r| describe_replica(r, name)).collect();
+            return (done, described);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// Whether `replica` serves `generation` of `name` (`None`: nothing).
+fn serves(replica: &ReplicaStatus, name: &BackendName, generation: Option<Generation>) -> bool {
+    let report = replica.report_on(name);
+    match generation {
+        Some(g) => report.is_some_and(|r| r.state == ServingState::Serving && r.generation >= g),
+        None => report.is_none_or(|r| r.state != ServingState::Serving),
+    }
+}
+
+fn describe_replica(replica: &ReplicaStatus, name: &BackendName) -> ReplicaDescription {
+    let report = replica.report_on(name);
+    ReplicaDescription {
+        replica: replica.replica.clone(),
+        generation: report.map_or(0, |r| r.generation.get()),
+        state: report.map_or("missing", |r| r.state.as_str()).to_owned(),
+        error: report.and_then(|r| r.error.clone()),
+        heartbeat_age_s: replica.heartbeat_age_s,
+    }
 }
 
 /// The parts of a configure request.
@@ -233,43 +400,69 @@ async fn check_sample(
 
 async fn list(State(state): State<AppState>) -> Json<BackendList> {
     Json(BackendList {
-        backends: state.backends.list().iter().map(|b| describe(b)).collect(),
+        backends: state
+            .backends
+            .list()
+            .iter()
+            .map(|b| describe(b, state.follower.replica()))
+            .collect(),
     })
 }
 
 async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<BackendDescription>, ApiError> {
+) -> Result<Response, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let backend = state
         .backends
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("no backend named '{name}'")))?;
-    Ok(Json(describe(&backend)))
+    let mut description = describe(&backend, state.follower.replica());
+    // The replicas' view is extra: without the store, the backend is
+    // still shown.
+    if let Ok(replicas) = state.store.replicas().await {
+        description.replicas = replicas
+            .iter()
+            .filter(|r| r.is_live())
+            .map(|r| describe_replica(r, &name))
+            .collect();
+    }
+    Ok(with_generation(
+        Json(description).into_response(),
+        backend.generation(),
+    ))
 }
 
 async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    headers: HeaderMap,
+    query: Result<Query<WriteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let options = WriteOptions::from_request(&headers, write_query(query)?)?;
     let lock = state.loader.lock_for(&name);
-    let _guard = lock.lock().await;
-    if state.backends.get(&name).is_none() {
+    let guard = lock.lock().await;
+    if !state.store.delete(&name, options.expect).await? {
         return Err(ApiError::NotFound(format!("no backend named '{name}'")));
     }
-    state
-        .state_dir
-        .delete(&name)
-        .map_err(|e| ApiError::Internal(format!("cannot delete backend files: {e}")))?;
     state.backends.remove(&name);
+    drop(guard);
+    state.follower.report().await;
     tracing::info!(backend = %name, "backend deleted");
-    Ok(StatusCode::NO_CONTENT)
+    if let Some(timeout) = options.wait_all {
+        let (converged, replicas) = wait_for_replicas(&state, &name, None, timeout).await;
+        if !converged {
+            return Ok((StatusCode::ACCEPTED, Json(replicas)).into_response());
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// A backend as the admin API shows it; secrets come out as `***`.
-pub fn describe(backend: &Backend) -> BackendDescription {
+/// A backend as the admin API shows it on `replica`; secrets come out as
+/// `***`.
+pub fn describe(backend: &Backend, replica: &str) -> BackendDescription {
     BackendDescription {
         name: backend.name.to_string(),
         url: backend.name.url_path(),
@@ -289,6 +482,9 @@ pub fn describe(backend: &Backend) -> BackendDescription {
         config: backend.config.clone(),
         created: rfc3339(backend.created),
         activity: ActivityDescription::from(&backend.activity),
+        generation: backend.generation().get(),
+        replica: replica.to_owned(),
+        replicas: Vec::new(),
     }
 }
 
@@ -301,139 +497,4 @@ fn rfc3339(time: SystemTime) -> String {
     time::OffsetDateTime::from(time)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Why a backend could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigureError {
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Hook(#[from] HookLoadError),
-    #[error(transparent)]
-    Model(#[from] ModelLoadError),
-}
-
-impl From<ConfigureError> for ApiError {
-    fn from(e: ConfigureError) -> Self {
-        match e {
-            ConfigureError::Config(m) => ApiError::BadRequest(m),
-            ConfigureError::Hook(e @ HookLoadError::TooLarge { .. }) => {
-                ApiError::PayloadTooLarge(e.to_string())
-            }
-            ConfigureError::Hook(e @ HookLoadError::Internal { .. }) => {
-                ApiError::Internal(e.to_string())
-            }
-            ConfigureError::Hook(e) => ApiError::Unprocessable(e.to_string()),
-            ConfigureError::Model(e) if e.is_upstream() => ApiError::BadGateway(e.to_string()),
-            ConfigureError::Model(e) => ApiError::Unprocessable(e.to_string()),
-        }
-    }
-}
-
-/// Builds backends from configurations: compiles hooks and loads models.
-pub struct Loader {
-    hooks: Arc<HookRuntime>,
-    models: Arc<ModelLoader>,
-    locks: Mutex<HashMap<BackendName, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl Loader {
-    pub fn new(hooks: Arc<HookRuntime>, models: Arc<ModelLoader>) -> Self {
-        Self {
-            hooks,
-            models,
-            locks: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock_for(&self, name: &BackendName) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(name.clone()).or_default().clone()
-    }
-
-    /// Compiles the hooks and loads the model (concurrently), checking every
-    /// part of the configuration.
-    pub async fn build(&self, p: &PersistedBackend) -> Result<Backend, ConfigureError> {
-        let config = &p.config;
-        let limits = config
-            .limits
-            .to_hook_limits()
-            .map_err(|e| ConfigureError::Config(e.to_string()))?;
-        if config.batch_size == 0 {
-            return Err(ConfigureError::Config(
-                "batch_size must be at least 1".into(),
-            ));
-        }
-        let label_config = config
-            .label_config
-            .as_deref()
-            .map(|xml| {
-                LabelConfig::parse(xml)
-                    .map(Arc::new)
-                    .map_err(|e| ConfigureError::Config(format!("label_config: {e}")))
-            })
-            .transpose()?;
-        let fetch = crate::fetch::FetchConfig::from_settings(&config.fetch)
-            .map_err(|e| ConfigureError::Config(format!("fetch: {e}")))?;
-        let pre = async {
-            match &p.pre_hook {
-                Some(bytes) => self
-                    .hooks
-                    .load(HookKind::Pre, Bytes::from(bytes.clone()))
-                    .await
-                    .map(|h| Some(Arc::new(h))),
-                None => Ok(None),
-            }
-        };
-        let post = self
-            .hooks
-            .load(HookKind::Post, Bytes::from(p.post_hook.clone()));
-        let model = self.models.load(&config.model, p.model_upload.as_ref());
-        let (pre, post, model) = tokio::join!(pre, post, model);
-        let (pre, post, loaded) = (pre?, post?, model?);
-        let LoadedModel {
-            model,
-            description,
-            label,
-            identity,
-            lease,
-        } = loaded;
-        let model_version = config
-            .model_version
-            .clone()
-            .unwrap_or_else(|| derived_version(&label, &identity, pre.as_deref(), &post));
-        Ok(Backend {
-            name: p.name.clone(),
-            config: config.clone(),
-            model_version,
-            model_description: description,
-            model,
-            pre_hook: pre,
-            post_hook: Arc::new(post),
-            limits,
-            label_config,
-            fetch,
-            created: SystemTime::now(),
-            activity: Activity::default(),
-            model_lease: Some(lease),
-        })
-    }
-}
-
-/// `<model>-<8 hex>`: changes whenever the model or a hook changes, so Label
-/// Studio re-predicts tasks after a reconfiguration and dedups otherwise.
-fn derived_version(
-    label: &str,
-    identity: &str,
-    pre: Option<&crate::hooks::Hook>,
-    post: &crate::hooks::Hook,
-) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(identity.as_bytes());
-    if let Some(pre) = pre {
-        hasher.update(pre.info().sha256.as_bytes());
-    }
-    hasher.update(post.info().sha256.as_bytes());
-    format!("{label}-{}", &hex::encode(hasher.finalize())[..8])
 }

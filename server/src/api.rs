@@ -15,8 +15,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::backend::{Activity, BackendConfig};
 use crate::hooks::{Hook, HookKind, HookLimits};
-use crate::state::{Activity, BackendConfig};
 use crate::tensor::TensorSpec;
 
 /// `/health`'s `status` while the server serves requests.
@@ -139,6 +139,32 @@ pub struct BackendDescription {
     pub created: String,
     #[serde(default)]
     pub activity: ActivityDescription,
+    /// The store's generation of this version: one more with every write.
+    #[serde(default)]
+    pub generation: u64,
+    /// The replica that answered.
+    #[serde(default)]
+    pub replica: String,
+    /// What each live replica serves of this backend (admin responses
+    /// that asked the store; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaDescription>,
+}
+
+/// One live replica's copy of a backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaDescription {
+    pub replica: String,
+    /// The generation it serves (`serving`), or failed to build (`failed`);
+    /// 0 when it has none (`missing`).
+    pub generation: u64,
+    /// `serving`, `failed` or `missing`.
+    pub state: String,
+    /// Why the build failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds since the replica last reported.
+    pub heartbeat_age_s: f64,
 }
 
 /// The loaded model.
@@ -307,6 +333,9 @@ mod tests {
                 task_errors: 1,
                 last_error: Some("bad image".into()),
             },
+            generation: 3,
+            replica: "r1".into(),
+            replicas: vec![],
         }
     }
 

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -21,8 +22,27 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
-use crate::app::{ApiError, AppState, BasicAuth, ServerConfig};
+use crate::error::ApiError;
 use crate::secret::Secret;
+
+/// Who may call what, as configured at start (`serve`'s flags).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Guards the Label Studio routes and `/metrics` when set.
+    pub basic_auth: Option<BasicAuth>,
+    /// Bearer token for admin routes; without it they accept loopback only.
+    pub admin_token: Option<Secret>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for the
+    /// admin loopback check (`--trusted-proxies`); none by default.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// HTTP basic auth credentials for the protocol routes.
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: Secret,
+}
 
 /// Compares secrets without an early exit on the first differing byte.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -31,8 +51,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Middleware: HTTP basic auth with `BASIC_AUTH_USER`/`BASIC_AUTH_PASS`
 /// when they are configured; a pass-through otherwise.
-pub async fn basic_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.config.basic_auth else {
+pub async fn basic_auth(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = &access.basic_auth else {
         return next.run(request).await;
     };
     if basic_auth_matches(request.headers(), expected) {
@@ -77,17 +101,18 @@ fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
 /// refused request drained (up to `DRAIN_LIMIT`) so a client still
 /// uploading gets the 401/403 instead of a reset connection, without
 /// letting unauthenticated clients make the server read large bodies.
-pub async fn admin_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn admin_auth(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    match admin_check(&state.config, peer, request.headers()) {
+    match admin_check(&access, peer, request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
-            refusal.into_response()
-        }
+        Err(refusal) => refusal.answer_after_draining(request, DRAIN_LIMIT).await,
     }
 }
 
@@ -98,11 +123,11 @@ const DRAIN_LIMIT: usize = 4 << 20;
 /// else; without it, only requests whose client ([`client_address`]) is a
 /// loopback address.
 pub fn admin_check(
-    config: &ServerConfig,
+    access: &Access,
     peer: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    if let Some(token) = &config.admin_token {
+    if let Some(token) = &access.admin_token {
         return if bearer_matches(headers, token) {
             Ok(())
         } else {
@@ -111,7 +136,7 @@ pub fn admin_check(
             ))
         };
     }
-    match client_address(peer, headers, &config.trusted_proxies) {
+    match client_address(peer, headers, &access.trusted_proxies) {
         ClientAddress::Known(ip) if ip.is_loopback() => Ok(()),
         ClientAddress::Forwarded { peer } if peer.is_loopback() => Err(ApiError::Forbidden(
             "admin routes accept only loopback clients, and this request came through a proxy (it carries X-Forwarded-For, Forwarded or X-Real-IP) that is not trusted, so its client is unknown: set ADMIN_TOKEN, or list the proxy in CLS_TRUSTED_PROXIES (--trusted-proxies)".into(),

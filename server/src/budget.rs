@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::size::human;
+
 /// The budget is counted in units of this many bytes (a semaphore permit
 /// each), so that budgets of many GiB fit the semaphore's `u32` requests.
 const UNIT: u64 = 64 << 10;
@@ -53,7 +55,7 @@ pub enum BudgetError {
     #[error(
         "{what} needs {need} but at most {share} may be held at once ({scope} share of the \
          {total} memory budget, CLS_MEMORY_BUDGET_MB)",
-        need = mib(*.need), share = mib(*.share), total = mib(*.total)
+        need = human(*.need), share = human(*.share), total = human(*.total)
     )]
     TooLarge {
         what: String,
@@ -72,11 +74,6 @@ impl BudgetError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Busy)
     }
-}
-
-/// Formats bytes as MiB with one decimal, for messages.
-pub fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
 /// The process-wide budget. Cheap to share behind an `Arc`.
@@ -136,11 +133,7 @@ impl MemoryBudget {
     /// The default budget: 40 % of the memory this process may use (the
     /// cgroup's limit in a container, else the machine's memory).
     pub fn default_total() -> u64 {
-        let available = cgroup_limit()
-            .into_iter()
-            .chain(machine_memory())
-            .min()
-            .unwrap_or(4 << 30);
+        let available = crate::size::usable_memory().unwrap_or(4 << 30);
         ((available as f64 * DEFAULT_FRACTION) as u64).max(MIN_BUDGET_BYTES)
     }
 
@@ -256,26 +249,6 @@ fn units(bytes: u64) -> u32 {
 }
 
 /// The cgroup v2 (or v1) memory limit of this process, if any.
-fn cgroup_limit() -> Option<u64> {
-    [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .filter_map(|path| std::fs::read_to_string(path).ok())
-    .filter_map(|text| text.trim().parse::<u64>().ok())
-    // v1 reports "no limit" as a huge number.
-    .find(|&limit| limit < 1 << 50)
-}
-
-/// `MemTotal` from `/proc/meminfo`.
-fn machine_memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +278,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("task 3's tensors"), "{text}");
         assert!(
-            text.contains("100.0 MiB") && text.contains("64.0 MiB"),
+            text.contains("100 MiB") && text.contains("64 MiB"),
             "{text}"
         );
     }
@@ -344,7 +317,7 @@ mod tests {
     fn the_default_budget_is_positive_and_below_the_machine() {
         let total = MemoryBudget::default_total();
         assert!(total >= MIN_BUDGET_BYTES);
-        if let Some(machine) = machine_memory() {
+        if let Some(machine) = crate::size::usable_memory() {
             assert!(total <= machine);
         }
     }

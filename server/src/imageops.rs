@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use fast_image_resize as fr;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
+use crate::size::human;
 use crate::tensor::{ElementType, Tensor, TensorData};
 
 /// Largest width or height we decode; larger images are refused before any
@@ -53,25 +54,12 @@ pub enum ImageError {
     InvalidArgument(String),
     /// The work would allocate more than the caller's budget; nothing was
     /// allocated. `work` says what, e.g. "image 11500×11500 (PNG) … to decode".
-    #[error("{work} would need {}; the budget is {}", mib(*needed), mib(*budget))]
+    #[error("{work} would need {}; the budget is {}", human(*needed), human(*budget))]
     OverBudget {
         work: String,
         needed: u64,
         budget: u64,
     },
-}
-
-/// `bytes` for messages, rounded up: `59 KiB`, `256 MiB`, `882.9 MiB`.
-pub fn mib(bytes: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    if bytes < MIB {
-        format!("{} KiB", bytes.div_ceil(1 << 10))
-    } else if bytes.is_multiple_of(MIB) {
-        format!("{} MiB", bytes / MIB)
-    } else {
-        let tenths = (bytes * 10).div_ceil(MIB);
-        format!("{}.{} MiB", tenths / 10, tenths % 10)
-    }
 }
 
 /// Resampling filter.

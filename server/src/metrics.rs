@@ -4,7 +4,8 @@
 //! Handlers record through [`Metrics`]; rendering happens only when scraped.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,8 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::backend::{BackendName, Backends};
 use crate::pipeline::StageTimes;
-use crate::state::{BackendName, Backends};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabel {
@@ -36,6 +37,11 @@ pub struct Metrics {
     stage_seconds: Family<StageLabel, Histogram>,
     rejected: Counter,
     backends: Gauge,
+    generation: Family<BackendLabel, Gauge>,
+    store_up: Gauge,
+    store_sync_failures: Counter,
+    store_sync_age: Gauge<f64, AtomicU64>,
+    last_sync: Mutex<Option<Instant>>,
 }
 
 impl Default for Metrics {
@@ -77,6 +83,30 @@ impl Metrics {
             rejected.clone(),
         );
         registry.register("backends", "Configured backends", backends.clone());
+        let generation = Family::<BackendLabel, Gauge>::default();
+        registry.register(
+            "backend_generation",
+            "The store generation each backend is served at",
+            generation.clone(),
+        );
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 when the last sync with the backend store succeeded, 0 when it failed",
+            store_up.clone(),
+        );
+        let store_sync_failures = Counter::default();
+        registry.register(
+            "store_sync_failures",
+            "Syncs with the backend store that failed",
+            store_sync_failures.clone(),
+        );
+        let store_sync_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "store_sync_age_seconds",
+            "Seconds since the last successful sync with the backend store (staleness)",
+            store_sync_age.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -85,6 +115,21 @@ impl Metrics {
             stage_seconds,
             rejected,
             backends,
+            generation,
+            store_up,
+            store_sync_failures,
+            store_sync_age,
+            last_sync: Mutex::new(None),
+        }
+    }
+
+    /// Records a sync with the backend store.
+    pub fn observe_sync(&self, ok: bool) {
+        self.store_up.set(i64::from(ok));
+        if ok {
+            *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        } else {
+            self.store_sync_failures.inc();
         }
     }
 
@@ -127,7 +172,19 @@ impl Metrics {
 
     /// The metrics in Prometheus/OpenMetrics text format.
     pub fn render(&self, backends: &Backends) -> String {
-        self.backends.set(backends.list().len() as i64);
+        let live = backends.list();
+        self.backends.set(live.len() as i64);
+        self.generation.clear();
+        for backend in &live {
+            let label = BackendLabel {
+                backend: backend.name.to_string(),
+            };
+            let generation = i64::try_from(backend.generation().get()).unwrap_or(i64::MAX);
+            self.generation.get_or_create(&label).set(generation);
+        }
+        if let Some(last) = *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.store_sync_age.set(last.elapsed().as_secs_f64());
+        }
         let mut out = String::new();
         if let Ok(registry) = self.registry.lock() {
             // Encoding into a String cannot fail.

@@ -34,9 +34,10 @@ use crate::api::{
     Health, PredictResponse, STATUS_UP, SetupResponse, TaskFailure, TaskOutcome, VersionsResponse,
     WebhookResponse,
 };
-use crate::app::{ApiError, AppState, JsonBody, parse_json_off_thread};
+use crate::app::AppState;
+use crate::backend::{Backend, BackendName};
+use crate::error::{ApiError, JsonBody, parse_json_off_thread};
 use crate::pipeline::{self, PredictRequest};
-use crate::state::{Backend, BackendName};
 
 /// What `/health` calls this backend (Label Studio shows it).
 pub const MODEL_CLASS: &str = "configurable-ls-backend";
@@ -61,7 +62,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/versions", get(versions))
         .route("/backends/{name}/versions", get(versions))
         .route_layer(middleware::from_fn_with_state(
-            state,
+            state.config.access.clone(),
             crate::auth::basic_auth,
         ));
     guarded
@@ -86,7 +87,7 @@ async fn health(
 ) -> Result<Json<Health>, ApiError> {
     let name = target(path)?;
     let backend = state.backends.get(&name);
-    if backend.is_none() && name.as_str() != crate::state::ROOT_BACKEND {
+    if backend.is_none() && name.as_str() != crate::backend::ROOT_BACKEND {
         return Err(unknown_backend(&name));
     }
     Ok(Json(Health {
@@ -192,7 +193,11 @@ async fn predict(
         total_ms = ms(started.elapsed()),
         "predict"
     );
-    Ok(Json(PredictResponse { results: entries }).into_response())
+    // The generation this whole request was served by.
+    Ok(crate::admin::with_generation(
+        Json(PredictResponse { results: entries }).into_response(),
+        backend.generation(),
+    ))
 }
 
 /// The request id for the predict log line: the one `app`'s request-id
@@ -257,10 +262,10 @@ async fn reserve_body(State(state): State<AppState>, request: Request, next: Nex
     if let Some(length) = declared.filter(|&n| n > limit) {
         let refusal = ApiError::PayloadTooLarge(format!(
             "the /predict body is {} but at most {} is accepted (CLS_MAX_PREDICT_BODY_MB)",
-            crate::budget::mib(length),
-            crate::budget::mib(limit)
+            crate::size::human(length),
+            crate::size::human(limit)
         ));
-        return refuse_after_draining(request, refusal).await;
+        return refusal.answer_after_draining(request, DRAIN_BYTES).await;
     }
     // A body of unknown length is counted as the largest a request may
     // hold; a declared one as what it will take, so one that can never fit
@@ -279,35 +284,15 @@ async fn reserve_body(State(state): State<AppState>, request: Request, next: Nex
         Ok(_held) => next.run(request).await,
         Err(e) => {
             state.metrics.rejected();
-            refuse_after_draining(request, ApiError::from(e)).await
+            ApiError::from(e)
+                .answer_after_draining(request, DRAIN_BYTES)
+                .await
         }
     }
 }
 
-/// Most of a refused body read (and dropped, chunk by chunk: no memory
-/// kept) before answering, and for how long at most.
+/// Most of a refused body read (and dropped) before answering.
 const DRAIN_BYTES: usize = 64 << 20;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Answers `refusal` after discarding what the client is still sending (up
-/// to [`DRAIN_BYTES`] or [`DRAIN_TIME`]): closing a connection with unread
-/// data resets it, and the client would see a broken pipe instead of the
-/// 413 or 503 that says what to do.
-async fn refuse_after_draining(request: Request, refusal: ApiError) -> Response {
-    use futures::StreamExt as _;
-    let mut chunks = request.into_body().into_data_stream();
-    let discard = async {
-        let mut seen = 0usize;
-        while let Some(Ok(chunk)) = chunks.next().await {
-            seen += chunk.len();
-            if seen > DRAIN_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
-    refusal.into_response()
-}
 
 /// Label Studio calls this for every project event; we do not train, so
 /// we answer at once (it waits up to 1 s inside the user's request).
@@ -336,7 +321,7 @@ fn configured(state: &AppState, name: &BackendName) -> Result<Arc<Backend>, ApiE
 }
 
 fn unknown_backend(name: &BackendName) -> ApiError {
-    if name.as_str() == crate::state::ROOT_BACKEND {
+    if name.as_str() == crate::backend::ROOT_BACKEND {
         ApiError::NotConfigured(
             "no model is configured at this URL yet: POST /configure first (see the README)".into(),
         )

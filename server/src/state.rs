@@ -1,343 +1,24 @@
-//! The configured backends: their names and configs ([`BackendName`],
-//! [`BackendConfig`]), the live, swappable set ([`Backends`]), and their
-//! persistence in the state directory ([`StateDir`]).
-//!
-//! A [`Backend`] is immutable once built. Reconfiguring builds a complete new
-//! one and swaps the `Arc` in one step, so a request that already holds the
-//! old one finishes on it. This module does not load models or compile
-//! hooks; `admin` does that and hands finished backends here.
+//! Backends persisted in the state directory ([`StateDir`]): one manifest
+//! per backend and the files it was built from, stored by content.
 //!
 //! Persistence is crash-safe: see [`StateDir`] for the layout and the order
 //! of writes that keeps either the old or the new version of a backend.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fetch::FetchConfig;
-use crate::hooks::{Hook, HookLimits};
-use crate::labelconfig::LabelConfig;
-use crate::model::OnnxModel;
-use crate::secret::Secret;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 
-/// The backend served at `/` (configured by `POST /configure`).
-pub const ROOT_BACKEND: &str = "default";
-/// Default number of tasks stacked into one inference.
-pub const DEFAULT_BATCH_SIZE: usize = 16;
-
-/// A backend's name: 1–64 characters of `[A-Za-z0-9_-]`, so it is safe in a
-/// URL path and as a directory name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct BackendName(String);
-
-/// A name that is not a valid [`BackendName`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid backend name '{0}': use 1-64 letters, digits, '-' or '_' (it becomes part of a URL)"
-)]
-pub struct InvalidBackendName(String);
-
-impl BackendName {
-    /// Validates a name.
-    pub fn new(name: &str) -> Result<Self, InvalidBackendName> {
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if valid {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(InvalidBackendName(name.chars().take(80).collect()))
-        }
-    }
-
-    /// The backend served at the root URL.
-    pub fn root() -> Self {
-        Self(ROOT_BACKEND.to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL path Label Studio should use for this backend.
-    pub fn url_path(&self) -> String {
-        if self.0 == ROOT_BACKEND {
-            "/".to_owned()
-        } else {
-            format!("/backends/{}", self.0)
-        }
-    }
-}
-
-impl fmt::Display for BackendName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for BackendName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        BackendName::new(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// The `config` part of a configure request, as users write it. Unknown keys
-/// are rejected so typos do not pass silently.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendConfig {
-    #[serde(default)]
-    pub model: ModelConfig,
-    /// Reported to Label Studio; derived from the model and hooks when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_version: Option<String>,
-    /// Used to validate predictions when a request carries no label config.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_config: Option<String>,
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    #[serde(default)]
-    pub fetch: FetchSettings,
-}
-
-fn default_batch_size() -> usize {
-    DEFAULT_BATCH_SIZE
-}
-
-/// Where the model comes from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// `models:/name/1`, `models:/name@alias`, `runs:/…`, a path, …; absent
-    /// when the model is uploaded with the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tracking_uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<Secret>,
-    /// Sessions in the pool; default one per core.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<usize>,
-}
-
-/// Per-call hook limits as users write them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    #[serde(default = "default_timeout_ms")]
-    pub hook_timeout_ms: u64,
-    #[serde(default = "default_memory_mb")]
-    pub hook_memory_mb: u64,
-    #[serde(default = "default_output_mb")]
-    pub max_output_mb: u64,
-}
-
-fn default_timeout_ms() -> u64 {
-    crate::hooks::DEFAULT_TIMEOUT.as_millis() as u64
-}
-fn default_memory_mb() -> u64 {
-    (crate::hooks::DEFAULT_MEMORY_BYTES >> 20) as u64
-}
-fn default_output_mb() -> u64 {
-    (crate::hooks::DEFAULT_MAX_OUTPUT_BYTES >> 20) as u64
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            hook_timeout_ms: default_timeout_ms(),
-            hook_memory_mb: default_memory_mb(),
-            max_output_mb: default_output_mb(),
-        }
-    }
-}
-
-/// Limits outside these ranges are refused at configure time.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("limits.{field} = {value} is out of range ({range})")]
-pub struct InvalidLimit {
-    pub field: &'static str,
-    pub value: u64,
-    pub range: &'static str,
-}
-
-impl LimitsConfig {
-    /// Checks the ranges and converts to the runtime's limits.
-    pub fn to_hook_limits(&self) -> Result<HookLimits, InvalidLimit> {
-        let check = |field, value: u64, lo: u64, hi: u64, range| {
-            if (lo..=hi).contains(&value) {
-                Ok(value)
-            } else {
-                Err(InvalidLimit {
-                    field,
-                    value,
-                    range,
-                })
-            }
-        };
-        let max_mb = (crate::hooks::MAX_MEMORY_BYTES >> 20) as u64;
-        Ok(HookLimits {
-            timeout: std::time::Duration::from_millis(check(
-                "hook_timeout_ms",
-                self.hook_timeout_ms,
-                1,
-                600_000,
-                "1-600000",
-            )?),
-            memory_bytes: (check("hook_memory_mb", self.hook_memory_mb, 1, max_mb, "1-1024")? << 20)
-                as usize,
-            max_output_bytes: (check("max_output_mb", self.max_output_mb, 1, 1024, "1-1024")? << 20)
-                as usize,
-        })
-    }
-}
-
-/// How to download task files, as users write it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FetchSettings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_studio_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_hosts: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_bytes: Option<u64>,
-    /// Lets this backend's task downloads reach private, loopback and
-    /// link-local addresses, which the SSRF guard refuses by default (see
-    /// [`crate::fetch`]). Label Studio's configured URL and the hosts in
-    /// `allowed_hosts` never need it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_private_networks: bool,
-}
-
-/// What a backend has been doing: counters shown by `GET /backends/{name}`
-/// and the Label Studio URL its last `/setup` reported.
-#[derive(Debug, Default)]
-pub struct Activity {
-    pub requests: AtomicU64,
-    pub tasks: AtomicU64,
-    pub task_errors: AtomicU64,
-    last_error: Mutex<Option<String>>,
-    label_studio_url: Mutex<Option<String>>,
-}
-
-impl Activity {
-    /// Remembers `/setup`'s `hostname`, the fallback for relative file URLs.
-    pub fn remember_label_studio_url(&self, url: String) {
-        if let Ok(mut slot) = self.label_studio_url.lock() {
-            *slot = Some(url);
-        }
-    }
-
-    pub fn label_studio_url(&self) -> Option<String> {
-        self.label_studio_url.lock().ok().and_then(|u| u.clone())
-    }
-
-    /// Remembers the most recent task error for the admin API.
-    pub fn record_error(&self, message: &str) {
-        self.task_errors.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(message.chars().take(2000).collect());
-        }
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|l| l.clone())
-    }
-
-    /// A snapshot for JSON output.
-    pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::json!({
-            "requests": self.requests.load(Ordering::Relaxed),
-            "tasks": self.tasks.load(Ordering::Relaxed),
-            "task_errors": self.task_errors.load(Ordering::Relaxed),
-            "last_error": self.last_error(),
-        })
-    }
-}
-
-/// A fully built backend: model loaded, hooks compiled. Immutable.
-pub struct Backend {
-    pub name: BackendName,
-    pub config: BackendConfig,
-    pub model_version: String,
-    /// Human-readable resolved model source, e.g. `models:/orientation/2`.
-    pub model_description: String,
-    pub model: Arc<OnnxModel>,
-    pub pre_hook: Option<Arc<Hook>>,
-    pub post_hook: Arc<Hook>,
-    pub limits: HookLimits,
-    /// The configured label config, parsed.
-    pub label_config: Option<Arc<LabelConfig>>,
-    pub created: SystemTime,
-    pub fetch: FetchConfig,
-    pub activity: Activity,
-    /// Keeps the cached model files from eviction while this backend lives.
-    pub model_lease: Option<Box<dyn Send + Sync>>,
-}
-
-/// The live set of backends. Reads clone an `Arc` under a short lock;
-/// a swap replaces one entry.
-#[derive(Default)]
-pub struct Backends {
-    map: RwLock<BTreeMap<BackendName, Arc<Backend>>>,
-}
-
-impl Backends {
-    /// The current version of a backend.
-    pub fn get(&self, name: &BackendName) -> Option<Arc<Backend>> {
-        self.map.read().ok()?.get(name).cloned()
-    }
-
-    /// Installs a backend, returning the one it replaces.
-    pub fn swap(&self, backend: Arc<Backend>) -> Option<Arc<Backend>> {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(backend.name.clone(), backend)
-    }
-
-    /// Removes a backend.
-    pub fn remove(&self, name: &BackendName) -> Option<Arc<Backend>> {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        map.remove(name)
-    }
-
-    /// All backends, ordered by name.
-    pub fn list(&self) -> Vec<Arc<Backend>> {
-        self.map
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
-/// A backend as persisted: its config plus the files it was built from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PersistedBackend {
-    pub name: BackendName,
-    pub config: BackendConfig,
-    pub pre_hook: Option<Vec<u8>>,
-    pub post_hook: Vec<u8>,
-    /// An uploaded model file or archive, if the model came with the request.
-    pub model_upload: Option<(String, Vec<u8>)>,
-}
+use crate::backend::{BackendConfig, BackendName, PersistedBackend};
+use crate::store::spec::{Spec, StoredConfig, is_blob_name, sha256_hex};
+use crate::store::{
+    BackendStore, Generation, Head, Precondition, ReplicaReport, ReplicaStatus, StoreError,
+    StoredBackend,
+};
 
 /// Why persisted state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -388,10 +69,22 @@ pub struct StateDir {
     /// collection takes it alone, so it never sees blobs whose manifest is
     /// not written yet.
     writes: Arc<RwLock<()>>,
+    /// Held from a write's generation check to its end, so `If-Match`
+    /// holds between the check and the write.
+    checked_writes: Arc<std::sync::Mutex<()>>,
+    /// What this process last reported serving: the state dir has one
+    /// replica, and it is this one.
+    reports: Arc<std::sync::Mutex<Option<ReplicaStatus>>>,
 }
 
 /// Subfolders of the state dir.
-const SUBDIRS: [&str; 5] = ["backends", "blobs", "models", "compiled", "downloads"];
+const OWN_SUBDIRS: [&str; 2] = ["backends", "blobs"];
+
+/// Every subfolder: this module's and the engine's caches, kept here so
+/// that they are private too.
+fn subdirs() -> impl Iterator<Item = &'static str> {
+    OWN_SUBDIRS.into_iter().chain(crate::runtime::CACHE_SUBDIRS)
+}
 /// The manifest format this version writes.
 const MANIFEST_FORMAT: u32 = 2;
 const MANIFEST_EXT: &str = "json";
@@ -410,46 +103,21 @@ const POST_FILE: &str = "post.wasm";
 const UPLOAD_NAME_FILE: &str = "model.name";
 const UPLOAD_FILE: &str = "model.upload";
 
-/// One backend's manifest, `backends/<name>.json`. No `Debug`: it holds
-/// credentials in clear.
+/// One backend's manifest, `backends/<name>.json`: its [`Spec`], named
+/// and numbered. No `Debug`: it holds credentials in clear.
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     format: u32,
     name: String,
+    /// Absent in manifests written before generations existed.
+    #[serde(default = "first_generation")]
+    generation: Generation,
     #[serde(flatten)]
-    config: PersistedConfig,
-    post_hook: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pre_hook: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    model_upload: Option<UploadRef>,
+    spec: Spec,
 }
 
-/// An uploaded model in a manifest.
-#[derive(Debug, Serialize, Deserialize)]
-struct UploadRef {
-    file_name: String,
-    sha256: String,
-}
-
-impl Manifest {
-    /// Every blob this manifest refers to.
-    fn blobs(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.post_hook.as_str())
-            .chain(self.pre_hook.as_deref())
-            .chain(self.model_upload.as_ref().map(|u| u.sha256.as_str()))
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// A blob name must be a sha256, so a tampered manifest cannot point outside
-/// the blob folder.
-fn is_blob_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+fn first_generation() -> Generation {
+    Generation::FIRST
 }
 
 impl StateDir {
@@ -460,12 +128,14 @@ impl StateDir {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StateError> {
         let root = root.into();
         create_private_dir(&root)?;
-        for sub in SUBDIRS {
+        for sub in subdirs() {
             create_private_dir(&root.join(sub))?;
         }
         let state = Self {
             root,
             writes: Arc::new(RwLock::new(())),
+            checked_writes: Arc::default(),
+            reports: Arc::default(),
         };
         state.repair();
         Ok(state)
@@ -482,21 +152,6 @@ impl StateDir {
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Where compiled hook artefacts are cached.
-    pub fn compiled_dir(&self) -> PathBuf {
-        self.root.join("compiled")
-    }
-
-    /// Where downloaded models are cached.
-    pub fn models_dir(&self) -> PathBuf {
-        self.root.join("models")
-    }
-
-    /// Where downloaded task files are cached.
-    pub fn downloads_dir(&self) -> PathBuf {
-        self.root.join("downloads")
     }
 
     fn backends_dir(&self) -> PathBuf {
@@ -519,37 +174,35 @@ impl StateDir {
         self.writes.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes a backend durably, replacing any previous version in one step.
-    pub fn save(&self, backend: &PersistedBackend) -> Result<(), StateError> {
+    /// Writes a backend durably, replacing any previous version in one
+    /// step, and returns its new generation (one more than the one on disk).
+    pub fn save(&self, backend: &PersistedBackend) -> Result<Generation, StateError> {
         let _shared = self.write_shared();
-        self.save_locked(backend)
+        let generation = self
+            .generation_of(backend.name.as_str())
+            .map_or(Generation::FIRST, Generation::next);
+        self.save_locked(backend, generation)?;
+        Ok(generation)
     }
 
-    fn save_locked(&self, backend: &PersistedBackend) -> Result<(), StateError> {
+    fn save_locked(
+        &self,
+        backend: &PersistedBackend,
+        generation: Generation,
+    ) -> Result<(), StateError> {
         let corrupt = |e: serde_json::Error| StateError::Corrupt {
             name: backend.name.to_string(),
             message: e.to_string(),
         };
-        let post_hook = self.store_blob(&backend.post_hook)?;
-        let pre_hook = backend
-            .pre_hook
-            .as_deref()
-            .map(|bytes| self.store_blob(bytes))
-            .transpose()?;
-        let model_upload = match &backend.model_upload {
-            Some((file_name, bytes)) => Some(UploadRef {
-                file_name: file_name.clone(),
-                sha256: self.store_blob(bytes)?,
-            }),
-            None => None,
-        };
+        let (spec, blobs) = Spec::of(backend).map_err(corrupt)?;
+        for blob in &blobs {
+            self.store_blob(blob.bytes)?;
+        }
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             name: backend.name.to_string(),
-            config: PersistedConfig::new(&backend.config).map_err(corrupt)?,
-            post_hook,
-            pre_hook,
-            model_upload,
+            generation,
+            spec,
         };
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(corrupt)?;
         write_durably(
@@ -557,6 +210,19 @@ impl StateDir {
             &self.manifest_path(backend.name.as_str()),
             &bytes,
         )
+    }
+
+    /// The generation on disk of backend `name`, if it is stored.
+    fn generation_of(&self, name: &str) -> Option<Generation> {
+        match self.read_manifest(name) {
+            Ok(manifest) => Some(manifest.generation),
+            // The former layout had no generations.
+            Err(_) => self
+                .backends_dir()
+                .join(name)
+                .is_dir()
+                .then_some(Generation::FIRST),
+        }
     }
 
     /// Stores `bytes` under their sha256 unless a complete copy is there.
@@ -603,18 +269,51 @@ impl StateDir {
 
     /// Reads every persisted backend. Unreadable entries come back as errors
     /// beside the good ones, so one corrupt backend does not stop the rest.
-    pub fn load_all(&self) -> Vec<Result<PersistedBackend, StateError>> {
+    pub fn load_all(&self) -> Vec<Result<StoredBackend, StateError>> {
         let entries = match self.backend_entries() {
             Ok(entries) => entries,
             Err(e) => return vec![Err(e)],
         };
         entries
             .into_iter()
-            .map(|entry| match entry {
-                BackendEntry::Manifest(name) => self.load_manifest(&name),
-                BackendEntry::Former(name) => self.load_former(&name),
-            })
+            .map(|entry| self.load_entry(&entry))
             .collect()
+    }
+
+    /// Reads one persisted backend; `None` if there is none by that name.
+    pub fn load(&self, name: &BackendName) -> Result<Option<StoredBackend>, StateError> {
+        let entries = self.backend_entries()?;
+        entries
+            .iter()
+            .find(|e| e.name() == name.as_str())
+            .map(|entry| self.load_entry(entry))
+            .transpose()
+    }
+
+    /// Every persisted backend's name and generation. An unreadable one is
+    /// listed too (as generation 1), so that loading it reports why.
+    pub fn heads(&self) -> Result<Vec<Head>, StateError> {
+        let entries = self.backend_entries()?;
+        Ok(entries
+            .iter()
+            .filter_map(|entry| {
+                let name = BackendName::new(entry.name()).ok()?;
+                let generation = self
+                    .generation_of(entry.name())
+                    .unwrap_or(Generation::FIRST);
+                Some(Head { name, generation })
+            })
+            .collect())
+    }
+
+    fn load_entry(&self, entry: &BackendEntry) -> Result<StoredBackend, StateError> {
+        match entry {
+            BackendEntry::Manifest(name) => self.load_manifest(name),
+            BackendEntry::Former(name) => self.load_former(name).map(|backend| StoredBackend {
+                backend,
+                generation: Generation::FIRST,
+            }),
+        }
     }
 
     /// The backends on disk, by name: manifests, and folders of the former
@@ -669,42 +368,30 @@ impl StateDir {
                 manifest.name
             )));
         }
-        if let Some(bad) = manifest.blobs().find(|b| !is_blob_name(b)) {
+        if let Some(bad) = manifest.spec.invalid_blob() {
             return Err(corrupt(format!("'{bad}' is not a sha256")));
         }
         Ok(manifest)
     }
 
-    fn load_manifest(&self, name: &str) -> Result<PersistedBackend, StateError> {
+    fn load_manifest(&self, name: &str) -> Result<StoredBackend, StateError> {
         let corrupt = |message: String| StateError::Corrupt {
             name: name.to_owned(),
             message,
         };
         let backend_name = BackendName::new(name).map_err(|e| corrupt(e.to_string()))?;
         let manifest = self.read_manifest(name)?;
-        let config = BackendConfig::try_from(manifest.config)
-            .map_err(|e| corrupt(format!("config: {e}")))?;
-        let read_blob = |sha256: &str| -> Result<Vec<u8>, StateError> {
-            let path = self.blobs_dir().join(sha256);
-            let bytes =
-                std::fs::read(&path).map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
-            if sha256_hex(&bytes) != sha256 {
-                return Err(corrupt(format!(
-                    "{} is damaged (its sha256 does not match its name)",
-                    path.display()
-                )));
-            }
-            Ok(bytes)
-        };
-        Ok(PersistedBackend {
-            name: backend_name,
-            config,
-            pre_hook: manifest.pre_hook.as_deref().map(read_blob).transpose()?,
-            post_hook: read_blob(&manifest.post_hook)?,
-            model_upload: match &manifest.model_upload {
-                Some(upload) => Some((upload.file_name.clone(), read_blob(&upload.sha256)?)),
-                None => None,
-            },
+        let generation = manifest.generation;
+        let backend = manifest
+            .spec
+            .into_backend(backend_name, |sha256| {
+                let path = self.blobs_dir().join(sha256);
+                std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .map_err(corrupt)?;
+        Ok(StoredBackend {
+            backend,
+            generation,
         })
     }
 
@@ -717,7 +404,7 @@ impl StateDir {
     /// or uploads live; the caches below are covered by the root's mode.
     fn secure_existing_files(&self) {
         let mut dirs = vec![self.root.clone()];
-        dirs.extend(SUBDIRS.iter().map(|sub| self.root.join(sub)));
+        dirs.extend(subdirs().map(|sub| self.root.join(sub)));
         for dir in &dirs {
             set_private(dir, PRIVATE_DIR_MODE);
         }
@@ -796,7 +483,7 @@ impl StateDir {
             let Ok(backend) = self.load_former(name) else {
                 continue;
             };
-            if let Err(e) = self.save_locked(&backend) {
+            if let Err(e) = self.save_locked(&backend, Generation::FIRST) {
                 tracing::error!(backend = %name, "cannot migrate backend to the manifest layout (it stays in the former one): {e}");
                 continue;
             }
@@ -822,7 +509,7 @@ impl StateDir {
                 continue;
             }
             let same = match (self.load_former(&name), self.load_manifest(&name)) {
-                (Ok(former), Ok(current)) => former == current,
+                (Ok(former), Ok(current)) => former == current.backend,
                 _ => false,
             };
             if same {
@@ -852,7 +539,7 @@ impl StateDir {
                 continue;
             };
             match self.read_manifest(name) {
-                Ok(manifest) => referenced.extend(manifest.blobs().map(str::to_owned)),
+                Ok(manifest) => referenced.extend(manifest.spec.blobs().map(str::to_owned)),
                 Err(e) => {
                     tracing::warn!(
                         "not collecting unused blobs while a manifest is unreadable: {e}"
@@ -881,6 +568,154 @@ impl StateDir {
             tracing::info!(removed, "removed unused blobs");
             let _ = sync_dir(&dir);
         }
+    }
+}
+
+/// The state dir as the store of a single process: nobody else writes to
+/// it, so there is nothing to follow. Disk work runs on the blocking pool.
+impl BackendStore for StateDir {
+    fn kind(&self) -> &'static str {
+        "dir"
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn heads(&self) -> BoxFuture<'_, Result<Vec<Head>, StoreError>> {
+        let state = self.clone();
+        blocking(move || state.heads()).boxed()
+    }
+
+    fn load<'a>(
+        &'a self,
+        name: &'a BackendName,
+    ) -> BoxFuture<'a, Result<Option<StoredBackend>, StoreError>> {
+        let (state, name) = (self.clone(), name.clone());
+        blocking(move || state.load(&name)).boxed()
+    }
+
+    fn save<'a>(
+        &'a self,
+        backend: &'a PersistedBackend,
+        expect: Precondition,
+    ) -> BoxFuture<'a, Result<Generation, StoreError>> {
+        let (state, backend) = (self.clone(), backend.clone());
+        async move {
+            let name = backend.name.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let _checked = state
+                    .checked_writes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let current = state.generation_of(backend.name.as_str());
+                if !expect.allows(current) {
+                    return Ok(Err(current));
+                }
+                state.save(&backend).map(Ok)
+            })
+            .await;
+            match flatten(outcome)? {
+                Ok(generation) => Ok(generation),
+                Err(current) => Err(stale(name, expect, current)),
+            }
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        name: &'a BackendName,
+        expect: Precondition,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let (state, name) = (self.clone(), name.clone());
+        async move {
+            let target = name.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let _checked = state
+                    .checked_writes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let current = state.generation_of(target.as_str());
+                if !expect.allows(current) {
+                    return Ok(Err(current));
+                }
+                if current.is_none() {
+                    return Ok(Ok(false));
+                }
+                state.delete(&target).map(|()| Ok(true))
+            })
+            .await;
+            flatten(outcome)?.map_err(|current| stale(name, expect, current))
+        }
+        .boxed()
+    }
+
+    fn report<'a>(
+        &'a self,
+        replica: &'a str,
+        reports: &'a [ReplicaReport],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut last = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some(ReplicaStatus {
+            replica: replica.to_owned(),
+            heartbeat_age_s: 0.0,
+            backends: reports.to_vec(),
+        });
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn replicas(&self) -> BoxFuture<'_, Result<Vec<ReplicaStatus>, StoreError>> {
+        let last = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let replicas = last.iter().cloned().collect();
+        futures::future::ready(Ok(replicas)).boxed()
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+}
+
+impl From<StateError> for StoreError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Io { .. } => StoreError::Unavailable {
+                store: "dir",
+                message: e.to_string(),
+            },
+            StateError::Corrupt { name, message } => StoreError::Corrupt { name, message },
+        }
+    }
+}
+
+/// Runs disk work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StoreError> {
+    flatten(tokio::task::spawn_blocking(work).await)
+}
+
+fn flatten<T>(
+    outcome: Result<Result<T, StateError>, tokio::task::JoinError>,
+) -> Result<T, StoreError> {
+    match outcome {
+        Ok(result) => result.map_err(StoreError::from),
+        Err(e) => Err(StoreError::Unavailable {
+            store: "dir",
+            message: format!("state dir work failed: {e}"),
+        }),
+    }
+}
+
+fn stale(name: BackendName, expect: Precondition, current: Option<Generation>) -> StoreError {
+    let expected = match expect {
+        Precondition::Matches(g) => g,
+        Precondition::Any => Generation::default(),
+    };
+    StoreError::Stale {
+        name,
+        expected,
+        current,
     }
 }
 
@@ -916,7 +751,7 @@ fn load_former_dir(name: &str, dir: &Path) -> Result<PersistedBackend, StateErro
     let backend_name = BackendName::new(name).map_err(|e| corrupt(e.to_string()))?;
     let read = |file: &str| std::fs::read(dir.join(file));
     let config_bytes = read(CONFIG_FILE).map_err(|e| corrupt(format!("{CONFIG_FILE}: {e}")))?;
-    let config: PersistedConfig = serde_json::from_slice(&config_bytes)
+    let config: StoredConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| corrupt(format!("{CONFIG_FILE}: {e}")))?;
     let config =
         BackendConfig::try_from(config).map_err(|e| corrupt(format!("{CONFIG_FILE}: {e}")))?;
@@ -1038,90 +873,11 @@ fn remove_path(path: &Path) {
     }
 }
 
-/// The config as stored on disk. Unlike the API form, secrets are written
-/// in clear here (in `0600` files of a `0700` state dir, like a credentials
-/// file): a restarted server must be able to reach MLflow and Label Studio.
-#[derive(Serialize, Deserialize)]
-struct PersistedConfig {
-    config: serde_json::Value,
-    secrets: BTreeMap<String, String>,
-}
-
-impl PersistedConfig {
-    fn new(config: &BackendConfig) -> Result<Self, serde_json::Error> {
-        let mut secrets = BTreeMap::new();
-        let mut keep = |key: &str, secret: &Option<Secret>| {
-            if let Some(s) = secret {
-                secrets.insert(key.to_owned(), s.expose().to_owned());
-            }
-        };
-        keep("model.password", &config.model.password);
-        keep("model.token", &config.model.token);
-        keep("fetch.api_key", &config.fetch.api_key);
-        Ok(Self {
-            config: serde_json::to_value(config)?,
-            secrets,
-        })
-    }
-}
-
-impl TryFrom<PersistedConfig> for BackendConfig {
-    type Error = serde_json::Error;
-
-    fn try_from(p: PersistedConfig) -> Result<Self, Self::Error> {
-        let mut config: BackendConfig = serde_json::from_value(p.config)?;
-        let secret = |key: &str| p.secrets.get(key).map(Secret::new);
-        config.model.password = secret("model.password");
-        config.model.token = secret("model.token");
-        config.fetch.api_key = secret("fetch.api_key");
-        Ok(config)
-    }
-}
-
-impl BackendConfig {
-    /// A config with every default and no model.
-    pub fn empty() -> Self {
-        Self {
-            model: ModelConfig::default(),
-            model_version: None,
-            label_config: None,
-            batch_size: DEFAULT_BATCH_SIZE,
-            limits: LimitsConfig::default(),
-            fetch: FetchSettings::default(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backend_names_are_url_and_path_safe() {
-        assert!(BackendName::new("orientation-v2_b").is_ok());
-        for bad in ["", "../etc", "a/b", "a b", &"x".repeat(65)] {
-            assert!(BackendName::new(bad).is_err(), "{bad:?} accepted");
-        }
-        assert_eq!(BackendName::root().url_path(), "/");
-        assert_eq!(BackendName::new("det").unwrap().url_path(), "/backends/det");
-    }
-
-    #[test]
-    fn config_rejects_unknown_keys_by_name() {
-        let err = serde_json::from_str::<BackendConfig>(r#"{"model":{"uri":"x"},"bach_size":3}"#)
-            .unwrap_err();
-        assert!(err.to_string().contains("bach_size"), "{err}");
-    }
-
-    #[test]
-    fn limits_out_of_range_are_named() {
-        let limits = LimitsConfig {
-            hook_timeout_ms: 0,
-            ..LimitsConfig::default()
-        };
-        let err = limits.to_hook_limits().unwrap_err();
-        assert_eq!(err.field, "hook_timeout_ms");
-    }
+    use crate::backend::{BackendConfig, BackendName, PersistedBackend};
+    use crate::secret::Secret;
 
     #[test]
     fn saved_backends_load_back_with_secrets_and_corrupt_ones_are_reported() {
@@ -1143,6 +899,8 @@ mod tests {
         let loaded = state.load_all();
         assert_eq!(loaded.len(), 2);
         let good = loaded[0].as_ref().unwrap();
+        assert_eq!(good.generation, Generation::new(2));
+        let good = &good.backend;
         assert_eq!(good.config, config);
         assert_eq!(good.config.model.password.as_ref().unwrap().expose(), "pw");
         assert!(matches!(loaded[1], Err(StateError::Corrupt { .. })));
@@ -1168,7 +926,7 @@ mod tests {
         state
             .load_all()
             .into_iter()
-            .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+            .map(|r| r.unwrap_or_else(|e| panic!("{e}")).backend)
             .collect()
     }
 
@@ -1187,7 +945,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = root.join("backends").join(folder);
         std::fs::create_dir_all(&dir).unwrap();
-        let config = serde_json::to_vec(&PersistedConfig::new(&backend.config).unwrap()).unwrap();
+        let config = serde_json::to_vec(&StoredConfig::new(&backend.config).unwrap()).unwrap();
         std::fs::write(dir.join(CONFIG_FILE), config).unwrap();
         std::fs::write(dir.join(POST_FILE), &backend.post_hook).unwrap();
         if let Some(pre) = &backend.pre_hook {
@@ -1220,7 +978,7 @@ mod tests {
         let state = StateDir::open(&root).unwrap();
         state.save(&backend("new", "v1", b"post-new")).unwrap();
         assert_eq!(mode(&root), 0o700);
-        for sub in SUBDIRS {
+        for sub in subdirs() {
             assert_eq!(mode(&root.join(sub)), 0o700, "{sub}");
         }
         for dir in [root.join("backends"), root.join("blobs")] {
@@ -1407,10 +1165,8 @@ mod tests {
         let full = serde_json::to_vec(&Manifest {
             format: MANIFEST_FORMAT,
             name: "a".into(),
-            config: PersistedConfig::new(&v2.config).unwrap(),
-            post_hook: sha256_hex(&v2.post_hook),
-            pre_hook: None,
-            model_upload: None,
+            generation: Generation::new(2),
+            spec: Spec::of(&v2).unwrap().0,
         })
         .unwrap();
         std::fs::write(

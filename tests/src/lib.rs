@@ -7,6 +7,8 @@
 //! loud `SKIPPED:` line in a plain `cargo test`, and fail when
 //! `CLS_REQUIRE_E2E=1` (set by `scripts/test.sh`, the README's command).
 
+pub mod fleet;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -156,6 +156,31 @@ pub async fn run_cell(
     cell
 }
 
+/// `GET /health` every 25 ms on a connection of its own until `done`:
+/// the latencies Label Studio's health checks see while `/predict` load
+/// runs. A probe that fails counts as the time it took to fail.
+pub async fn probe_health(server: String, done: Arc<AtomicBool>) -> Latencies {
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("health client");
+    let url = format!("{server}/health");
+    let mut latencies = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(25));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !done.load(Ordering::Relaxed) {
+        ticks.tick().await;
+        let sent = Instant::now();
+        let answered = client.get(&url).send().await;
+        if let Ok(response) = answered {
+            let _ = response.bytes().await;
+        }
+        latencies.push(sent.elapsed());
+    }
+    Latencies::new(latencies)
+}
+
 /// One `/predict`; `Err` says why it does not count as served.
 pub async fn predict_once(
     client: &reqwest::Client,

@@ -31,6 +31,9 @@
 //!    client saw minus the server's `total`; CPU use of the server, this
 //!    process and everything else comes from `/proc` ([`cpu`]), because the
 //!    machine may be shared.
+//!    While each cell runs, a separate client asks `/health` every 25 ms
+//!    on its own connection (as Label Studio does) and records how long
+//!    the answers took.
 //! 3. **Memory**: peak RSS (`VmHWM`) of the server after each cell, with
 //!    one, then three backends loaded and served.
 //! 4. **Hot swap**: `PUT /backends/<name>` with new hook bytes (the same
@@ -303,8 +306,12 @@ async fn measure_cell(
     let before = load::stages(http).await;
     let never = Arc::new(AtomicBool::new(false));
     let cpu_before = cpu::sample(Some(pid));
+    let done = Arc::new(AtomicBool::new(false));
+    let probe = tokio::spawn(load::probe_health(http.server.clone(), done.clone()));
     let cell = load::run_cell(http, case, tasks, concurrency, bounds, &never).await;
+    done.store(true, Ordering::Relaxed);
     let cpu = Usage::between(&cpu_before, &cpu::sample(Some(pid)), cell.elapsed);
+    let health = probe.await.expect("health probe");
     let after = load::stages(http).await;
     ServerCell {
         tasks,
@@ -313,6 +320,7 @@ async fn measure_cell(
         cpu,
         rss: report::rss(pid),
         cell,
+        health,
     }
 }
 

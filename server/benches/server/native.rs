@@ -111,7 +111,7 @@ impl<'a> NativeModel<'a> {
             outputs,
             metadata,
             batch_size: if batches {
-                cls::state::DEFAULT_BATCH_SIZE
+                cls::backend::DEFAULT_BATCH_SIZE
             } else {
                 1
             },

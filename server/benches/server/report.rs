@@ -27,6 +27,17 @@ mod python {
     pub const DECODE_RESIZE_MS: f64 = 7.0;
 }
 
+/// The server's throughput at 16 tasks per request, concurrency 4, as a
+/// fraction of the native pipeline (b) in the same run, before the memory
+/// budget existed (the run recorded in `docs/benchmarks.md`). A ratio, not
+/// tasks/s, so runs on different machines compare: bounding memory may
+/// cost at most 5 % of it.
+const UNBOUNDED_16_C4: [(&str, f64); 3] = [
+    ("classification", 0.815),
+    ("detection", 1.040),
+    ("polygons", 0.902),
+];
+
 /// One measurement of the native pipeline (b).
 pub struct Native {
     pub tasks: usize,
@@ -87,6 +98,8 @@ pub struct ServerCell {
     /// The server's peak RSS so far, after this cell.
     pub rss: Rss,
     pub cell: Cell,
+    /// `/health` latencies seen while the cell ran.
+    pub health: Latencies,
 }
 
 impl ServerCell {
@@ -564,21 +577,55 @@ impl Report {
                 p50_ms <= want,
             );
         }
+        for m in &self.models {
+            let Some((_, before)) = UNBOUNDED_16_C4.iter().find(|(n, _)| *n == m.case.name) else {
+                continue;
+            };
+            let server = m.cell(16, 4).map_or(0.0, ServerCell::rate);
+            let native = m.limits.native(16, 4).map_or(0.0, |n| n.rate.0);
+            let ratio = server / native.max(1e-9) / before;
+            row(
+                format!(
+                    "{}: /(b) at 16/req, c4 >= 0.95 x unbounded's ({before})",
+                    m.case.name
+                ),
+                format!("{ratio:.3}"),
+                ratio - 0.95,
+                "",
+                ratio >= 0.95,
+            );
+        }
         let one = self.rss_one.peak_mib();
         row(
-            "peak RSS, one backend <= 150 MiB".into(),
+            "peak RSS, one backend (classification) <= 200 MiB".into(),
             format!("{one:.1} MiB"),
-            150.0 - one,
+            200.0 - one,
             " MiB",
-            one <= 150.0,
+            one <= 200.0,
         );
         let three = self.rss_three.peak_mib();
         row(
-            "peak RSS, three backends <= 300 MiB".into(),
+            "peak RSS, three backends <= 1536 MiB".into(),
             format!("{three:.1} MiB"),
-            300.0 - three,
+            1536.0 - three,
             " MiB",
-            three <= 300.0,
+            three <= 1536.0,
+        );
+        let health = self
+            .models
+            .iter()
+            .flat_map(|m| &m.cells)
+            .map(|c| c.health.quantile(0.99))
+            .max()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3;
+        row(
+            "/health p99 under load (worst cell) <= 50 ms".into(),
+            format!("{health:.1} ms"),
+            50.0 - health,
+            " ms",
+            health <= 50.0,
         );
         let up = median(&self.restarts).as_secs_f64() * 1e3;
         row(
@@ -675,7 +722,7 @@ pub fn print_cell(case: &Case, cell: &ServerCell, limits: &Limits) {
         .native(cell.tasks, cell.concurrency)
         .map_or(0.0, |n| n.rate.0);
     println!(
-        "  server {:<15} {:>2} tasks/request, c{}: {:>8.1} tasks/s, p50 {} p95 {} p99 {} ms, {} requests, {} failed; /(a) {:.2}, /(b) {:.2}; CPU server {:.0} %, bench {:.0} %, others {:.0} %, idle {:.0} %; server peak RSS so far {:.1} MiB{}",
+        "  server {:<15} {:>2} tasks/request, c{}: {:>8.1} tasks/s, p50 {} p95 {} p99 {} ms, {} requests, {} failed; /(a) {:.2}, /(b) {:.2}; CPU server {:.0} %, bench {:.0} %, others {:.0} %, idle {:.0} %; server peak RSS so far {:.1} MiB; /health p99 {} ms of {}{}",
         case.name,
         cell.tasks,
         cell.concurrency,
@@ -692,6 +739,8 @@ pub fn print_cell(case: &Case, cell: &ServerCell, limits: &Limits) {
         cell.cpu.others,
         cell.cpu.idle,
         cell.rss.peak_mib(),
+        ms(cell.health.quantile(0.99)),
+        cell.health.len(),
         c.first_failure
             .as_deref()
             .map(|f| format!(" (first failure: {f})"))

@@ -8,7 +8,7 @@ use cls::api::{
     ActivityDescription, BackendDescription, BackendList, HookDescription, LimitsDescription,
     TensorDescription,
 };
-use cls::state::BackendName;
+use cls::backend::BackendName;
 use reqwest::Method;
 
 use super::admin_api::{AdminClient, DEFAULT_TIMEOUT, ServerArgs, join, typed};

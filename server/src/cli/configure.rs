@@ -25,9 +25,9 @@ use super::backends::{describe, label_studio_url};
 use super::model_args::ModelArgs;
 use super::{hook, hook_runtime, print_json, progress, tasks};
 use cls::api::ConfigureResponse;
+use cls::backend::BackendName;
 use cls::hooks::HookKind;
 use cls::labelconfig::LabelConfig;
-use cls::state::BackendName;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -417,8 +417,8 @@ fn is_loopback(url: &url::Url) -> bool {
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use cls::backend::BackendConfig;
     use cls::secret::Secret;
-    use cls::state::BackendConfig;
 
     #[derive(clap::Parser)]
     struct Wrapper {

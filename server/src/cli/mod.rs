@@ -171,14 +171,21 @@ fn cache_dir() -> PathBuf {
 /// Hook instances one command runs at once.
 const CLI_MAX_HOOK_INSTANCES: u32 = 4;
 
-/// The hook sandbox as the server builds it, with compiled components
-/// cached in [`cache_dir`] so a second run of an unchanged hook is fast.
-fn hook_runtime() -> anyhow::Result<Arc<HookRuntime>> {
-    Ok(Arc::new(HookRuntime::new(RuntimeOptions {
+/// The hook sandbox as the server builds it, sized for one command, with
+/// compiled components cached in [`cache_dir`] so a second run of an
+/// unchanged hook is fast.
+fn hook_options() -> RuntimeOptions {
+    RuntimeOptions {
         artefact_dir: Some(cache_dir().join("hooks")),
         max_instances: CLI_MAX_HOOK_INSTANCES,
         ..RuntimeOptions::default()
-    })?))
+    }
+}
+
+/// A hook sandbox of its own ([`hook_options`]), for commands that only
+/// compile or check hooks.
+fn hook_runtime() -> anyhow::Result<Arc<HookRuntime>> {
+    Ok(Arc::new(HookRuntime::new(hook_options())?))
 }
 
 /// Log lines on stderr for commands that run hooks: warnings, and what the

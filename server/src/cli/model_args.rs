@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::non_empty;
+use cls::model::ModelConfig;
 use cls::secret::Secret;
-use cls::state::ModelConfig;
 
 /// Which model, and how to reach its MLflow server.
 #[derive(Debug, Clone, clap::Args)]

@@ -9,9 +9,11 @@ use clap::{Parser, ValueEnum};
 
 use cls::api::{Health, STATUS_UP};
 use cls::app::{
-    self, AppState, BasicAuth, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTS,
+    AppState, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_PREDICTS,
     DEFAULT_MAX_PREDICT_BODY_BYTES, ServerConfig, Settings,
 };
+use cls::auth::{Access, BasicAuth, TrustedProxies};
+use cls::runtime::RuntimeSettings;
 use cls::secret::Secret;
 use serde::Deserialize as _;
 
@@ -37,6 +39,25 @@ pub struct ServeArgs {
     /// [default: $XDG_STATE_HOME/configurable-ls-backend or ~/.local/state/configurable-ls-backend].
     #[arg(long, env = "CLS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Where backends are kept: `dir` (the state dir; one process) or a
+    /// PostgreSQL URL (postgres://user:password@host:5432/db) that every
+    /// replica shares, so a change made through any of them reaches all.
+    #[arg(
+        long,
+        env = "CLS_STORE",
+        default_value = "dir",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub store: String,
+    /// This replica's id in the store and in the x-replica-id header
+    /// [default: <hostname>-<pid>].
+    #[arg(long, env = "CLS_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Seconds between full resyncs with a shared store (changes are also
+    /// announced at once; the resync covers announcements that were lost).
+    #[arg(long, env = "CLS_RESYNC_SECS", default_value_t = cls::fleet::DEFAULT_RESYNC_EVERY.as_secs())]
+    pub resync_secs: u64,
     /// Log format.
     #[arg(long, env = "CLS_LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,
@@ -68,10 +89,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CLS_MEMORY_WAIT_SECS", default_value_t = cls::budget::DEFAULT_WAIT.as_secs())]
     pub memory_wait_secs: u64,
     /// Size bound of the model cache in MiB (least recently used unused models are evicted).
-    #[arg(long, env = "CLS_MODEL_CACHE_MB", default_value_t = 10_240)]
+    #[arg(long, env = "CLS_MODEL_CACHE_MB", default_value_t = cls::model::DEFAULT_CACHE_MAX_BYTES >> 20)]
     pub model_cache_mb: u64,
     /// Size bound of the task-file download cache in MiB.
-    #[arg(long, env = "CLS_DOWNLOAD_CACHE_MB", default_value_t = 1_024)]
+    #[arg(long, env = "CLS_DOWNLOAD_CACHE_MB", default_value_t = cls::fetch::DEFAULT_CACHE_MAX_BYTES >> 20)]
     pub download_cache_mb: u64,
     /// Force an ONNX Runtime execution provider for every model
     /// (e.g. CPUExecutionProvider, CUDAExecutionProvider), overriding MLmodel's list.
@@ -121,6 +142,14 @@ pub enum CliError {
     NoStateDir,
     #[error(transparent)]
     TrustedProxy(#[from] cls::auth::InvalidProxy),
+    #[error(transparent)]
+    Store(#[from] cls::store::InvalidStoreLocation),
+    #[error(
+        "--replica-id (CLS_REPLICA_ID) {0:?}: use 1 to 128 letters, digits, '.', '_', ':' or '-'"
+    )]
+    ReplicaId(String),
+    #[error("--resync-secs (CLS_RESYNC_SECS) must be at least 1")]
+    ResyncInterval,
 }
 
 impl ServeArgs {
@@ -153,29 +182,84 @@ impl ServeArgs {
             (Some(u), Some(p)) if u.is_empty() && p.is_empty() => None,
             _ => return Err(CliError::HalfBasicAuth),
         };
-        Ok(ServerConfig {
+        let access = Access {
             basic_auth,
             admin_token: self
                 .admin_token
                 .clone()
                 .filter(|t| !t.is_empty())
                 .map(Secret::new),
+            trusted_proxies: TrustedProxies::parse(self.trusted_proxies.as_slice())?,
+        };
+        Ok(ServerConfig {
+            access: access.into(),
             max_body_bytes: self.max_body_bytes,
             max_predict_body_bytes: usize::try_from(self.max_predict_body_mb << 20)
                 .unwrap_or(usize::MAX),
             max_concurrent_predicts: self.max_concurrent_predicts.max(1),
+        })
+    }
+
+    /// Where backends are kept.
+    pub fn store(&self) -> Result<cls::store::StoreLocation, CliError> {
+        Ok(self.store.parse()?)
+    }
+
+    /// This replica's id: the flag, or `<hostname>-<pid>`.
+    pub fn replica_id(&self) -> Result<String, CliError> {
+        let id = match &self.replica_id {
+            Some(id) => id.clone(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "replica".to_owned());
+                format!("{host}-{}", std::process::id())
+            }
+        };
+        let valid = (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if valid {
+            Ok(id)
+        } else {
+            Err(CliError::ReplicaId(id))
+        }
+    }
+
+    /// Time between full resyncs.
+    pub fn resync_every(&self) -> Result<std::time::Duration, CliError> {
+        match self.resync_secs {
+            0 => Err(CliError::ResyncInterval),
+            secs => Ok(std::time::Duration::from_secs(secs)),
+        }
+    }
+
+    /// Engine settings from the flags, its caches in `state_dir`.
+    pub fn runtime_settings(&self, state_dir: &std::path::Path) -> RuntimeSettings {
+        RuntimeSettings {
+            model_cache_bytes: self.model_cache_mb << 20,
+            download_cache_bytes: self.download_cache_mb << 20,
+            execution_provider: self.execution_provider.clone(),
+            ort_library: self.ort_dylib_path.clone(),
+            ort_memory_cap: self.ort_max_memory_mb.map(|mb| mb << 20),
+            model_limits: cls::model::ModelLimits {
+                max_input_bytes: self.max_input_mb << 20,
+            },
             memory_budget_bytes: self.memory_budget_mb.map(|mb| mb << 20),
             memory_wait: std::time::Duration::from_secs(self.memory_wait_secs),
-            trusted_proxies: cls::auth::TrustedProxies::parse(self.trusted_proxies.as_slice())?,
             allow_private_networks: self.allow_private_networks,
-        })
+            ..RuntimeSettings::new(state_dir)
+        }
     }
 }
 
 /// The start-up warning for a server whose Label Studio routes anyone on the
 /// network can call: bound to a non-loopback address without basic auth.
 pub fn open_routes_warning(addr: SocketAddr, config: &ServerConfig) -> Option<String> {
-    (config.basic_auth.is_none() && !addr.ip().to_canonical().is_loopback()).then(|| {
+    (config.access.basic_auth.is_none() && !addr.ip().to_canonical().is_loopback()).then(|| {
         format!(
             "the Label Studio routes (/predict, /setup, /versions, /metrics) are open to anyone who can reach {addr}; set BASIC_AUTH_USER/BASIC_AUTH_PASS (and the same credentials in Label Studio's model settings), or bind a loopback address with --host"
         )
@@ -205,17 +289,14 @@ pub fn init_logging(format: LogFormat) {
 /// Builds the state, listens, and serves until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    let state_dir = args.state_dir()?;
     let settings = Settings {
-        state_dir: args.state_dir()?,
         server: args.server_config()?,
-        model_cache_bytes: args.model_cache_mb << 20,
-        download_cache_bytes: args.download_cache_mb << 20,
-        execution_provider: args.execution_provider.clone(),
-        ort_library: args.ort_dylib_path.clone(),
-        ort_memory_cap: args.ort_max_memory_mb.map(|mb| mb << 20),
-        model_limits: cls::model::ModelLimits {
-            max_input_bytes: args.max_input_mb << 20,
-        },
+        runtime: args.runtime_settings(&state_dir),
+        store: args.store()?,
+        replica_id: args.replica_id()?,
+        resync_every: args.resync_every()?,
+        state_dir,
     };
     let state = AppState::start(settings).await?;
     let listener = tokio::net::TcpListener::bind(args.addr())
@@ -226,7 +307,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     tracing::info!("listening on http://{addr}");
-    app::run(state, listener, shutdown_signal()).await?;
+    cls::router::serve(state, listener, shutdown_signal()).await?;
     tracing::info!("shut down");
     Ok(())
 }
@@ -293,10 +374,14 @@ mod tests {
         );
         assert_eq!(open_routes_warning(local, &open), None);
         let guarded = ServerConfig {
-            basic_auth: Some(BasicAuth {
-                user: "u".into(),
-                password: Secret::new("p"),
-            }),
+            access: Access {
+                basic_auth: Some(BasicAuth {
+                    user: "u".into(),
+                    password: Secret::new("p"),
+                }),
+                ..Access::default()
+            }
+            .into(),
             ..ServerConfig::default()
         };
         assert_eq!(open_routes_warning(any, &guarded), None);
@@ -304,22 +389,31 @@ mod tests {
 
     #[test]
     fn trust_flags_parse_and_bad_proxies_are_refused() {
-        let config = args(&[
+        let flags = args(&[
             "--trusted-proxies",
             "127.0.0.1,10.0.0.0/8",
             "--allow-private-networks",
-        ])
-        .server_config()
-        .expect("valid");
-        assert!(config.allow_private_networks);
+        ]);
+        let config = flags.server_config().expect("valid");
+        assert!(
+            flags
+                .runtime_settings("/state".as_ref())
+                .allow_private_networks
+        );
         assert!(
             config
+                .access
                 .trusted_proxies
                 .contains("10.1.2.3".parse().expect("ip"))
         );
-        let config = args(&[]).server_config().expect("valid");
-        assert!(!config.allow_private_networks);
-        assert!(config.trusted_proxies.is_empty());
+        let defaults = args(&[]);
+        let config = defaults.server_config().expect("valid");
+        assert!(
+            !defaults
+                .runtime_settings("/state".as_ref())
+                .allow_private_networks
+        );
+        assert!(config.access.trusted_proxies.is_empty());
         let err = args(&["--trusted-proxies", "proxy.local"])
             .server_config()
             .expect_err("not an IP");

@@ -1,5 +1,5 @@
 //! `try`: one backend built in-process exactly as the server builds it
-//! (`admin::Loader`), the files on the command line turned into tasks
+//! (`runtime::Runtime` and `backend::Loader`), the files on the command line turned into tasks
 //! (`tasks`), the whole pipeline run on them (`pipeline::predict`: fetch →
 //! pre-hook → inference → post-hook → validation against the labeling
 //! config), each prediction and verdict printed, and optionally drawn
@@ -18,14 +18,13 @@ use serde_json::{Value, json};
 use super::model_args::ModelArgs;
 use super::render::{self, Picture, Subject};
 use super::tasks::{self, Input};
-use super::{cache_dir, hook, hook_runtime, init_cli_logging, print_json, progress};
-use cls::admin::Loader;
-use cls::fetch::{FetchRequest, Fetcher};
+use super::{cache_dir, hook, hook_options, init_cli_logging, print_json, progress};
+use cls::backend::{Backend, BackendConfig, BackendName, PersistedBackend};
+use cls::fetch::FetchRequest;
 use cls::hooks::HookKind;
 use cls::labelconfig::{LabelConfig, ObjectKind};
-use cls::model::{DEFAULT_CACHE_MAX_BYTES, ModelLoader, OrtRuntime};
 use cls::pipeline::{self, PredictRequest, Services, StageTimes, TaskResult};
-use cls::state::{Backend, BackendConfig, BackendName, PersistedBackend};
+use cls::runtime::{Runtime, RuntimeSettings};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -42,9 +41,6 @@ Examples:
 Inputs: images become tasks through the config's <Image>, text files through its <Text>;
 *.json files hold a task, a list of tasks, or bare task data.
 Exits non-zero when any task fails.";
-
-/// Default cap on the download cache of `try`.
-const DOWNLOAD_CACHE_BYTES: u64 = 256 << 20;
 
 /// `try` flags.
 #[derive(Debug, clap::Args)]
@@ -88,7 +84,7 @@ pub struct TryArgs {
 
 /// The in-process backend and what the pipeline needs besides.
 struct Local {
-    services: Services,
+    services: Arc<Services>,
     backend: Arc<Backend>,
 }
 
@@ -152,40 +148,27 @@ pub async fn run(args: TryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds services and backend the way `AppState::start` and `/configure` do.
+/// Starts the engine and builds the backend the way `serve` and
+/// `/configure` do.
 async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
-    let ort = match &args.ort_dylib_path {
-        Some(path) => OrtRuntime::init_from(path)?,
-        None => OrtRuntime::init()?,
-    };
-    let cache = cache_dir();
-    let hooks = hook_runtime()?;
-    let fetcher = Arc::new(
-        Fetcher::new(cache.join("downloads"), DOWNLOAD_CACHE_BYTES)
-            .context("cannot set up downloads")?,
-    );
-    let model_cache = cls::model::ModelCache::new(cache.join("models"), DEFAULT_CACHE_MAX_BYTES)
-        .context("cannot open the model cache")?;
     let (download_bar, report_download) = progress::download_progress("the model");
-    let models = Arc::new(
-        ModelLoader::new(
-            Arc::new(ort),
-            model_cache,
-            args.execution_provider
-                .clone()
-                .filter(|p| !p.trim().is_empty()),
-        )
-        .with_progress(report_download),
-    );
+    let runtime = Runtime::start(&RuntimeSettings {
+        execution_provider: args.execution_provider.clone(),
+        ort_library: args.ort_dylib_path.clone(),
+        hooks: hook_options(),
+        download_progress: Some(report_download),
+        ..RuntimeSettings::new(cache_dir())
+    })?;
+    let hooks = &runtime.hooks;
     let pre_hook = match &args.pre_hook {
         Some(path) => Some(
-            hook::load_arg(path, HookKind::Pre, &hooks)
+            hook::load_arg(path, HookKind::Pre, hooks)
                 .await
                 .context("--pre-hook")?,
         ),
         None => None,
     };
-    let post_hook = hook::load_arg(&args.post_hook, HookKind::Post, &hooks)
+    let post_hook = hook::load_arg(&args.post_hook, HookKind::Post, hooks)
         .await
         .context("--post-hook")?;
     let mut config = match &args.config {
@@ -206,16 +189,11 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
         post_hook,
         model_upload: None,
     };
-    let loader = Loader::new(hooks.clone(), models);
-    let backend = loader.build(&persisted).await;
+    let backend = runtime.loader.build(&persisted).await;
     download_bar.finish_and_clear();
     let backend = Arc::new(backend.context("the backend does not build")?);
     Ok(Local {
-        services: Services::new(
-            hooks,
-            fetcher,
-            Arc::new(cls::budget::MemoryBudget::default()),
-        ),
+        services: runtime.services,
         backend,
     })
 }

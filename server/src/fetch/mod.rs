@@ -3,9 +3,9 @@
 //! `fetch` owns everything between a string in `task.data` and the bytes of
 //! the file it names: classifying the value, Label Studio credentials, HTTP
 //! downloads with their limits, and the on-disk download cache. It does not
-//! decode the bytes (that is [`crate::imageops`] and the hooks), decide
-//! which task fields to fetch (that is [`crate::pipeline`]), or store
-//! configuration (that is [`crate::state`]).
+//! decode the bytes (that is `imageops` and the hooks), decide which task
+//! fields to fetch (that is the pipeline), or store configuration. A
+//! backend's `fetch:` section is [`FetchSettings`].
 //!
 //! # Values
 //! | value | fetched from |
@@ -102,6 +102,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared, WeakShared};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -124,8 +125,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 /// Default [`FetcherOptions::max_concurrent`].
 pub const DEFAULT_MAX_CONCURRENT: usize = 16;
-/// Default [`FetcherOptions::cache_max_bytes`]: 1 GB.
-pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1_000_000_000;
+/// Default [`FetcherOptions::cache_max_bytes`]: 1 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
 
 /// Environment variables for the Label Studio URL, in order of preference
 /// (the names the Label Studio SDK and ML backends use).
@@ -134,7 +135,27 @@ pub const LABEL_STUDIO_URL_ENV: [&str; 2] = ["LABEL_STUDIO_URL", "LABEL_STUDIO_H
 pub const LABEL_STUDIO_API_KEY_ENV: [&str; 2] =
     ["LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"];
 
-/// How one backend fetches task files: [`crate::state::FetchSettings`]
+/// How to download task files, as users write it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_studio_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Lets this backend's task downloads reach private, loopback and
+    /// link-local addresses, which the SSRF guard refuses by default (see
+    /// [`crate::fetch`]). Label Studio's configured URL and the hosts in
+    /// `allowed_hosts` never need it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_networks: bool,
+}
+
+/// How one backend fetches task files: [`FetchSettings`]
 /// (the `fetch:` section users write) checked and completed from the
 /// environment by [`FetchConfig::from_settings`]. `Debug` prints the key as
 /// `***`.
@@ -178,7 +199,7 @@ impl FetchConfig {
     /// what they leave unset from the environment
     /// ([`FetchConfig::with_env_defaults`]); `max_bytes` defaults to
     /// [`DEFAULT_MAX_BYTES`].
-    pub fn from_settings(settings: &crate::state::FetchSettings) -> Result<Self, FetchError> {
+    pub fn from_settings(settings: &FetchSettings) -> Result<Self, FetchError> {
         let label_studio_url = settings
             .label_studio_url
             .as_deref()

@@ -914,7 +914,7 @@ fn label_studio_urls_with_passwords_are_refused_without_echoing_them() {
 
 #[test]
 fn settings_are_checked_and_defaulted() {
-    let settings = crate::state::FetchSettings {
+    let settings = super::FetchSettings {
         label_studio_url: Some("127.0.0.1:8089".into()),
         api_key: Some(Secret::new("abc")),
         allowed_hosts: vec!["images.example.com".into()],
@@ -937,9 +937,9 @@ fn settings_are_checked_and_defaulted() {
     assert!(format!("{cfg:?}").contains("***"));
     assert!(!format!("{cfg:?}").contains("abc"));
 
-    let bad = crate::state::FetchSettings {
+    let bad = super::FetchSettings {
         label_studio_url: Some("ftp://ls".into()),
-        ..crate::state::FetchSettings::default()
+        ..super::FetchSettings::default()
     };
     let err = FetchConfig::from_settings(&bad).expect_err("bad scheme");
     assert!(

@@ -29,7 +29,8 @@ use super::bindings::types::{self, ElementType, ImageTransform};
 use super::call::DeadlineExceeded;
 use super::text::sanitize;
 use super::{CallTag, HookLimits};
-use crate::imageops::{self, PoolError, mib};
+use crate::imageops::{self, PoolError};
+use crate::size::human;
 
 /// Longest log line kept (after escaping); the rest is cut (with a marker).
 pub const MAX_LOG_LINE: usize = 1024;
@@ -125,15 +126,15 @@ impl HostState {
             let held = if self.image_bytes > 0 {
                 format!(
                     ", and images this call holds already use {}",
-                    mib(self.image_bytes)
+                    human(self.image_bytes)
                 )
             } else {
                 String::new()
             };
             return Ok(Err(refuse(format!(
                 "{work} would need {}; this hook's budget is {}{held} (limits.hook_memory_mb)",
-                mib(needed),
-                mib(self.image_budget)
+                human(needed),
+                human(self.image_budget)
             ))));
         }
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -184,8 +185,8 @@ impl HostState {
             return Err(ImageError::InvalidArgument(format!(
                 "images held by this hook call would take {}, over its {} budget \
                  (limits.hook_memory_mb)",
-                mib(self.image_bytes + bytes),
-                mib(self.image_budget)
+                human(self.image_bytes + bytes),
+                human(self.image_budget)
             )));
         }
         self.image_bytes += bytes;

@@ -10,6 +10,7 @@
 //! values known only at run time, so ONNX Runtime's allocator refuses it
 //! (see [`crate::model::OrtRuntime::init_with`]).
 
+use crate::size::human;
 use crate::tensor::TensorSpec;
 
 /// Default for [`ModelLimits::max_input_bytes`]: 256 MiB per task.
@@ -61,7 +62,7 @@ impl ModelLimits {
         if self.max_input_bytes == 0 {
             return Ok(());
         }
-        let limit = human_bytes(self.max_input_bytes);
+        let limit = human(self.max_input_bytes);
         let mut total: u64 = 0;
         for input in inputs {
             let bytes = declared_bytes(input).map_err(|size| InputTooLarge {
@@ -75,7 +76,7 @@ impl ModelLimits {
                 return Err(InputTooLarge {
                     name: input.name.clone(),
                     shape: shape_text(&input.shape),
-                    size: format!("{} of {}", human_bytes(bytes), type_name(input)),
+                    size: format!("{} of {}", human(bytes), type_name(input)),
                     limit,
                     hint: dynamic_hint(input),
                 });
@@ -94,7 +95,7 @@ impl ModelLimits {
                     .collect::<Vec<_>>()
                     .join("', '"),
                 shape: shapes.join(" + "),
-                size: human_bytes(total),
+                size: human(total),
                 limit,
                 hint: " (all inputs together)".to_owned(),
             });
@@ -155,27 +156,6 @@ fn dynamic_hint(input: &TensorSpec) -> String {
     } else {
         String::new()
     }
-}
-
-/// `2.5 GiB`, `256 MiB`, `512 KiB`, `100 bytes`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("TiB", 1 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ];
-    for (unit, size) in UNITS {
-        if bytes >= size {
-            let value = bytes as f64 / size as f64;
-            return if bytes.is_multiple_of(size) {
-                format!("{} {unit}", bytes / size)
-            } else {
-                format!("{value:.1} {unit}")
-            };
-        }
-    }
-    format!("{bytes} bytes")
 }
 
 #[cfg(test)]

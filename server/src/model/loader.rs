@@ -14,8 +14,30 @@ use super::mlmodel::{ExecutionMode, GraphOptimizationLevel, MlModel, SignatureSp
 use super::registry::ProgressFn;
 use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
 use super::source::{MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri};
-use crate::state::ModelConfig;
+use crate::secret::Secret;
 use crate::tensor::{ElementType, TensorSpec};
+use serde::{Deserialize, Serialize};
+
+/// Where the model comes from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `models:/name/1`, `models:/name@alias`, `runs:/…`, a path, …; absent
+    /// when the model is uploaded with the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Sessions in the pool; default one per core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
+}
 
 /// A model ready to serve, with what keeps its files alive.
 pub struct LoadedModel {

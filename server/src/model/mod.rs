@@ -21,10 +21,8 @@ pub use archive::{
     UploadedModel,
 };
 pub use cache::{CachedModel, DEFAULT_CACHE_MAX_BYTES, ModelCache, ModelLease};
-pub use limits::{
-    DEFAULT_MAX_INPUT_BYTES, InputTooLarge, MAX_INPUT_MB_ENV, ModelLimits, human_bytes,
-};
-pub use loader::{LoadedModel, ModelLoadError, ModelLoader};
+pub use limits::{DEFAULT_MAX_INPUT_BYTES, InputTooLarge, MAX_INPUT_MB_ENV, ModelLimits};
+pub use loader::{LoadedModel, ModelConfig, ModelLoadError, ModelLoader};
 pub use mlmodel::{
     ExecutionMode, ExecutionProvider, GraphOptimizationLevel, MlModel, MlModelError,
     ModelSignature, OnnxFlavor, OnnxSessionOptions, SignatureSpec,

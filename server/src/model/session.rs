@@ -108,7 +108,7 @@ impl OrtRuntime {
             share_capped_cpu_arena(&env, cap).map_err(|e| {
                 load_error(format!(
                     "cannot cap ONNX Runtime's memory at {} ({ORT_MEMORY_ENV}): {e}",
-                    super::limits::human_bytes(cap)
+                    crate::size::human(cap)
                 ))
             })?;
         }
@@ -117,6 +117,20 @@ impl OrtRuntime {
             library: library.to_owned(),
             memory_cap,
         })
+    }
+
+    /// The process's ONNX Runtime: ONNX Runtime allows one environment per
+    /// process, so the first call loads it ([`OrtRuntime::init_with`]) and
+    /// later calls share that one, whatever they ask for.
+    pub fn shared(library: Option<&Path>, memory_cap: Option<u64>) -> Result<Arc<Self>, OrtError> {
+        static SHARED: Mutex<Option<Arc<OrtRuntime>>> = Mutex::new(None);
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(runtime) = shared.as_ref() {
+            return Ok(runtime.clone());
+        }
+        let runtime = Arc::new(Self::init_with(library, memory_cap)?);
+        *shared = Some(runtime.clone());
+        Ok(runtime)
     }
 
     /// The shared library in use.
@@ -135,7 +149,7 @@ impl OrtRuntime {
 fn run_error(memory_cap: Option<u64>, message: String) -> OrtError {
     match memory_cap {
         Some(cap) if is_arena_exhausted(&message) => OrtError::OutOfMemory {
-            cap: super::limits::human_bytes(cap),
+            cap: crate::size::human(cap),
             message: arena_refusal(&message),
         },
         _ => OrtError::Run(message),
@@ -146,35 +160,7 @@ fn run_error(memory_cap: Option<u64>, message: String) -> OrtError {
 /// may use (physical memory, or the cgroup's limit when lower), leaving the
 /// rest to hooks, downloads and the system. `None` when neither is known.
 pub fn default_memory_cap() -> Option<u64> {
-    let physical = physical_memory_bytes();
-    let cgroup = cgroup_memory_limit();
-    let usable = match (physical, cgroup) {
-        (Some(p), Some(c)) => Some(p.min(c)),
-        (p, c) => p.or(c),
-    };
-    usable.map(|bytes| bytes / 2)
-}
-
-/// `MemTotal` from `/proc/meminfo`.
-fn physical_memory_bytes() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-/// The cgroup v2 (`memory.max`) or v1 (`memory.limit_in_bytes`) limit of
-/// this process's cgroup, when there is one.
-fn cgroup_memory_limit() -> Option<u64> {
-    [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .filter_map(|text| text.trim().parse::<u64>().ok())
-    // v1 reports "no limit" as a huge page-rounded number.
-    .find(|&bytes| bytes < (1 << 60))
+    crate::size::usable_memory().map(|bytes| bytes / 2)
 }
 
 /// Whether ONNX Runtime's message says an arena could not grow past its
@@ -503,7 +489,7 @@ fn build_session(
             Some(cap) if is_arena_exhausted(&message) => load_error(format!(
                 "its weights do not fit in ONNX Runtime's memory cap ({}, {ORT_MEMORY_ENV}) \
                  next to the models already loaded: {message}",
-                super::limits::human_bytes(cap)
+                crate::size::human(cap)
             )),
             _ => load_error(message),
         }
@@ -735,11 +721,8 @@ mod tests {
 
     #[test]
     fn the_default_cap_is_half_of_this_machines_memory() {
-        let physical = physical_memory_bytes().unwrap_or(0);
+        let usable = crate::size::usable_memory().unwrap_or(0);
         let cap = default_memory_cap().unwrap_or(0);
-        assert!(
-            cap > 0 && cap <= physical / 2,
-            "cap {cap}, memory {physical}"
-        );
+        assert!(cap > 0 && cap == usable / 2, "cap {cap}, memory {usable}");
     }
 }

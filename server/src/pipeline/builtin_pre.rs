@@ -84,8 +84,8 @@ pub fn check_decode_size(bytes: &[u8], max_decode_bytes: usize) -> Result<(), St
         return Err(format!(
             "image of {width}×{height} pixels would need {} to decode; the limit is {} \
              (limits.hook_memory_mb)",
-            crate::budget::mib(need),
-            crate::budget::mib(max_decode_bytes as u64)
+            crate::size::human(need),
+            crate::size::human(max_decode_bytes as u64)
         ));
     }
     Ok(())

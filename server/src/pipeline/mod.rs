@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde_json::Value;
 
+use crate::backend::Backend;
 use crate::budget::{BudgetError, MemoryBudget};
 use crate::fetch::{FetchRequest, Fetcher};
 use crate::hooks::{Datapoint, DatapointInfo, HookContext, HookRuntime, PreOutput};
 use crate::labelconfig::{self, LabelConfig};
-use crate::state::Backend;
 use crate::tensor::Tensor;
 
 /// What the pipeline needs besides the backend itself.

@@ -9,7 +9,7 @@
 //! `max_output_mb`; the built-in pre-hook never exceeds
 //! [`MAX_DYNAMIC_SIDE`](super::builtin_pre::MAX_DYNAMIC_SIDE)).
 
-use crate::state::Backend;
+use crate::backend::Backend;
 use crate::tensor::TensorSpec;
 
 /// Tasks in flight per wave at least, when memory allows: enough to fill a

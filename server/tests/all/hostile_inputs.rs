@@ -31,8 +31,12 @@ fn peak_rss(pid: u32) -> u64 {
     kib << 10
 }
 
-fn mib(bytes: u64) -> u64 {
-    bytes >> 20
+/// The server's peak resident memory in MiB, printed with what was done
+/// to it (in the test's output, where the measured numbers are kept).
+fn peak_mib(server: &Server, after: &str) -> u64 {
+    let peak = peak_rss(server.pid()) >> 20;
+    println!("server peak RSS after {after}: {peak} MiB");
+    peak
 }
 
 /// A server with the classification backend at `/`, or `None` (skipped)
@@ -129,7 +133,7 @@ fn thousands_of_tiny_tasks_stream_through_bounded_memory() {
         "every tiny task predicts"
     );
     // Unbounded, 2,000 input tensors and their batched copies are 2.4 GB.
-    let peak = mib(peak_rss(server.pid()));
+    let peak = peak_mib(&server, "2,000 tiny tasks");
     assert!(peak < 600, "peak RSS {peak} MiB for 2,000 tiny tasks");
     assert_eq!(
         photo_prediction(&server),
@@ -158,7 +162,7 @@ fn a_huge_label_config_is_not_copied_into_every_task_at_once() {
         results[0]
     );
     // Unbounded, 3,000 copies of the config are 3 GB.
-    let peak = mib(peak_rss(server.pid()));
+    let peak = peak_mib(&server, "a 1 MiB label config x 3,000 tasks");
     assert!(
         peak < 600,
         "peak RSS {peak} MiB for a 1 MiB config × 3,000 tasks"
@@ -297,7 +301,7 @@ fn image_bombs_through_the_builtin_pre_hook_are_refused_before_decoding() {
         "the message names the size and the setting: {first}"
     );
     // Each PNG alone would decode to 132 MB; twelve at once to 1.6 GB.
-    let peak = mib(peak_rss(server.pid()));
+    let peak = peak_mib(&server, "16 image bombs");
     assert!(peak < 500, "peak RSS {peak} MiB after 16 image bombs");
     assert_eq!(
         photo_prediction(&server),
@@ -345,7 +349,7 @@ fn oversized_bodies_are_refused_before_they_are_read() {
     for line in &lines {
         assert!(line.contains("413"), "300 MiB bodies get 413: {line}");
     }
-    let peak = mib(peak_rss(server.pid()));
+    let peak = peak_mib(&server, "three 300 MiB bodies");
     assert!(peak < 400, "peak RSS {peak} MiB after three 300 MiB bodies");
     assert_eq!(
         photo_prediction(&server),

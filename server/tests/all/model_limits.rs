@@ -7,10 +7,10 @@
 //! the tests need ONNX Runtime but no Python.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
+use cls::model::ModelConfig;
 use cls::model::{ModelCache, ModelLimits, ModelLoadError, ModelLoader, OrtError, OrtRuntime};
-use cls::state::ModelConfig;
 use cls::tensor::{ElementType, Tensor, TensorData};
 use harness::{ort_library, require};
 
@@ -23,13 +23,8 @@ const PEAK_GROWTH_BOUND: u64 = 256 << 20;
 /// ONNX Runtime can be loaded once per process; every test here shares the
 /// capped runtime.
 fn ort() -> Option<Arc<OrtRuntime>> {
-    static ORT: OnceLock<Option<Arc<OrtRuntime>>> = OnceLock::new();
-    ORT.get_or_init(|| {
-        ort_library().map(|lib| {
-            Arc::new(OrtRuntime::init_with(Some(&lib), Some(ORT_CAP)).expect("load ONNX Runtime"))
-        })
-    })
-    .clone()
+    let library = ort_library()?;
+    Some(OrtRuntime::shared(Some(&library), Some(ORT_CAP)).expect("load ONNX Runtime"))
 }
 
 fn loader(ort: Arc<OrtRuntime>, dir: &Path) -> ModelLoader {

