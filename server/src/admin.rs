@@ -87,7 +87,11 @@ struct WriteOptions {
 }
 
 impl WriteOptions {
-    fn from_request(headers: &HeaderMap, query: WriteQuery) -> Result<Self, ApiError> {
+    fn from_request(
+        headers: &HeaderMap,
+        query: Result<WriteQuery, ApiError>,
+    ) -> Result<Self, ApiError> {
+        let query = query?;
         let expect = match headers.get(header::IF_MATCH) {
             None => Precondition::Any,
             Some(value) => {
@@ -147,7 +151,7 @@ async fn configure_root(
     query: Result<Query<WriteQuery>, axum::extract::rejection::QueryRejection>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let options = WriteOptions::from_request(&headers, write_query(query)?)?;
+    let options = WriteOptions::from_request(&headers, write_query(query));
     configure(&state, BackendName::root(), options, multipart).await
 }
 
@@ -159,18 +163,21 @@ async fn configure_named(
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let options = WriteOptions::from_request(&headers, write_query(query)?)?;
+    let options = WriteOptions::from_request(&headers, write_query(query));
     configure(&state, name, options, multipart).await
 }
 
 async fn configure(
     state: &AppState,
     name: BackendName,
-    options: WriteOptions,
+    options: Result<WriteOptions, ApiError>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    // The upload is read before the options are judged, so a client that
+    // is still sending reads the error instead of a reset.
     let upload = read_upload(multipart).await?;
+    let options = options?;
     let persisted = PersistedBackend {
         name: name.clone(),
         config: upload.config,
@@ -441,7 +448,7 @@ async fn delete(
     query: Result<Query<WriteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let name = BackendName::new(&name).map_err(|e| ApiError::NotFound(e.to_string()))?;
-    let options = WriteOptions::from_request(&headers, write_query(query)?)?;
+    let options = WriteOptions::from_request(&headers, write_query(query))?;
     let lock = state.loader.lock_for(&name);
     let guard = lock.lock().await;
     if !state.store.delete(&name, options.expect).await? {

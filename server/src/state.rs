@@ -601,26 +601,9 @@ impl BackendStore for StateDir {
         expect: Precondition,
     ) -> BoxFuture<'a, Result<Generation, StoreError>> {
         let (state, backend) = (self.clone(), backend.clone());
-        async move {
-            let name = backend.name.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let _checked = state
-                    .checked_writes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let current = state.generation_of(backend.name.as_str());
-                if !expect.allows(current) {
-                    return Ok(Err(current));
-                }
-                state.save(&backend).map(Ok)
-            })
-            .await;
-            match flatten(outcome)? {
-                Ok(generation) => Ok(generation),
-                Err(current) => Err(stale(name, expect, current)),
-            }
-        }
-        .boxed()
+        let name = backend.name.clone();
+        blocking_checked(move || state.checked_write(&name, expect, |_| state.save(&backend)))
+            .boxed()
     }
 
     fn delete<'a>(
@@ -629,25 +612,12 @@ impl BackendStore for StateDir {
         expect: Precondition,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let (state, name) = (self.clone(), name.clone());
-        async move {
-            let target = name.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let _checked = state
-                    .checked_writes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let current = state.generation_of(target.as_str());
-                if !expect.allows(current) {
-                    return Ok(Err(current));
-                }
-                if current.is_none() {
-                    return Ok(Ok(false));
-                }
-                state.delete(&target).map(|()| Ok(true))
+        blocking_checked(move || {
+            state.checked_write(&name, expect, |current| match current {
+                None => Ok(false),
+                Some(_) => state.delete(&name).map(|()| true),
             })
-            .await;
-            flatten(outcome)?.map_err(|current| stale(name, expect, current))
-        }
+        })
         .boxed()
     }
 
@@ -688,6 +658,35 @@ impl From<StateError> for StoreError {
     }
 }
 
+impl StateDir {
+    /// Runs `write` with the backend's current generation if `expect`
+    /// allows it, holding the lock that keeps the check true until the
+    /// write ends.
+    fn checked_write<T>(
+        &self,
+        name: &BackendName,
+        expect: Precondition,
+        write: impl FnOnce(Option<Generation>) -> Result<T, StateError>,
+    ) -> Result<Result<T, StoreError>, StateError> {
+        let _checked = self
+            .checked_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let current = self.generation_of(name.as_str());
+        if let Err(stale) = expect.check(name, current) {
+            return Ok(Err(stale));
+        }
+        write(current).map(Ok)
+    }
+}
+
+/// Runs a checked write ([`StateDir::checked_write`]) on the blocking pool.
+async fn blocking_checked<T: Send + 'static>(
+    work: impl FnOnce() -> Result<Result<T, StoreError>, StateError> + Send + 'static,
+) -> Result<T, StoreError> {
+    blocking(work).await?
+}
+
 /// Runs disk work on the blocking pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StateError> + Send + 'static,
@@ -704,18 +703,6 @@ fn flatten<T>(
             store: "dir",
             message: format!("state dir work failed: {e}"),
         }),
-    }
-}
-
-fn stale(name: BackendName, expect: Precondition, current: Option<Generation>) -> StoreError {
-    let expected = match expect {
-        Precondition::Matches(g) => g,
-        Precondition::Any => Generation::default(),
-    };
-    StoreError::Stale {
-        name,
-        expected,
-        current,
     }
 }
 

@@ -42,6 +42,18 @@ impl Precondition {
             Self::Matches(expected) => current == Some(expected),
         }
     }
+
+    /// `Ok` if a backend at `current` may be written, else why not.
+    pub fn check(self, name: &BackendName, current: Option<Generation>) -> Result<(), StoreError> {
+        match self {
+            Self::Matches(expected) if !self.allows(current) => Err(StoreError::Stale {
+                name: name.clone(),
+                expected,
+                current,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A stored backend and its generation.

@@ -44,6 +44,8 @@ const KIND: &str = "postgres";
 const CHANNEL: &str = "cls_backends";
 /// How long one store call may take before it counts as unavailable.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
+/// Loads and saves move the blobs, which may be large.
+const BLOB_CALL_DEADLINE: Duration = Duration::from_secs(60);
 /// Connection attempts give up after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The listener waits this long between reconnect attempts.
@@ -280,7 +282,7 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         let current = lock_row(&tx, name).await?;
-        check(name, expect, current)?;
+        expect.check(name, current)?;
         let shas: Vec<&str> = blobs.iter().map(|b| b.sha256.as_str()).collect();
         let present: Vec<String> = tx
             .query(
@@ -328,7 +330,7 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         let current = lock_row(&tx, name).await?;
-        check(name, expect, current)?;
+        expect.check(name, current)?;
         if current.is_none() {
             return Ok(false);
         }
@@ -466,13 +468,7 @@ impl BackendStore for PgStore {
         &'a self,
         name: &'a BackendName,
     ) -> BoxFuture<'a, Result<Option<StoredBackend>, StoreError>> {
-        // Loading moves the blobs, which may be large: a longer deadline.
-        async move {
-            tokio::time::timeout(CALL_DEADLINE * 6, self.load_now(name))
-                .await
-                .unwrap_or_else(|_| Err(unavailable("no answer in time")))
-        }
-        .boxed()
+        within(BLOB_CALL_DEADLINE, self.load_now(name)).boxed()
     }
 
     fn save<'a>(
@@ -480,12 +476,7 @@ impl BackendStore for PgStore {
         backend: &'a PersistedBackend,
         expect: Precondition,
     ) -> BoxFuture<'a, Result<Generation, StoreError>> {
-        async move {
-            tokio::time::timeout(CALL_DEADLINE * 6, self.save_now(backend, expect))
-                .await
-                .unwrap_or_else(|_| Err(unavailable("no answer in time")))
-        }
-        .boxed()
+        within(BLOB_CALL_DEADLINE, self.save_now(backend, expect)).boxed()
     }
 
     fn delete<'a>(
@@ -530,21 +521,6 @@ async fn lock_row(
     Ok(row
         .filter(|r| r.get::<_, bool>(1))
         .map(|r| to_generation(r.get(0))))
-}
-
-fn check(
-    name: &BackendName,
-    expect: Precondition,
-    current: Option<Generation>,
-) -> Result<(), StoreError> {
-    match expect {
-        Precondition::Matches(expected) if !expect.allows(current) => Err(StoreError::Stale {
-            name: name.clone(),
-            expected,
-            current,
-        }),
-        _ => Ok(()),
-    }
 }
 
 async fn notify(
@@ -655,7 +631,15 @@ fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreErro
 async fn deadline<T>(
     call: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(CALL_DEADLINE, call)
+    within(CALL_DEADLINE, call).await
+}
+
+/// `call`, or [`StoreError::Unavailable`] if it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, call)
         .await
         .unwrap_or_else(|_| Err(unavailable("no answer in time")))
 }

@@ -343,6 +343,21 @@ fn with_postgres_every_replica_serves_every_change_safely_under_load() {
         &replicas[0].url,
         "t",
         &text_backend("x").unwrap(),
+        Some("soon"),
+        "",
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("If-Match"),
+        "{body}"
+    );
+    let (status, body) = put(
+        &replicas[0].url,
+        "t",
+        &text_backend("x").unwrap(),
         None,
         "?wait=some",
     );
