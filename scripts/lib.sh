@@ -58,3 +58,15 @@ free_port() {
 random_secret() {
   python3 -c 'import secrets; print(secrets.token_urlsafe(24))'
 }
+
+# Sets CLS_ENGINE (an array) to the container engine command: $ENGINE
+# (default podman). Podman's default runtime, crun, refuses hosts whose
+# cgroups are mounted in hybrid mode (v1 controllers beside a v2 tree);
+# runc runs there, so podman uses it when the host is hybrid.
+container_engine() {
+  local engine=${ENGINE:-podman}
+  CLS_ENGINE=("$engine")
+  if [[ $engine == podman && -d /sys/fs/cgroup/unified ]] && command -v runc >/dev/null; then
+    CLS_ENGINE+=(--runtime runc)
+  fi
+}

@@ -178,7 +178,7 @@ async fn configure(
     // is still sending reads the error instead of a reset.
     let upload = read_upload(multipart).await?;
     let options = options?;
-    let persisted = PersistedBackend {
+    let mut persisted = PersistedBackend {
         name: name.clone(),
         config: upload.config,
         pre_hook: upload.pre_hook.map(|b| b.to_vec()),
@@ -193,6 +193,9 @@ async fn configure(
     if let Some(sample) = upload.sample {
         check_sample(&state.services, &backend, sample).await?;
     }
+    // An alias is resolved once, here: every replica builds the version
+    // this one validated, even if the alias moves during the rollout.
+    persisted.config.model = backend.config.model.clone();
     let generation = state.store.save(&persisted, options.expect).await?;
     backend.stamp(generation);
     let replaced = state.backends.swap(backend.clone()).is_some();

@@ -797,7 +797,7 @@ mod tests {
         let text = err.unwrap_err().to_string();
         assert_eq!(
             text,
-            "decoding image 200×100 (PNG) would need 59 KiB; the budget is 1 KiB"
+            "decoding image 200×100 (PNG) would need 58.6 KiB; the budget is 1000 bytes"
         );
         assert!(decode_within(&encode(200, 100, image::ImageFormat::Png), false, 1 << 20).is_ok());
     }

@@ -1,5 +1,6 @@
 //! Prometheus metrics served at `/metrics`: requests, tasks, task errors,
-//! per-stage latency histograms, rejected (busy) requests.
+//! per-stage latency histograms, rejected (busy) requests, requests in
+//! flight, and the backend store's state.
 //!
 //! Handlers record through [`Metrics`]; rendering happens only when scraped.
 
@@ -37,6 +38,7 @@ pub struct Metrics {
     stage_seconds: Family<StageLabel, Histogram>,
     rejected: Counter,
     backends: Gauge,
+    in_flight: Gauge,
     generation: Family<BackendLabel, Gauge>,
     store_up: Gauge,
     store_sync_failures: Counter,
@@ -83,6 +85,12 @@ impl Metrics {
             rejected.clone(),
         );
         registry.register("backends", "Configured backends", backends.clone());
+        let in_flight = Gauge::default();
+        registry.register(
+            "predicts_in_flight",
+            "/predict requests being served now",
+            in_flight.clone(),
+        );
         let generation = Family::<BackendLabel, Gauge>::default();
         registry.register(
             "backend_generation",
@@ -115,6 +123,7 @@ impl Metrics {
             stage_seconds,
             rejected,
             backends,
+            in_flight,
             generation,
             store_up,
             store_sync_failures,
@@ -170,8 +179,11 @@ impl Metrics {
         self.rejected.inc();
     }
 
-    /// The metrics in Prometheus/OpenMetrics text format.
-    pub fn render(&self, backends: &Backends) -> String {
+    /// The metrics in Prometheus/OpenMetrics text format, with `in_flight`
+    /// `/predict` requests being served now.
+    pub fn render(&self, backends: &Backends, in_flight: usize) -> String {
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         let live = backends.list();
         self.backends.set(live.len() as i64);
         self.generation.clear();

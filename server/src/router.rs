@@ -65,9 +65,19 @@ async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(&state.backends),
+        state
+            .metrics
+            .render(&state.backends, in_flight_predicts(&state)),
     )
         .into_response()
+}
+
+/// Predict slots taken: requests between admission and their answer.
+fn in_flight_predicts(state: &AppState) -> usize {
+    state
+        .config
+        .max_concurrent_predicts
+        .saturating_sub(state.predict_slots.available_permits())
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

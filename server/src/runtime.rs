@@ -136,6 +136,9 @@ impl Runtime {
             .execution_provider
             .clone()
             .filter(|p| !p.trim().is_empty());
+        if let Some(provider) = &provider {
+            crate::model::warn_if_cuda_without_gpu(provider);
+        }
         let mut models =
             ModelLoader::new(ort.clone(), cache, provider).with_limits(settings.model_limits);
         if let Some(progress) = settings.download_progress.clone() {

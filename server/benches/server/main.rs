@@ -55,7 +55,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::{Server, ServerOptions, example_hook, image, model, ort_library, read};
+use harness::{
+    Server, ServerOptions, example_hook, image, model, ort_library, read, with_custom_section,
+};
 use serde_json::{Value, json};
 
 use cases::{CASES, Case, IMAGES};
@@ -446,31 +448,6 @@ async fn hot_swaps(
     }
     stop.store(true, Ordering::Relaxed);
     (swaps, load.await.expect("swap load"))
-}
-
-/// `wasm` with one more custom section: different bytes (so a new sha256
-/// and a fresh compile), same behaviour.
-fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut body = Vec::new();
-    leb128(name.len(), &mut body);
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(payload);
-    let mut out = wasm.to_vec();
-    out.push(0);
-    leb128(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
 }
 
 /// The bench's server: its photos come from this process on loopback, a

@@ -94,15 +94,18 @@ impl Loader {
             description,
             label,
             identity,
+            pinned,
             lease,
         } = loaded;
+        let mut config = config.clone();
+        config.model = config.model.pinned(pinned.as_ref());
         let model_version = config
             .model_version
             .clone()
             .unwrap_or_else(|| derived_version(&label, &identity, pre.as_deref(), &post));
         Ok(Backend {
             name: p.name.clone(),
-            config: config.clone(),
+            config,
             model_version,
             model_description: description,
             model,

@@ -293,6 +293,8 @@ impl Activity {
 /// A fully built backend: model loaded, hooks compiled. Immutable.
 pub struct Backend {
     pub name: BackendName,
+    /// The configuration it was built from, with a moving model URI (alias,
+    /// `latest`, stage) pinned to the version it resolved to.
     pub config: BackendConfig,
     pub model_version: String,
     /// Human-readable resolved model source, e.g. `models:/orientation/2`.

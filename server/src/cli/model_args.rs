@@ -63,6 +63,7 @@ impl ModelArgs {
             token: non_empty(&self.mlflow_token).map(Secret::new),
             // One session is plenty for a handful of files.
             sessions: Some(1),
+            resolved_from: None,
         }
     }
 

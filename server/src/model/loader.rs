@@ -37,6 +37,24 @@ pub struct ModelConfig {
     /// Sessions in the pool; default one per core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<usize>,
+    /// Set by the server: the alias, `latest` or stage `uri` named when the
+    /// backend was configured. `uri` then holds the version it resolved to,
+    /// so every replica and every restart loads that same version until
+    /// the backend is configured again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
+}
+
+impl ModelConfig {
+    /// This config with `uri` replaced by `pinned`, the concrete version
+    /// the configured URI resolved to (unchanged when `None`).
+    pub fn pinned(&self, pinned: Option<&ModelUri>) -> ModelConfig {
+        let mut config = self.clone();
+        if let Some(pinned) = pinned {
+            config.resolved_from = config.uri.replace(pinned.to_string());
+        }
+        config
+    }
 }
 
 /// A model ready to serve, with what keeps its files alive.
@@ -51,6 +69,8 @@ pub struct LoadedModel {
     /// (content-addressed), or the local path. `models:/m/latest` and
     /// `models:/m/2` have the same identity when 2 is the latest.
     pub identity: String,
+    /// The concrete version an alias, `latest` or stage resolved to.
+    pub pinned: Option<ModelUri>,
     /// Held for as long as a backend uses the model (blocks cache eviction).
     pub lease: Box<dyn Send + Sync>,
 }
@@ -168,6 +188,7 @@ impl ModelLoader {
             model,
             label: label_of(&source),
             identity,
+            pinned: cached.pinned,
             description: cached.description,
             lease: Box::new(cached.lease),
         })

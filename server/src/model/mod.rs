@@ -33,7 +33,7 @@ pub use registry::{
 };
 pub use session::{
     ORT_MEMORY_ENV, OnnxModel, OrtError, OrtRuntime, SessionOptions, default_memory_cap,
-    read_metadata,
+    read_metadata, warn_if_cuda_without_gpu,
 };
 pub use source::{
     MlflowAuth, MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri,

@@ -547,6 +547,24 @@ fn session_builder(
     Ok((builder, used))
 }
 
+/// Where the NVIDIA driver exposes its control device: absent when no GPU
+/// is visible to this process (e.g. a container started without one).
+const NVIDIA_CONTROL_DEVICE: &str = "/dev/nvidiactl";
+
+/// Says once, at start-up, when CUDA is asked for but no GPU is visible:
+/// every model then runs on the CPU, which an operator should know before
+/// the first slow request rather than from a per-model warning.
+pub fn warn_if_cuda_without_gpu(provider: &str) {
+    let cuda = matches!(provider.trim(), "cuda" | "CUDAExecutionProvider");
+    if cuda && !Path::new(NVIDIA_CONTROL_DEVICE).exists() {
+        tracing::warn!(
+            "execution provider CUDA requested, but no GPU is visible \
+             ({NVIDIA_CONTROL_DEVICE} is missing; give the container the GPU, e.g. \
+             `--gpus all` or `--device nvidia.com/gpu=all`): models run on the CPU"
+        );
+    }
+}
+
 fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
     match dtype {
         ValueType::Tensor { ty, shape, .. } => TensorSpec {

@@ -305,6 +305,23 @@ fn parse_file(rest: &str) -> Result<ModelUri, String> {
     Ok(ModelUri::local(PathBuf::from(decoded.as_ref())))
 }
 
+impl ModelUri {
+    /// For a URI that names a moving target (an alias, `latest`, a stage),
+    /// the same model at the concrete `version` it resolved to; `None` for
+    /// every other form, which already names one model.
+    pub fn pinned_to(&self, version: &str) -> Option<ModelUri> {
+        match self {
+            Self::ModelAlias { name, .. }
+            | Self::LatestVersion { name }
+            | Self::Stage { name, .. } => Some(Self::ModelVersion {
+                name: name.clone(),
+                version: version.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for ModelUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -1094,5 +1111,16 @@ mod tests {
         .unwrap();
         assert_eq!(s.password, Some(Secret::new("p")));
         assert!(!format!("{s:?}").contains("\"p\""));
+    }
+
+    #[test]
+    fn moving_registry_uris_pin_to_a_version_and_others_do_not() {
+        let pin = |uri: &str| parse(uri).pinned_to("7").map(|u| u.to_string());
+        assert_eq!(pin("models:/o@champion").as_deref(), Some("models:/o/7"));
+        assert_eq!(pin("models:/o/latest").as_deref(), Some("models:/o/7"));
+        assert_eq!(pin("models:/o/Production").as_deref(), Some("models:/o/7"));
+        assert_eq!(pin("models:/o/3"), None);
+        assert_eq!(pin("runs:/abc/model"), None);
+        assert_eq!(parse("models:/o@champion").pinned_to("x"), None);
     }
 }

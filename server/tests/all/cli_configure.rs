@@ -246,8 +246,10 @@ fn configure_takes_mlflow_settings_from_mlflows_environment_variables() {
     )
     .ok();
     let report = out.json();
+    // The alias is pinned to the version it resolved to when written.
+    assert_eq!(report["config"]["model"]["uri"], "models:/orientation/1");
     assert_eq!(
-        report["config"]["model"]["uri"],
+        report["config"]["model"]["resolved_from"],
         "models:/orientation@champion"
     );
     assert_eq!(report["config"]["model"]["tracking_uri"], tracking);

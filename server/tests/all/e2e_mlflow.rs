@@ -58,11 +58,21 @@ fn registry_models_by_version_alias_and_latest_serve_predictions() {
     let tracking = require!("a running MLflow (CLS_MLFLOW_URI)", mlflow_uri());
     let server = Server::start(ServerOptions::default());
     let mut versions = Vec::new();
-    for (name, uri) in [
-        ("by-version", "models:/orientation/2"),
-        ("by-alias", "models:/orientation@champion"),
-        ("latest", "models:/orientation/latest"),
-        ("external-data", "models:/orientation_external/1"),
+    // A moving URI is pinned at write time to the version it resolved to,
+    // so replicas and restarts load what was validated.
+    for (name, uri, pinned) in [
+        ("by-version", "models:/orientation/2", None),
+        (
+            "by-alias",
+            "models:/orientation@champion",
+            Some("models:/orientation/1"),
+        ),
+        (
+            "latest",
+            "models:/orientation/latest",
+            Some("models:/orientation/2"),
+        ),
+        ("external-data", "models:/orientation_external/1", None),
     ] {
         let (status, body) = put(
             &server,
@@ -70,6 +80,17 @@ fn registry_models_by_version_alias_and_latest_serve_predictions() {
             &classification(json!({"uri": uri, "tracking_uri": tracking})),
         );
         assert_eq!(status, StatusCode::CREATED, "{uri}: {body}");
+        let model = &body["config"]["model"];
+        assert_eq!(model["uri"], pinned.unwrap_or(uri), "{uri}: {model}");
+        assert_eq!(
+            model["resolved_from"],
+            if pinned.is_some() {
+                json!(uri)
+            } else {
+                Value::Null
+            },
+            "{uri}: {model}"
+        );
         let source = body["model"]["source"]
             .as_str()
             .unwrap_or_default()

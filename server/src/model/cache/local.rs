@@ -34,6 +34,7 @@ pub(super) async fn local(uri: ModelUri) -> Result<CachedModel, ModelSourceError
                     onnx_path: file,
                     mlmodel: None,
                     description,
+                    pinned: None,
                     lease: ModelLease::none(),
                 })
             }
@@ -49,6 +50,7 @@ pub(super) async fn local(uri: ModelUri) -> Result<CachedModel, ModelSourceError
                     dir,
                     mlmodel,
                     description,
+                    pinned: None,
                     lease: ModelLease::none(),
                 })
             }

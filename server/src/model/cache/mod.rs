@@ -93,6 +93,9 @@ pub struct CachedModel {
     pub mlmodel: Option<MlModel>,
     /// For people, e.g. `models:/orientation/2 (run 4b1c…)`.
     pub description: String,
+    /// The concrete `models:/<name>/<version>` an alias, `latest` or stage
+    /// resolved to; `None` for every other source.
+    pub pinned: Option<ModelUri>,
     /// Keeps the cache entry from eviction while held (clones share it).
     pub lease: ModelLease,
 }
@@ -395,6 +398,7 @@ impl ModelCache {
             onnx_path: onnx,
             mlmodel,
             description,
+            pinned: None,
             lease,
         })
     }

@@ -58,7 +58,11 @@ impl ModelCache {
         }
         let key = remote_key(&resolved, &files);
         let description = resolved.description.clone();
-        let model = self
+        let pinned = resolved
+            .version
+            .as_deref()
+            .and_then(|version| uri.pinned_to(version));
+        let mut model = self
             .get_or_fill(
                 &key,
                 &description,
@@ -69,6 +73,7 @@ impl ModelCache {
             )
             .await?;
         self.remember(mlflow, uri, &key).await;
+        model.pinned = pinned;
         Ok(model)
     }
 
