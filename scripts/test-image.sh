@@ -45,11 +45,14 @@ build_image() {
   local started
   started=$(now_s)
   log "building $IMAGE (the README's command; a cold build compiles the server)"
-  "${CLS_ENGINE[@]}" build --network host -t "$IMAGE" "$CLS_REPO_ROOT"
+  # Docker's image format: the OCI format has no HEALTHCHECK, and podman
+  # would drop it.
+  "${CLS_ENGINE[@]}" build --network host --format docker -t "$IMAGE" "$CLS_REPO_ROOT"
   log "image built in $(elapsed_since "$started")"
   started=$(now_s)
   log "building $GPU_IMAGE (--target runtime-gpu; downloads ~2 GB of CUDA libraries once)"
-  "${CLS_ENGINE[@]}" build --network host --target runtime-gpu -t "$GPU_IMAGE" "$CLS_REPO_ROOT"
+  "${CLS_ENGINE[@]}" build --network host --format docker --target runtime-gpu \
+    -t "$GPU_IMAGE" "$CLS_REPO_ROOT"
   log "GPU image built in $(elapsed_since "$started")"
 }
 

@@ -84,6 +84,14 @@ pub enum Command {
         /// The health URL to probe.
         #[arg(long, default_value = "http://127.0.0.1:9090/health")]
         url: String,
+        /// Basic auth user, when the server guards /health with one: the
+        /// same variable the server reads, so a container's HEALTHCHECK
+        /// passes with basic auth on.
+        #[arg(long, env = "BASIC_AUTH_USER")]
+        basic_auth_user: Option<String>,
+        /// Basic auth password (with BASIC_AUTH_USER).
+        #[arg(long, env = "BASIC_AUTH_PASS", hide_env_values = true)]
+        basic_auth_pass: Option<String>,
     },
     /// Build or scaffold hook crates.
     #[command(subcommand)]
@@ -110,7 +118,16 @@ pub enum Command {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::serve(args).await,
-        Command::Healthcheck { url } => serve::healthcheck(&url).await,
+        Command::Healthcheck {
+            url,
+            basic_auth_user,
+            basic_auth_pass,
+        } => {
+            let credentials = basic_auth_user
+                .filter(|user| !user.is_empty())
+                .zip(basic_auth_pass.filter(|pass| !pass.is_empty()));
+            serve::healthcheck(&url, credentials).await
+        }
         Command::Hook(command) => hook::run(command).await,
         Command::Try(args) => try_::run(args).await,
         Command::Configure(args) => configure::run(args).await,

@@ -332,11 +332,16 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining in-flight requests");
 }
 
-/// Exits 0 when `url` answers with `{"status": "UP"}`.
-pub async fn healthcheck(url: &str) -> anyhow::Result<()> {
-    let body: serde_json::Value = reqwest::Client::new()
+/// Exits 0 when `url` answers with `{"status": "UP"}`, sending `basic_auth`
+/// (user, password) when the server guards its Label Studio routes.
+pub async fn healthcheck(url: &str, basic_auth: Option<(String, String)>) -> anyhow::Result<()> {
+    let mut request = reqwest::Client::new()
         .get(url)
-        .timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3));
+    if let Some((user, pass)) = basic_auth {
+        request = request.basic_auth(user, Some(pass));
+    }
+    let body: serde_json::Value = request
         .send()
         .await
         .with_context(|| format!("GET {url}"))?

@@ -473,6 +473,29 @@ fn basic_auth_guards_the_protocol_but_not_the_webhook() {
         !server.log().contains("s3cret"),
         "secrets never reach the log"
     );
+    // The container's probe reads the server's variables, so it passes
+    // with basic auth on (and says why when it lacks them).
+    let probe = |env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(harness::server_binary());
+        command
+            .args(["healthcheck", "--url", &format!("{}/health", server.url)])
+            .env_remove("BASIC_AUTH_USER")
+            .env_remove("BASIC_AUTH_PASS")
+            .envs(env.iter().copied());
+        command.output().expect("run healthcheck")
+    };
+    let passed = probe(&[("BASIC_AUTH_USER", "ls"), ("BASIC_AUTH_PASS", "s3cret")]);
+    assert!(
+        passed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    let refused = probe(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("401"),
+        "{stderr}"
+    );
 }
 
 #[test]
