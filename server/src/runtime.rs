@@ -48,6 +48,8 @@ pub struct RuntimeSettings {
     /// Lets every backend's task downloads reach private and loopback
     /// addresses (`--allow-private-networks`).
     pub allow_private_networks: bool,
+    /// Task downloads in progress at once from one origin.
+    pub max_downloads_per_origin: usize,
     /// The hook sandbox's pool and limits; its artefact dir defaults to
     /// the cache dir's.
     pub hooks: RuntimeOptions,
@@ -69,6 +71,7 @@ impl RuntimeSettings {
             memory_budget_bytes: None,
             memory_wait: crate::budget::DEFAULT_WAIT,
             allow_private_networks: false,
+            max_downloads_per_origin: crate::fetch::DEFAULT_MAX_PER_ORIGIN,
             hooks: RuntimeOptions::default(),
             download_progress: None,
         }
@@ -127,6 +130,7 @@ impl Runtime {
             cache_dir: Some(settings.cache(DOWNLOADS_DIR)),
             cache_max_bytes: settings.download_cache_bytes,
             allow_private_networks: settings.allow_private_networks,
+            max_per_origin: settings.max_downloads_per_origin,
             ..FetcherOptions::default()
         })
         .map_err(|e| StartError::Fetch(e.to_string()))?;

@@ -129,6 +129,16 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub allow_private_networks: bool,
+    /// Task downloads in progress at once from one origin (scheme, host and
+    /// port), like a browser's limit: image servers with a small listen
+    /// backlog drop connections beyond it.
+    #[arg(
+        long,
+        env = "CLS_MAX_DOWNLOADS_PER_ORIGIN",
+        default_value_t = cls::fetch::DEFAULT_MAX_PER_ORIGIN as u16,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub max_downloads_per_origin: u16,
 }
 
 /// Why the flags do not make a valid configuration.
@@ -251,6 +261,7 @@ impl ServeArgs {
             memory_budget_bytes: self.memory_budget_mb.map(|mb| mb << 20),
             memory_wait: std::time::Duration::from_secs(self.memory_wait_secs),
             allow_private_networks: self.allow_private_networks,
+            max_downloads_per_origin: usize::from(self.max_downloads_per_origin),
             ..RuntimeSettings::new(state_dir)
         }
     }
@@ -361,6 +372,16 @@ mod tests {
         let mut argv = vec!["serve"];
         argv.extend_from_slice(extra);
         ServeArgs::try_parse_from(argv).expect("valid flags")
+    }
+
+    #[test]
+    fn downloads_per_origin_default_to_a_browsers_limit_and_must_be_positive() {
+        let settings = args(&[]).runtime_settings(std::path::Path::new("/tmp"));
+        assert_eq!(settings.max_downloads_per_origin, 6);
+        let two = args(&["--max-downloads-per-origin", "2"]);
+        assert_eq!(two.max_downloads_per_origin, 2);
+        let zero = ServeArgs::try_parse_from(["serve", "--max-downloads-per-origin", "0"]);
+        assert!(zero.is_err_and(|e| e.to_string().contains("--max-downloads-per-origin")));
     }
 
     #[test]

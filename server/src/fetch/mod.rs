@@ -70,7 +70,8 @@
 //! # Limits and cache
 //! One [`Fetcher`] per process: one HTTP client (connect timeout, total
 //! timeout per download, at most [`DEFAULT_MAX_REDIRECTS`] redirects), a
-//! bound on concurrent downloads, a per-file cap ([`FetchConfig::max_bytes`],
+//! bound on concurrent downloads and another per origin
+//! ([`DEFAULT_MAX_PER_ORIGIN`], like a browser's), a per-file cap ([`FetchConfig::max_bytes`],
 //! checked against `Content-Length` and while streaming), concurrent
 //! requests for the same download sharing one transfer, and an on-disk
 //! cache keyed by the SHA-256 of the absolute URL. Only immutable URLs are
@@ -125,6 +126,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 /// Default [`FetcherOptions::max_concurrent`].
 pub const DEFAULT_MAX_CONCURRENT: usize = 16;
+
+/// Downloads in progress at once from one origin (scheme, host and port),
+/// like a browser's per-host limit. Origins with a small listen backlog
+/// (Python's `http.server`, development servers, small proxies) drop
+/// connection attempts beyond it, and every dropped SYN waits out a
+/// one-second retransmit.
+pub const DEFAULT_MAX_PER_ORIGIN: usize = 6;
+
+/// Past this many origins, the idle ones' slots are forgotten.
+const ORIGINS_KEPT: usize = 256;
 /// Default [`FetcherOptions::cache_max_bytes`]: 1 GiB.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
 
@@ -350,6 +361,8 @@ pub struct FetcherOptions {
     pub cache_max_bytes: u64,
     /// Downloads in progress at once, across all backends (at least 1).
     pub max_concurrent: usize,
+    /// Downloads in progress at once from one origin (at least 1).
+    pub max_per_origin: usize,
     /// Time to establish a connection.
     pub connect_timeout: Duration,
     /// Time for one whole download: every redirect, any token refresh and
@@ -369,6 +382,7 @@ impl Default for FetcherOptions {
             cache_dir: None,
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_per_origin: DEFAULT_MAX_PER_ORIGIN,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             max_redirects: DEFAULT_MAX_REDIRECTS,
@@ -390,6 +404,8 @@ struct Inner {
     clients: http::Clients,
     options: FetcherOptions,
     permits: Semaphore,
+    /// Per-origin download slots, by origin.
+    origins: Mutex<HashMap<String, Arc<Semaphore>>>,
     cache: Option<DiskCache>,
     tokens: Tokens,
     /// Downloads in progress, by [`Job::dedup_key`], with an id so a
@@ -602,6 +618,7 @@ impl Fetcher {
             inner: Arc::new(Inner {
                 clients,
                 permits: Semaphore::new(options.max_concurrent.max(1)),
+                origins: Mutex::new(HashMap::new()),
                 cache,
                 tokens: Tokens::default(),
                 inflight: Mutex::new(HashMap::new()),
@@ -716,6 +733,23 @@ impl Fetcher {
 }
 
 impl Inner {
+    /// The download slots of `url`'s origin (redirects count against the
+    /// origin of the first request).
+    fn origin_slots(&self, url: &Url) -> Arc<Semaphore> {
+        let per_origin = self.options.max_per_origin.max(1);
+        let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        if origins.len() >= ORIGINS_KEPT {
+            // Only slots nobody holds or waits for can go.
+            origins.retain(|_, slots| {
+                Arc::strong_count(slots) > 1 || slots.available_permits() < per_origin
+            });
+        }
+        origins
+            .entry(url.origin().ascii_serialization())
+            .or_insert_with(|| Arc::new(Semaphore::new(per_origin)))
+            .clone()
+    }
+
     fn lock_inflight(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, (u64, WeakShared<Pending>)>> {
@@ -750,7 +784,11 @@ impl Inner {
             });
         }
 
-        // The semaphore is never closed, so acquiring cannot fail.
+        // The semaphores are never closed, so acquiring cannot fail. The
+        // origin's slot first: a download waiting for a busy origin must
+        // not hold one of the global slots other origins could use.
+        let origin = self.origin_slots(&remote.url);
+        let origin_permit = origin.acquire().await.ok();
         let permit = self.permits.acquire().await.ok();
         tracing::debug!(uri = %remote.uri, "downloading");
         let ctx = http::Ctx {
@@ -765,7 +803,7 @@ impl Inner {
             timeout: self.options.timeout,
         };
         let downloaded = http::get(&ctx, remote).await?;
-        drop(permit);
+        drop((permit, origin_permit));
 
         let content_type = sniff::content_type(
             downloaded.content_type.as_deref(),

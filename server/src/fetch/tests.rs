@@ -1273,3 +1273,91 @@ async fn allowed_hosts_and_opt_in_allow_private_destinations() {
         assert_private_refusal(&err, url);
     }
 }
+
+/// Requests in progress at one origin, across origins, and the peaks. Each
+/// request is held at `gate` until the test lets it go.
+struct Held {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    total_now: Arc<AtomicUsize>,
+    total_peak: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+async fn held_routes(State(held): State<Arc<Held>>) -> Response {
+    let now = held.now.fetch_add(1, Ordering::SeqCst) + 1;
+    held.peak.fetch_max(now, Ordering::SeqCst);
+    let total = held.total_now.fetch_add(1, Ordering::SeqCst) + 1;
+    held.total_peak.fetch_max(total, Ordering::SeqCst);
+    // Never closed: acquiring waits for the test's release.
+    let _released = held.gate.acquire().await.ok();
+    held.now.fetch_sub(1, Ordering::SeqCst);
+    held.total_now.fetch_sub(1, Ordering::SeqCst);
+    ([(header::CONTENT_TYPE, "image/png")], PNG).into_response()
+}
+
+#[tokio::test]
+async fn downloads_per_origin_are_limited_like_a_browsers() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let total_now = Arc::new(AtomicUsize::new(0));
+    let total_peak = Arc::new(AtomicUsize::new(0));
+    let mut origins = Vec::new();
+    for _ in 0..2 {
+        let held = Arc::new(Held {
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            total_now: Arc::clone(&total_now),
+            total_peak: Arc::clone(&total_peak),
+            gate: Arc::clone(&gate),
+        });
+        let addr = serve(
+            Router::new()
+                .fallback(held_routes)
+                .with_state(Arc::clone(&held)),
+        )
+        .await;
+        origins.push((addr, held));
+    }
+    let fetcher = Fetcher::with_options(FetcherOptions {
+        max_per_origin: 3,
+        ..FetcherOptions::default()
+    })
+    .expect("fetcher");
+    let cfg = FetchConfig {
+        allow_private_networks: true,
+        ..FetchConfig::default()
+    };
+    let fetches = origins.iter().flat_map(|(addr, _)| {
+        let cfg = &cfg;
+        let fetcher = &fetcher;
+        (0..12).map(move |i| async move {
+            fetcher
+                .fetch(cfg, &FetchRequest::new(format!("http://{addr}/{i}.png")))
+                .await
+        })
+    });
+    let all = futures::future::join_all(fetches);
+    let release = async {
+        // Every origin fills its slots while the gate is shut; without the
+        // limit all 24 requests would be inside by now.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while total_now.load(Ordering::SeqCst) < 6 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slots never filled"
+            );
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(1 << 20);
+    };
+    let (results, ()) = tokio::join!(all, release);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for (addr, held) in &origins {
+        assert_eq!(held.peak.load(Ordering::SeqCst), 3, "origin {addr}");
+    }
+    assert_eq!(
+        total_peak.load(Ordering::SeqCst),
+        6,
+        "the limit is per origin, not global"
+    );
+}
