@@ -70,3 +70,13 @@ container_engine() {
     CLS_ENGINE+=(--runtime runc)
   fi
 }
+
+# An EXIT trap for scripts that start the services under $CLS_RUN_DIR:
+# stops them quietly (a test runner's summary must stay the last lines) and
+# removes the run dir unless the script failed, so its logs stay for reading.
+stop_services_on_exit() {
+  local status=$?
+  "$CLS_REPO_ROOT/scripts/services.sh" stop >/dev/null 2>&1 || true
+  ((status == 0)) && rm -rf "$CLS_RUN_DIR"
+  exit "$status"
+}

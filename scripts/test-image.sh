@@ -64,13 +64,6 @@ build_host_side() {
   cargo build --quiet -p configurable-ls-backend --manifest-path "$CLS_REPO_ROOT/Cargo.toml"
 }
 
-stop_services_on_exit() {
-  local status=$?
-  "$CLS_REPO_ROOT/scripts/services.sh" stop >/dev/null 2>&1 || true
-  ((status == 0)) && rm -rf "$CLS_RUN_DIR"
-  exit "$status"
-}
-
 main() {
   local gpu_args=()
   case ${1:-} in

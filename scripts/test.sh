@@ -48,15 +48,6 @@ reap_stale_runs() {
   done
 }
 
-# Quiet on purpose: the test runner's summary must stay the last lines.
-# The run dir (logs) is kept when tests failed.
-stop_services_on_exit() {
-  local status=$?
-  "$CLS_REPO_ROOT/scripts/services.sh" stop >/dev/null 2>&1 || true
-  ((status == 0)) && rm -rf "$CLS_RUN_DIR"
-  exit "$status"
-}
-
 run_tests() {
   cd "$CLS_REPO_ROOT"
   if cargo nextest --version >/dev/null 2>&1; then
