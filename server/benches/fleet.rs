@@ -32,11 +32,9 @@ mod stats;
 
 use std::time::{Duration, Instant};
 
+use cls::hooks::stamp::with_custom_section;
 use harness::fleet::Postgres;
-use harness::{
-    Configure, Server, ServerOptions, TEXT_CONFIG, client, example_hook, model, read,
-    with_custom_section,
-};
+use harness::{Configure, Server, ServerOptions, TEXT_CONFIG, client, example_hook, model, read};
 use serde_json::{Value, json};
 use stats::{Latencies, ms};
 

@@ -216,6 +216,10 @@ pub struct HookDescription {
     pub kind: HookKind,
     /// SHA-256 of the uploaded component, hex.
     pub sha256: String,
+    /// SHA-256 of the sources it was built from, as `hook build` records it
+    /// (Python hooks): it names the hook in `model_version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
     /// Size of the uploaded component in bytes.
     pub size: u64,
     /// Milliseconds spent compiling it (or loading the cached artefact).
@@ -232,6 +236,7 @@ impl From<&Hook> for HookDescription {
         Self {
             kind: info.kind,
             sha256: info.sha256.clone(),
+            source_sha256: info.source_sha256.clone(),
             size: info.size as u64,
             load_ms: info.load_ms,
             from_cache: info.from_cache,
@@ -311,6 +316,7 @@ mod tests {
                 post_hook: HookDescription {
                     kind: HookKind::Post,
                     sha256: "ab".repeat(32),
+                    source_sha256: None,
                     size: 1234,
                     load_ms: 12.5,
                     from_cache: false,

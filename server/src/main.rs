@@ -14,9 +14,16 @@ use clap::Parser;
 
 use cli::Cli;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match cli::run(Cli::parse().command).await {
+fn main() -> ExitCode {
+    // Before tokio starts its threads: see the function's docs.
+    cls::budget::limit_allocator_arenas();
+    let command = Cli::parse().command;
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(cli::run(command)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

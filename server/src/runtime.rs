@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::backend::Loader;
 use crate::budget::MemoryBudget;
-use crate::fetch::{Fetcher, FetcherOptions};
+use crate::fetch::{Fetcher, FetcherOptions, ProxySettings};
 use crate::hooks::{HookLoadError, HookRuntime, RuntimeOptions};
 use crate::model::{ModelCache, ModelLimits, ModelLoader, OrtError, OrtRuntime, ProgressFn};
 use crate::pipeline::Services;
@@ -131,6 +131,7 @@ impl Runtime {
             cache_max_bytes: settings.download_cache_bytes,
             allow_private_networks: settings.allow_private_networks,
             max_per_origin: settings.max_downloads_per_origin,
+            proxy: ProxySettings::from_env(),
             ..FetcherOptions::default()
         })
         .map_err(|e| StartError::Fetch(e.to_string()))?;

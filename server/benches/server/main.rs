@@ -55,9 +55,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::{
-    Server, ServerOptions, example_hook, image, model, ort_library, read, with_custom_section,
-};
+use cls::hooks::stamp::with_custom_section;
+use harness::{Server, ServerOptions, example_hook, image, model, ort_library, read};
 use serde_json::{Value, json};
 
 use cases::{CASES, Case, IMAGES};

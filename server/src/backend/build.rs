@@ -97,6 +97,11 @@ impl Loader {
             pinned,
             lease,
         } = loaded;
+        if pre.is_none()
+            && let Some(note) = crate::pipeline::builtin_pre::open_size_note(model.inputs())
+        {
+            tracing::warn!(backend = %p.name, "{note}");
+        }
         let mut config = config.clone();
         config.model = config.model.pinned(pinned.as_ref());
         let model_version = config
@@ -123,7 +128,9 @@ impl Loader {
 }
 
 /// `<model>-<8 hex>`: changes whenever the model or a hook changes, so Label
-/// Studio re-predicts tasks after a reconfiguration and dedups otherwise.
+/// Studio re-predicts tasks after a reconfiguration and dedups otherwise. A
+/// hook counts by its source stamp when it has one, so rebuilding unchanged
+/// sources with a toolchain that is not reproducible changes nothing.
 fn derived_version(
     label: &str,
     identity: &str,
@@ -133,8 +140,8 @@ fn derived_version(
     let mut hasher = Sha256::new();
     hasher.update(identity.as_bytes());
     if let Some(pre) = pre {
-        hasher.update(pre.info().sha256.as_bytes());
+        hasher.update(pre.info().version_id().as_bytes());
     }
-    hasher.update(post.info().sha256.as_bytes());
+    hasher.update(post.info().version_id().as_bytes());
     format!("{label}-{}", &hex::encode(hasher.finalize())[..8])
 }

@@ -11,6 +11,7 @@
 use super::say;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
@@ -71,7 +72,7 @@ pub struct TryArgs {
     /// settings or batch size; --model and --label-config override its own.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Print JSON: {"model_version", "tasks": [{"id", "source", "valid", "predictions" | "error"}], "times_ms", "rendered"}.
+    /// Print JSON: {"model_version", "tasks": [{"id", "source", "valid", "predictions" | "error"}], "warnings", "wall_ms", "times_ms" (per stage, summed over tasks), "rendered"}.
     #[arg(long)]
     json: bool,
     /// Force an ONNX Runtime execution provider (e.g. CPUExecutionProvider).
@@ -111,8 +112,15 @@ pub async fn run(args: TryArgs) -> anyhow::Result<()> {
         label_config: Some(xml.clone()),
         ..PredictRequest::default()
     };
+    let started = Instant::now();
     let (results, times) = pipeline::predict(&local.services, &local.backend, request).await?;
-
+    let wall = started.elapsed();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let warnings = warnings(&local.backend);
+    // Predictions first: a drawing that cannot be written must not hide them.
+    if !args.json {
+        print_report(&inputs, &results);
+    }
     let rendered = match format {
         Some(format) => {
             let path = args.render.as_deref().unwrap_or(Path::new("out.html"));
@@ -129,18 +137,28 @@ pub async fn run(args: TryArgs) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    let failed = results.iter().filter(|r| r.is_err()).count();
+    let timing = Timing {
+        wall,
+        stages: times,
+    };
     if args.json {
         print_json(&report_json(
             &local.backend,
             &inputs,
             &results,
-            &times,
+            &timing,
+            &warnings,
             &rendered,
         ))?;
     } else {
-        print_report(&inputs, &results);
-        print_summary(&local.backend, results.len(), failed, &times, &rendered);
+        print_summary(
+            &local.backend,
+            results.len(),
+            failed,
+            &timing,
+            &warnings,
+            &rendered,
+        );
     }
     if failed > 0 {
         bail!("{failed} of {} tasks failed", results.len());
@@ -280,7 +298,12 @@ async fn render_files(
     Ok(written)
 }
 
+/// Writes a drawing, creating its folder first.
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create the folder {}", folder.display()))?;
+    }
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -402,15 +425,33 @@ fn describe(r: &Value) -> String {
     format!("{kind:<16} {from} → {to}: {what}{geometry}")
 }
 
-fn ms(d: std::time::Duration) -> f64 {
+fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+/// How long the run took: wall time, and each stage summed over the tasks
+/// (tasks run concurrently, so the stages may add up to more than the wall).
+struct Timing {
+    wall: Duration,
+    stages: StageTimes,
+}
+
+/// What the user should know about how this backend will treat inputs.
+fn warnings(backend: &Backend) -> Vec<String> {
+    if backend.pre_hook.is_some() {
+        return Vec::new();
+    }
+    pipeline::builtin_pre::open_size_note(backend.model.inputs())
+        .into_iter()
+        .collect()
 }
 
 fn print_summary(
     backend: &Backend,
     total: usize,
     failed: usize,
-    times: &StageTimes,
+    timing: &Timing,
+    warnings: &[String],
     rendered: &[PathBuf],
 ) {
     say!(
@@ -418,13 +459,19 @@ fn print_summary(
         total - failed,
         backend.model_version
     );
+    for warning in warnings {
+        say!("⚠ {warning}");
+    }
+    let stages = &timing.stages;
     say!(
-        "time: fetch {} ms · pre-hook {} ms · inference {} ms · post-hook {} ms · validation {} ms",
-        ms(times.fetch),
-        ms(times.pre_hook),
-        ms(times.inference),
-        ms(times.post_hook),
-        ms(times.validation)
+        "time: {} ms wall · summed over the tasks (they run concurrently): fetch {} ms · \
+         pre-hook {} ms · inference {} ms · post-hook {} ms · validation {} ms",
+        ms(timing.wall),
+        ms(stages.fetch),
+        ms(stages.pre_hook),
+        ms(stages.inference),
+        ms(stages.post_hook),
+        ms(stages.validation)
     );
     for path in rendered {
         say!("drawn: {}", path.display());
@@ -435,9 +482,11 @@ fn report_json(
     backend: &Backend,
     inputs: &[Input],
     results: &[TaskResult],
-    times: &StageTimes,
+    timing: &Timing,
+    warnings: &[String],
     rendered: &[PathBuf],
 ) -> Value {
+    let times = &timing.stages;
     let tasks: Vec<Value> = inputs
         .iter()
         .zip(results)
@@ -460,6 +509,8 @@ fn report_json(
         "model_version": backend.model_version,
         "model": backend.model_description,
         "tasks": tasks,
+        "warnings": warnings,
+        "wall_ms": ms(timing.wall),
         "times_ms": {
             "fetch": ms(times.fetch),
             "pre_hook": ms(times.pre_hook),

@@ -21,6 +21,7 @@ use url::Url;
 use super::auth::{Credential, Tokens, header};
 use super::error::{FetchError, causes};
 use super::guard::{is_private, literal_ip, private_destination};
+use super::proxy::{ProxyRoutes, check_public};
 use super::source::{Kind, Remote, same_origin};
 use crate::secret::Secret;
 
@@ -34,8 +35,11 @@ const DETAIL_BYTES: usize = 4_096;
 pub(crate) struct Clients {
     /// The system resolver: for trusted destinations.
     pub open: reqwest::Client,
-    /// A resolver that refuses private addresses: for everything else.
+    /// A resolver that refuses private addresses, and no proxy: for
+    /// everything else.
     pub public_only: reqwest::Client,
+    /// Which URLs `open` sends through a forward proxy.
+    pub proxied: ProxyRoutes,
 }
 
 /// Everything one download needs besides its [`Remote`].
@@ -83,7 +87,7 @@ pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, Fe
         };
         let ls = ctx.ls.filter(|ls| same_origin(&url, ls));
         let client = if guarded && ls.is_none() {
-            guarded_client(ctx, &url, &shown)?
+            guarded_client(ctx, &url, &shown).await?
         } else {
             &ctx.clients.open
         };
@@ -213,8 +217,9 @@ async fn read_body(
 /// reach private addresses if they resolve there: they were listed on
 /// purpose); otherwise private destinations are refused unless opted in to,
 /// a literal IP here and a name by the resolver of
-/// [`Clients::public_only`].
-fn guarded_client<'a>(
+/// [`Clients::public_only`], or, when a forward proxy carries the hop, by
+/// resolving it here first ([`super::proxy`]).
+async fn guarded_client<'a>(
     ctx: &Ctx<'a>,
     url: &Url,
     shown: &str,
@@ -228,6 +233,10 @@ fn guarded_client<'a>(
     }
     if literal_ip(url).is_some_and(is_private) {
         return Err(private_address(shown, url.host_str().unwrap_or("")));
+    }
+    if ctx.clients.proxied.carries(url) {
+        check_public(url, shown).await?;
+        return Ok(&ctx.clients.open);
     }
     Ok(&ctx.clients.public_only)
 }

@@ -60,6 +60,10 @@
 //!   [`FetchConfig::allow_private_networks`] (`fetch.allow_private_networks`)
 //!   or for the whole server with [`FetcherOptions::allow_private_networks`]
 //!   (`--allow-private-networks`, `CLS_ALLOW_PRIVATE_NETWORKS`).
+//! - Behind a forward proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
+//!   minus `NO_PROXY`) the proxy resolves names, so guarded hops it carries
+//!   are resolved here first and refused if any address is private
+//!   ([`ProxySettings`]).
 //!
 //! Label Studio's origin is always allowed (it usually lives on a private
 //! network next to this server), and where Label Studio itself redirects
@@ -86,6 +90,7 @@ mod cache;
 mod error;
 mod guard;
 mod http;
+mod proxy;
 mod sniff;
 
 pub use sniff::magic as sniff_media_type;
@@ -110,6 +115,7 @@ use url::Url;
 pub use auth::REFRESH_MARGIN;
 pub use error::FetchError;
 pub use guard::is_private as is_private_address;
+pub use proxy::ProxySettings;
 
 use crate::secret::Secret;
 use auth::{Credential, Tokens};
@@ -374,6 +380,9 @@ pub struct FetcherOptions {
     /// (the server's `--allow-private-networks`, default `false`); see the
     /// module docs.
     pub allow_private_networks: bool,
+    /// Forward proxies for downloads; none by default, the environment's
+    /// (`HTTP_PROXY`, …) in the server ([`ProxySettings::from_env`]).
+    pub proxy: ProxySettings,
 }
 
 impl Default for FetcherOptions {
@@ -387,6 +396,7 @@ impl Default for FetcherOptions {
             timeout: DEFAULT_TIMEOUT,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             allow_private_networks: false,
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -600,10 +610,15 @@ impl Fetcher {
                 })
         };
         let clients = http::Clients {
-            open: client(reqwest::Client::builder())?,
+            open: client(options.proxy.apply(reqwest::Client::builder())?)?,
+            // Never through a proxy: the proxy would resolve the name, out
+            // of this resolver's sight (see `proxy`).
             public_only: client(public_only(
-                reqwest::Client::builder().dns_resolver(Arc::new(guard::PublicOnly)),
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .dns_resolver(Arc::new(guard::PublicOnly)),
             ))?,
+            proxied: options.proxy.routes(),
         };
         let cache = options
             .cache_dir

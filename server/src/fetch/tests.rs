@@ -1192,6 +1192,58 @@ async fn the_refusal_is_the_same_whether_a_port_is_open_or_closed() {
     assert_eq!(h.storage.hits.load(Ordering::SeqCst), 0, "no connection");
 }
 
+/// A forward proxy that answers every request itself with [`PNG`] and
+/// records the request target it was asked for.
+async fn proxy_routes(State(asked): State<Arc<Mutex<Vec<String>>>>, req: Request) -> Response {
+    asked.lock().expect("lock").push(req.uri().to_string());
+    ([(header::CONTENT_TYPE, "image/png")], PNG).into_response()
+}
+
+#[tokio::test]
+async fn a_forward_proxy_never_carries_guarded_hops_to_private_addresses() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let proxy = serve(
+        Router::new()
+            .fallback(proxy_routes)
+            .with_state(Arc::clone(&asked)),
+    )
+    .await;
+    let h = Harness::with_options(FetcherOptions {
+        proxy: ProxySettings {
+            http: Some(format!("http://{proxy}")),
+            ..ProxySettings::default()
+        },
+        ..FetcherOptions::default()
+    })
+    .await;
+    let port = h.storage_addr.port();
+    // The proxy resolves the names it is given, so without a check of our
+    // own it would fetch these for whoever wrote the task.
+    for url in [
+        format!("http://localhost:{port}/plain/cat.png"),
+        format!("http://127.0.0.1:{port}/plain/cat.png"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let err = h.fetch(&h.cfg(None), &url).await.expect_err(&url);
+        assert_private_refusal(&err, &url);
+    }
+    assert!(
+        asked.lock().expect("lock").is_empty(),
+        "the proxy was never asked"
+    );
+
+    // The proxy is in use: an opted-in private destination goes through it.
+    let opted_in = FetchConfig {
+        allow_private_networks: true,
+        ..h.cfg(None)
+    };
+    let url = format!("http://localhost:{port}/plain/cat.png");
+    let got = h.fetch(&opted_in, &url).await.expect("through the proxy");
+    assert_eq!(got.bytes, PNG);
+    assert_eq!(*asked.lock().expect("lock"), [url]);
+    assert_eq!(h.storage.hits.load(Ordering::SeqCst), 0, "never directly");
+}
+
 #[tokio::test]
 async fn upstream_error_bodies_are_not_echoed() {
     let h = Harness::new().await;

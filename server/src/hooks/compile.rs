@@ -33,11 +33,23 @@ pub(super) enum Compiled {
 pub struct HookInfo {
     pub kind: HookKind,
     pub sha256: String,
+    /// The hash of the sources the component says it was built from
+    /// ([`super::stamp`]), when it carries one.
+    pub source_sha256: Option<String>,
     pub size: usize,
     /// Time spent compiling (or loading the cached artefact).
     pub load_ms: f64,
     /// Whether the compiled artefact came from the on-disk cache.
     pub from_cache: bool,
+}
+
+impl HookInfo {
+    /// What names this hook in a backend's `model_version`: its source
+    /// stamp when it has one (rebuilds of unchanged sources keep it), else
+    /// the SHA-256 of its bytes.
+    pub fn version_id(&self) -> &str {
+        self.source_sha256.as_deref().unwrap_or(&self.sha256)
+    }
 }
 
 impl Hook {
@@ -70,6 +82,7 @@ impl HookRuntime {
         let info = HookInfo {
             kind,
             sha256,
+            source_sha256: super::stamp::read(&bytes),
             size: bytes.len(),
             load_ms: started.elapsed().as_secs_f64() * 1e3,
             from_cache,

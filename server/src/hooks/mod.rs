@@ -17,6 +17,8 @@
 //!   per-call budget as large as the hook's memory limit, checked before
 //!   allocating) and time (pixel work on `imageops::pixel_pool`, refused or
 //!   trapped at the hook's deadline);
+//! - a component's source stamp ([`stamp`]), which names it in
+//!   `model_version` when its toolchain does not build reproducibly;
 //! - [`sanitize`], through which every hook-supplied string passes before it
 //!   reaches a log line or a response (one line, bounded, length stated).
 //!
@@ -28,6 +30,7 @@ mod call;
 mod compile;
 mod convert;
 mod host;
+pub mod stamp;
 mod text;
 
 use std::fmt;

@@ -52,6 +52,53 @@ pub fn run(
     ))
 }
 
+/// A warning for models whose image input leaves its height or width open
+/// (e.g. `[-1, 3, -1, -1]`): the built-in pre-hook then has to choose the
+/// size, and a model trained at one fixed size usually scores worse at
+/// another. `None` when every image input has a fixed size.
+pub fn open_size_note(inputs: &[TensorSpec]) -> Option<String> {
+    let spec = inputs.iter().find(|spec| {
+        matches!(spec.element_type, Some(ElementType::F32 | ElementType::U8))
+            && image_axes(&spec.shape)
+                .is_some_and(|a| spec.shape[a.height] <= 0 || spec.shape[a.width] <= 0)
+    })?;
+    Some(format!(
+        "model input '{}' has shape {:?}: its image size is open, so the built-in pre-hook feeds \
+         each image at its own size rounded up to a multiple of 32, at most {MAX_DYNAMIC_SIDE} \
+         pixels per side (a 500×375 photo becomes 512×384); if the model was trained at one \
+         size, a pre_hook that resizes to it predicts better",
+        spec.name, spec.shape
+    ))
+}
+
+/// How a 4-D image input lays out its pixels: NCHW when dimension 1 is
+/// the channel count (1 or 3), NHWC when the last one is.
+struct ImageAxes {
+    layout: Layout,
+    channels: usize,
+    height: usize,
+    width: usize,
+}
+
+fn image_axes(dims: &[i64]) -> Option<ImageAxes> {
+    if dims.len() != 4 {
+        return None;
+    }
+    let (layout, channels, height, width) = if matches!(dims[1], 1 | 3) {
+        (Layout::Nchw, 1, 2, 3)
+    } else if matches!(dims[3], 1 | 3) {
+        (Layout::Nhwc, 3, 1, 2)
+    } else {
+        return None;
+    };
+    Some(ImageAxes {
+        layout,
+        channels,
+        height,
+        width,
+    })
+}
+
 /// What the post-hook should know about a datapoint that no built-in
 /// conversion touched (image size read from the header only).
 pub fn describe(d: &Datapoint) -> DatapointInfo {
@@ -139,16 +186,17 @@ fn image_tensor(
             )
         })?;
     let dims = &spec.shape;
-    let (layout, channels_dim, h_dim, w_dim) = if matches!(dims[1], 1 | 3) {
-        (Layout::Nchw, 1, 2, 3)
-    } else if matches!(dims[3], 1 | 3) {
-        (Layout::Nhwc, 3, 1, 2)
-    } else {
-        return Err(format!(
+    let ImageAxes {
+        layout,
+        channels: channels_dim,
+        height: h_dim,
+        width: w_dim,
+    } = image_axes(dims).ok_or_else(|| {
+        format!(
             "model input '{}' {:?} has no channel dimension of 1 or 3; upload a pre_hook",
             spec.name, dims
-        ));
-    };
+        )
+    })?;
     check_decode_size(&datapoint.data, max_decode_bytes)
         .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
     let image = Image::decode(&datapoint.data, true)
@@ -194,4 +242,45 @@ fn image_tensor(
     infos[index].image_size = Some((image.width(), image.height()));
     infos[index].transform = Some(transform);
     Ok(tensor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, element_type: ElementType, shape: &[i64]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            element_type: Some(element_type),
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_open_image_size_is_named_with_the_size_rule() {
+        let note = open_size_note(&[spec("x", ElementType::F32, &[-1, 3, -1, -1])])
+            .expect("open height and width");
+        assert!(note.contains("'x'"), "{note}");
+        assert!(note.contains("512×384"), "{note}");
+        assert!(note.contains("1024"), "{note}");
+        let nhwc = open_size_note(&[spec("img", ElementType::U8, &[1, -1, 224, 3])]);
+        assert!(nhwc.is_some_and(|n| n.contains("'img'")));
+    }
+
+    #[test]
+    fn fixed_sizes_and_non_images_need_no_note() {
+        assert_eq!(
+            open_size_note(&[spec("x", ElementType::F32, &[-1, 3, 224, 224])]),
+            None
+        );
+        assert_eq!(
+            open_size_note(&[spec("t", ElementType::String, &[-1, 1])]),
+            None
+        );
+        assert_eq!(
+            open_size_note(&[spec("f", ElementType::F32, &[-1, 7, -1, -1])]),
+            None,
+            "no channel axis: not an image the built-in pre-hook takes"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! `hook build` and `hook new` as processes: the example hooks built and
+//! `hook build`, `hook new` and `hook sdk` as processes: the example hooks built and
 //! identified by world, the missing-target message, and scaffolds that
 //! build out of the box. Also: every subcommand's `--help` has examples.
 
@@ -123,19 +123,31 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
         "{report}"
     );
 
+    let stamp = built["source_sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(stamp.len(), 64, "a Python hook is stamped: {report}");
+
     let review = cli_common::write(dir.path(), "review.txt", "I love it, wonderful and great");
-    let out = run([
-        "try".as_ref(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--post-hook".as_ref(),
-        hook_arg,
-        "--label-config".as_ref(),
-        hook.join("label-config.xml").as_os_str(),
-        review.as_os_str(),
-        "--json".as_ref(),
-    ])
-    .ok();
+    let try_hook = || {
+        run([
+            "try".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--post-hook".as_ref(),
+            hook_arg,
+            "--label-config".as_ref(),
+            hook.join("label-config.xml").as_os_str(),
+            review.as_os_str(),
+            "--json".as_ref(),
+        ])
+        .ok()
+    };
+    let out = try_hook();
+    // The folder was built a moment ago and nothing changed: no rebuild.
+    assert!(out.stderr.contains("is up to date"), "{out}");
+    assert!(!out.stderr.contains("componentize-py: building"), "{out}");
     let result = out.json();
     let task = &result["tasks"][0];
     assert_eq!(task["valid"], true, "{result}");
@@ -143,6 +155,28 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
         task["predictions"][0]["result"][0]["value"]["choices"][0], "positive",
         "{result}"
     );
+
+    // A real rebuild of the same sources: componentize-py's bytes differ
+    // from build to build, the stamp and so the model version do not.
+    std::fs::remove_dir_all(hook.join("target")).expect("remove target/");
+    let rebuilt = try_hook();
+    assert!(
+        rebuilt.stderr.contains("componentize-py: building"),
+        "{rebuilt}"
+    );
+    assert_eq!(
+        rebuilt.json()["model_version"],
+        result["model_version"],
+        "{rebuilt}"
+    );
+    let again = run([
+        "hook".as_ref(),
+        "build".as_ref(),
+        hook_arg,
+        "--json".as_ref(),
+    ])
+    .ok();
+    assert_eq!(again.json()["hooks"][0]["source_sha256"], stamp.as_str());
 }
 
 #[test]
@@ -261,12 +295,51 @@ fn hook_new_outside_the_repository_takes_the_sdk_from_the_flag() {
 }
 
 #[test]
+fn hook_sdk_writes_the_python_sdk_the_binary_builds_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("sdk");
+    let out = run([
+        "hook".as_ref(),
+        "sdk".as_ref(),
+        "--python".as_ref(),
+        out_dir.as_os_str(),
+    ])
+    .ok();
+    assert!(out.stdout.contains("bindings"), "{out}");
+    // Every file of the SDK's source, byte for byte: a file added to the
+    // package but not to the binary's list fails here.
+    let source = harness::repo_root().join("hook-sdk/python/cls_hooks");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&source).expect("the SDK source") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "py") {
+            let name = path.file_name().expect("name");
+            let written = std::fs::read(out_dir.join("cls_hooks").join(name))
+                .unwrap_or_else(|e| panic!("{} not written: {e}", name.display()));
+            assert_eq!(
+                written,
+                std::fs::read(&path).expect("source"),
+                "{}",
+                name.display()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} files");
+    assert_eq!(
+        std::fs::read(out_dir.join("wit/hooks.wit")).expect("wit"),
+        std::fs::read(harness::repo_root().join("hook-sdk/wit/hooks.wit")).expect("wit source")
+    );
+}
+
+#[test]
 fn every_command_shows_examples_in_its_help() {
     for command in [
         vec!["serve"],
         vec!["healthcheck"],
         vec!["hook", "build"],
         vec!["hook", "new"],
+        vec!["hook", "sdk"],
         vec!["try"],
         vec!["configure"],
         vec!["connect"],

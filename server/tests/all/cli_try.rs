@@ -145,6 +145,15 @@ fn try_draws_one_polygon_per_text_region() {
         &[&text],
         &out,
     );
+    assert_eq!(
+        report["warnings"],
+        serde_json::json!([]),
+        "a pre-hook chooses the size"
+    );
+    assert!(
+        report["wall_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{report}"
+    );
     let svg = parse(&out);
     let shapes = assert_drawing(&svg, &report["tasks"][0]);
     assert!(shapes > 0, "text.png has text");
@@ -305,6 +314,8 @@ fn try_prints_each_prediction_and_the_verdict() {
         "orientation.xml",
         example_config("classification-post"),
     );
+    // A drawing in a folder that does not exist yet: `try` creates it.
+    let drawing = dir.path().join("drawings/new/orientation.html");
     let out = run([
         "try".as_ref(),
         "--model".as_ref(),
@@ -315,10 +326,22 @@ fn try_prints_each_prediction_and_the_verdict() {
         example_hook("classification-post").as_os_str(),
         "--label-config".as_ref(),
         config.as_os_str(),
+        "--render".as_ref(),
+        drawing.as_os_str(),
         photo.as_os_str(),
     ])
     .ok();
-    assert!(out.stdout.contains("task 1 (astronaut.png)"), "{out}");
+    assert!(drawing.is_file(), "{out}");
+    let printed = out.stdout.find("task 1 (astronaut.png)");
+    assert!(printed.is_some(), "{out}");
+    assert!(
+        printed < out.stdout.find("drawn: "),
+        "predictions come before the drawing: {out}"
+    );
+    assert!(
+        out.stdout.contains(" ms wall · summed over the tasks"),
+        "{out}"
+    );
     assert!(
         out.stdout.contains("✓ valid for the labeling config"),
         "{out}"
@@ -329,6 +352,36 @@ fn try_prints_each_prediction_and_the_verdict() {
         "{out}"
     );
     assert!(out.stdout.contains("1 task(s): 1 valid, 0 failed"), "{out}");
+}
+
+#[test]
+fn try_warns_when_the_builtin_pre_hook_chooses_an_open_image_size() {
+    require!("ONNX Runtime", ort_library());
+    // PP-OCR's detector takes [-1, 3, -1, -1]: any size.
+    let model_file = require!("PP-OCRv4 det", model("ch_PP-OCRv4_det_infer.onnx"));
+    let text = require!("text.png", image("text.png"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(dir.path(), "polygons.xml", example_config("polygons-post"));
+    let out = run([
+        "try".as_ref(),
+        "--model".as_ref(),
+        model_file.as_os_str(),
+        "--post-hook".as_ref(),
+        example_hook("polygons-post").as_os_str(),
+        "--label-config".as_ref(),
+        config.as_os_str(),
+        text.as_os_str(),
+    ]);
+    let warning = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("⚠ model input '"))
+        .unwrap_or_else(|| panic!("no warning line:\n{out}"));
+    assert!(warning.contains("[-1, 3, -1, -1]"), "{warning}");
+    assert!(
+        warning.contains("rounded up to a multiple of 32, at most 1024"),
+        "{warning}"
+    );
 }
 
 #[test]

@@ -43,7 +43,8 @@ pub struct BuildArgs {
     /// crates, or a Python hook's folder (holding app.py).
     #[arg(default_value = ".")]
     dir: PathBuf,
-    /// Print JSON: {"hooks": [{"crate", "path", "world", "size", "sha256"}]}.
+    /// Print JSON: {"hooks": [{"crate", "path", "world", "size", "sha256", "source_sha256"}]}
+    /// (`source_sha256`: Python hooks only, null for Rust).
     #[arg(long)]
     json: bool,
 }
@@ -57,6 +58,8 @@ pub struct BuiltHook {
     pub world: HookKind,
     pub size: usize,
     pub sha256: String,
+    /// The source stamp, for Python hooks ([`cls::hooks::stamp`]).
+    pub source_sha256: Option<String>,
 }
 
 pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
@@ -72,6 +75,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
                     "world": b.world.to_string(),
                     "size": b.size,
                     "sha256": b.sha256,
+                    "source_sha256": b.source_sha256,
                 })
             })
             .collect();
@@ -124,6 +128,7 @@ pub async fn build(dir: &Path, runtime: &HookRuntime) -> anyhow::Result<Vec<Buil
             world,
             size: bytes.len(),
             sha256: hex::encode(Sha256::digest(&bytes)),
+            source_sha256: cls::hooks::stamp::read(&bytes),
         });
     }
     Ok(built)

@@ -1,4 +1,4 @@
-//! `hook build` and `hook new`, and what `try` and `configure` need to
+//! `hook build`, `hook new` and `hook sdk`, and what `try` and `configure` need to
 //! accept a hook crate wherever a `.wasm` component is expected
 //! ([`load_arg`]).
 
@@ -6,7 +6,7 @@ mod build;
 mod new;
 mod python;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -28,6 +28,26 @@ pub enum HookCommand {
     /// they are.
     #[command(after_help = new::EXAMPLES)]
     New(new::NewArgs),
+    /// Write out the SDK this binary builds hooks with: `--python <dir>`
+    /// writes the `cls_hooks` package and the WIT world, for editors and
+    /// unit tests.
+    #[command(after_help = SDK_EXAMPLES)]
+    Sdk(SdkArgs),
+}
+
+const SDK_EXAMPLES: &str = "\
+Examples:
+  configurable-ls-backend hook sdk --python .sdk
+  componentize-py -d .sdk/wit -w post-hook bindings .sdk
+  PYTHONPATH=.sdk python3 -m pytest tests/     # unit tests that import cls_hooks";
+
+/// `hook sdk` flags.
+#[derive(Debug, clap::Args)]
+pub struct SdkArgs {
+    /// The folder to write `cls_hooks/` and `wit/hooks.wit` into (created
+    /// if missing; the SDK's own files are overwritten).
+    #[arg(long, value_name = "DIR")]
+    python: PathBuf,
 }
 
 /// Runs a `hook` subcommand.
@@ -35,6 +55,7 @@ pub async fn run(command: HookCommand) -> anyhow::Result<()> {
     match command {
         HookCommand::Build(args) => build::run(args).await,
         HookCommand::New(args) => new::run(args),
+        HookCommand::Sdk(args) => python::write_sdk(&args.python),
     }
 }
 

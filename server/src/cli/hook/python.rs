@@ -3,6 +3,12 @@
 //! path. The WIT and the SDK are embedded in this binary, so a hook folder
 //! needs nothing but its own Python files.
 //!
+//! componentize-py does not build reproducibly (two builds of the same
+//! sources differ), so each component is stamped with the hash of its
+//! sources ([`cls::hooks::stamp`]): that hash, not the bytes, names it in a
+//! backend's `model_version`, and a folder whose component already carries
+//! the current hash is not rebuilt.
+//!
 //! componentize-py is found as `$CLS_COMPONENTIZE_PY`, in the project's
 //! cached venv (`scripts/build-python-hooks.sh` installs it there), or on
 //! `PATH`.
@@ -15,7 +21,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-use cls::hooks::HookKind;
+use cls::hooks::{HookKind, stamp};
+use sha2::{Digest, Sha256};
 
 /// The componentize-py release hooks are built and tested with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -67,12 +74,25 @@ pub fn world_of_app(dir: &Path) -> anyhow::Result<HookKind> {
     })
 }
 
-/// Builds the Python hook in `dir` into `dir/target/<name>.wasm`.
+/// Builds the Python hook in `dir` into `dir/target/<name>.wasm`, stamped
+/// with the hash of its sources ([`cls::hooks::stamp`]); when the component
+/// there already carries the hash of the current sources, nothing is run.
 pub async fn build(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
     let name = component_name(dir);
     let out = dir.join("target").join(format!("{name}.wasm"));
     let world = world_of_app(dir)?;
     let componentize = find_componentize_py()?;
+    let version = componentize_version(&componentize).await?;
+    let sources = source_sha256(dir, world, &version)?;
+    let current = std::fs::read(&out).ok().and_then(|b| stamp::read(&b));
+    if current.as_deref() == Some(sources.as_str()) {
+        eprintln!(
+            "componentize-py: {} is up to date (sources unchanged: {})",
+            out.display(),
+            &sources[..12]
+        );
+        return Ok((name, out));
+    }
     let scratch = tempfile::tempdir().context("cannot create a temporary folder")?;
     let (wit_dir, sdk_dir) = unpack_wit_and_sdk(scratch.path())?;
     std::fs::create_dir_all(dir.join("target"))
@@ -107,12 +127,91 @@ pub async fn build(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
             dir.display()
         );
     }
+    let mut component =
+        std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    stamp::append(&mut component, &sources);
+    std::fs::write(&out, &component).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!(
         "componentize-py: built {} in {:.1} s",
         out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok((name, out))
+}
+
+/// `componentize-py --version`: part of what a build depends on.
+async fn componentize_version(componentize: &Path) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(componentize)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", componentize.display()))?;
+    if !output.status.success() {
+        bail!("{} --version failed", componentize.display());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The SHA-256 of everything a build of `dir` reads: the world, the
+/// toolchain's version, the WIT, the SDK, and every file of the hook's
+/// folder except `target/` and hidden or cache folders, in a fixed order.
+fn source_sha256(
+    dir: &Path,
+    world: HookKind,
+    componentize_version: &str,
+) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut add = |name: &str, contents: &[u8]| {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update((contents.len() as u64).to_le_bytes());
+        hasher.update(contents);
+    };
+    add("world", world.to_string().as_bytes());
+    add("componentize-py", componentize_version.as_bytes());
+    add("wit/hooks.wit", WIT.as_bytes());
+    for (file, contents) in SDK {
+        add(&format!("cls_hooks/{file}"), contents.as_bytes());
+    }
+    for (relative, path) in hook_files(dir)? {
+        let contents =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        add(&format!("hook/{relative}"), &contents);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The hook folder's files, sorted by their `/`-separated relative path;
+/// `target/`, `__pycache__/` and hidden entries are not sources.
+fn hook_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    let mut pending = vec![(String::new(), dir.to_owned())];
+    while let Some((prefix, folder)) = pending.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .with_context(|| format!("cannot list {}", folder.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", folder.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let skipped = name.starts_with('.')
+                || name == "__pycache__"
+                || (prefix.is_empty() && name == "target");
+            if skipped {
+                continue;
+            }
+            let relative = format!("{prefix}{name}");
+            let kind = entry
+                .file_type()
+                .with_context(|| format!("cannot read {}", entry.path().display()))?;
+            if kind.is_dir() {
+                pending.push((format!("{relative}/"), entry.path()));
+            } else if kind.is_file() {
+                files.push((relative, entry.path()));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// `my-hook` → `my_hook`, as cargo names components.
@@ -129,14 +228,45 @@ fn component_name(dir: &Path) -> String {
 fn unpack_wit_and_sdk(scratch: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let wit_dir = scratch.join("wit");
     let sdk_dir = scratch.join("sdk");
-    let package = sdk_dir.join("cls_hooks");
-    std::fs::create_dir_all(&wit_dir)?;
-    std::fs::create_dir_all(&package)?;
-    std::fs::write(wit_dir.join("hooks.wit"), WIT)?;
-    for (file, contents) in SDK {
-        std::fs::write(package.join(file), contents)?;
-    }
+    write_wit_and_sdk(&wit_dir, &sdk_dir)?;
     Ok((wit_dir, sdk_dir))
+}
+
+/// Writes `hooks.wit` into `wit_dir` and the `cls_hooks` package into
+/// `sdk_dir`, creating both; returns the package folder.
+fn write_wit_and_sdk(wit_dir: &Path, sdk_dir: &Path) -> anyhow::Result<PathBuf> {
+    let package = sdk_dir.join("cls_hooks");
+    for dir in [wit_dir, package.as_path()] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let wit = wit_dir.join("hooks.wit");
+    std::fs::write(&wit, WIT).with_context(|| format!("cannot write {}", wit.display()))?;
+    for (file, contents) in SDK {
+        let path = package.join(file);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(package)
+}
+
+/// `hook sdk --python <dir>`: the SDK this binary builds Python hooks
+/// with, written out as `<dir>/cls_hooks/` and `<dir>/wit/hooks.wit`, so an
+/// editor can resolve it and unit tests can import it.
+pub fn write_sdk(dir: &Path) -> anyhow::Result<()> {
+    let wit_dir = dir.join("wit");
+    let package = write_wit_and_sdk(&wit_dir, dir)?;
+    println!("wrote the cls_hooks SDK to {}", package.display());
+    println!(
+        "wrote its WIT world to {}",
+        wit_dir.join("hooks.wit").display()
+    );
+    println!(
+        "to import it outside a component, generate the bindings it wraps:\n  \
+         componentize-py -d {} -w post-hook bindings {}",
+        wit_dir.display(),
+        dir.display()
+    );
+    Ok(())
 }
 
 fn find_componentize_py() -> anyhow::Result<PathBuf> {
@@ -163,6 +293,42 @@ fn find_componentize_py() -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hash(dir: &Path) -> String {
+        source_sha256(dir, HookKind::Post, "componentize-py 0.25.1").expect("hash")
+    }
+
+    #[test]
+    fn the_source_hash_follows_the_sources_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::write(root.join("app.py"), "print('a')\n").expect("write");
+        std::fs::create_dir_all(root.join("lib")).expect("mkdir");
+        std::fs::write(root.join("lib/util.py"), "X = 1\n").expect("write");
+        let first = hash(root);
+        assert_eq!(first.len(), 64);
+
+        // Build output, caches and hidden files are not sources.
+        for dir in ["target", "__pycache__", ".git", "lib/__pycache__"] {
+            std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+            std::fs::write(root.join(dir).join("x"), "noise").expect("write");
+        }
+        assert_eq!(hash(root), first);
+
+        std::fs::write(root.join("lib/util.py"), "X = 2\n").expect("write");
+        let changed = hash(root);
+        assert_ne!(changed, first, "a module changed");
+        assert_ne!(
+            source_sha256(root, HookKind::Post, "componentize-py 0.26.0").expect("hash"),
+            changed,
+            "another toolchain"
+        );
+        assert_ne!(
+            source_sha256(root, HookKind::Pre, "componentize-py 0.25.1").expect("hash"),
+            changed,
+            "another world"
+        );
+    }
 
     #[test]
     fn the_embedded_sdk_is_the_whole_package() {
