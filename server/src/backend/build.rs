@@ -97,18 +97,13 @@ impl Loader {
             pinned,
             lease,
         } = loaded;
-        if pre.is_none()
-            && let Some(note) = crate::pipeline::builtin_pre::open_size_note(model.inputs())
-        {
-            tracing::warn!(backend = %p.name, "{note}");
-        }
         let mut config = config.clone();
         config.model = config.model.pinned(pinned.as_ref());
         let model_version = config
             .model_version
             .clone()
             .unwrap_or_else(|| derived_version(&label, &identity, pre.as_deref(), &post));
-        Ok(Backend {
+        let backend = Backend {
             name: p.name.clone(),
             config,
             model_version,
@@ -123,7 +118,11 @@ impl Loader {
             activity: Activity::default(),
             model_lease: Some(lease),
             generation: std::sync::atomic::AtomicU64::new(0),
-        })
+        };
+        if let Some(note) = crate::pipeline::builtin_pre::open_size_note_for(&backend) {
+            tracing::warn!(backend = %backend.name, "{note}");
+        }
+        Ok(backend)
     }
 }
 

@@ -116,7 +116,9 @@ pub async fn run(args: TryArgs) -> anyhow::Result<()> {
     let (results, times) = pipeline::predict(&local.services, &local.backend, request).await?;
     let wall = started.elapsed();
     let failed = results.iter().filter(|r| r.is_err()).count();
-    let warnings = warnings(&local.backend);
+    let warnings: Vec<String> = pipeline::builtin_pre::open_size_note_for(&local.backend)
+        .into_iter()
+        .collect();
     // Predictions first: a drawing that cannot be written must not hide them.
     if !args.json {
         print_report(&inputs, &results);
@@ -434,16 +436,6 @@ fn ms(d: Duration) -> f64 {
 struct Timing {
     wall: Duration,
     stages: StageTimes,
-}
-
-/// What the user should know about how this backend will treat inputs.
-fn warnings(backend: &Backend) -> Vec<String> {
-    if backend.pre_hook.is_some() {
-        return Vec::new();
-    }
-    pipeline::builtin_pre::open_size_note(backend.model.inputs())
-        .into_iter()
-        .collect()
 }
 
 fn print_summary(

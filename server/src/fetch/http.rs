@@ -241,7 +241,8 @@ async fn guarded_client<'a>(
     Ok(&ctx.clients.public_only)
 }
 
-fn private_address(shown: &str, host: &str) -> FetchError {
+/// The refusal of a private destination, whichever check found it.
+pub(super) fn private_address(shown: &str, host: &str) -> FetchError {
     FetchError::PrivateAddress {
         url: shown.to_owned(),
         host: host.to_owned(),

@@ -23,7 +23,8 @@ use hyper_util::client::proxy::matcher::Matcher;
 use url::{Host, Url};
 
 use super::error::FetchError;
-use super::guard::is_private;
+use super::guard::{is_private, literal_ip};
+use super::http::private_address;
 
 /// reqwest's constructor for one kind of proxy (HTTP, HTTPS or all).
 type MakeProxy = fn(&str) -> reqwest::Result<reqwest::Proxy>;
@@ -143,44 +144,29 @@ impl ProxyRoutes {
 /// Refuses a proxied hop whose host resolves to any private address (see
 /// the module docs for why any, not all).
 pub(crate) async fn check_public(url: &Url, shown: &str) -> Result<(), FetchError> {
-    let refused = || FetchError::PrivateAddress {
-        url: shown.to_owned(),
-        host: url.host_str().unwrap_or_default().to_owned(),
-        hint: String::new(),
-    };
-    let host = match url.host() {
-        Some(Host::Domain(name)) => name.to_owned(),
-        Some(Host::Ipv4(ip)) => {
-            return if is_private(ip.into()) {
-                Err(refused())
-            } else {
-                Ok(())
-            };
-        }
-        Some(Host::Ipv6(ip)) => {
-            return if is_private(ip.into()) {
-                Err(refused())
-            } else {
-                Ok(())
-            };
-        }
-        None => return Err(refused()),
+    let refused = || private_address(shown, url.host_str().unwrap_or_default());
+    if let Some(ip) = literal_ip(url) {
+        return if is_private(ip) {
+            Err(refused())
+        } else {
+            Ok(())
+        };
+    }
+    let Some(Host::Domain(host)) = url.host() else {
+        return Err(refused());
     };
     let port = url.port_or_known_default().unwrap_or(0);
-    let addrs = tokio::net::lookup_host((host.as_str(), port))
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| FetchError::Request {
             url: shown.to_owned(),
             reason: format!("cannot resolve {host}: {e}"),
-        })?;
-    let mut any = false;
-    for addr in addrs {
-        if is_private(addr.ip()) {
-            return Err(refused());
-        }
-        any = true;
+        })?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| is_private(a.ip())) {
+        return Err(refused());
     }
-    if any { Ok(()) } else { Err(refused()) }
+    Ok(())
 }
 
 #[cfg(test)]

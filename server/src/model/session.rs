@@ -423,6 +423,11 @@ impl OnnxModel {
         &self.providers
     }
 
+    /// Whether a provider other than the CPU's was registered (a GPU).
+    pub fn accelerated(&self) -> bool {
+        self.providers.iter().any(|p| p != CPU_PROVIDER)
+    }
+
     /// Whether every input's first dimension is dynamic, so several tasks
     /// can be stacked into one run.
     pub fn batches_on_dim0(&self) -> bool {
@@ -528,7 +533,7 @@ fn session_builder(
     let mut used = Vec::new();
     for provider in &options.providers {
         match provider.as_str() {
-            "CPUExecutionProvider" | "cpu" => {}
+            CPU_PROVIDER | "cpu" => {}
             "CUDAExecutionProvider" | "cuda" => {
                 let registered = ort::ep::CUDA::default()
                     .register(&mut builder)
@@ -543,9 +548,12 @@ fn session_builder(
             other => tracing::warn!("execution provider {other} is not supported here; using CPU"),
         }
     }
-    used.push("CPUExecutionProvider".to_owned());
+    used.push(CPU_PROVIDER.to_owned());
     Ok((builder, used))
 }
+
+/// ONNX Runtime's name for its CPU provider, always registered last.
+const CPU_PROVIDER: &str = "CPUExecutionProvider";
 
 /// Where the NVIDIA driver exposes its control device: absent when no GPU
 /// is visible to this process (e.g. a container started without one).

@@ -71,6 +71,15 @@ pub fn open_size_note(inputs: &[TensorSpec]) -> Option<String> {
     ))
 }
 
+/// [`open_size_note`] for a backend that uses the built-in pre-hook;
+/// `None` when it has a pre-hook of its own.
+pub fn open_size_note_for(backend: &crate::backend::Backend) -> Option<String> {
+    if backend.pre_hook.is_some() {
+        return None;
+    }
+    open_size_note(backend.model.inputs())
+}
+
 /// How a 4-D image input lays out its pixels: NCHW when dimension 1 is
 /// the channel count (1 or 3), NHWC when the last one is.
 struct ImageAxes {

@@ -603,11 +603,7 @@ const MAX_GPU_BATCH_BYTES: usize = 32 << 20;
 
 /// The batch cap for `model`'s execution providers.
 fn max_batch_bytes(model: &crate::model::OnnxModel) -> usize {
-    let accelerated = model
-        .providers()
-        .iter()
-        .any(|p| p != "CPUExecutionProvider");
-    if accelerated {
+    if model.accelerated() {
         MAX_GPU_BATCH_BYTES
     } else {
         MAX_CPU_BATCH_BYTES
