@@ -12,11 +12,11 @@
 //! a memory budget before allocating any of them. Every operation has a
 //! `*_bytes` function saying how much it allocates, so a caller can refuse
 //! it up front too, and [`estimated_time`] says how long it takes at least.
-//! Pixel work belongs on [`pixel_pool`], never on an async worker thread.
+//! Pixel work belongs on [`crate::compute::pool`], never on an async worker
+//! thread.
 
 use std::io::Cursor;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fast_image_resize as fr;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
@@ -172,7 +172,8 @@ pub fn decoded_size(bytes: &[u8]) -> Result<DecodedSize, ImageError> {
 /// gets the same limits as a second line of defence. With
 /// `apply_orientation` the EXIF orientation is applied.
 ///
-/// This is CPU-bound work: run it on [`pixel_pool`], not on an async worker.
+/// This is CPU-bound work: run it on [`crate::compute::pool`], not on an
+/// async worker.
 pub fn decode_within(
     bytes: &[u8],
     apply_orientation: bool,
@@ -578,83 +579,6 @@ impl Image {
     }
 }
 
-/// A bounded pool for pixel work, so decoding and resizing never run on an
-/// async worker thread (where they would stall every request sharing it)
-/// and never run more at once than there are cores. Jobs run on tokio's
-/// blocking threads, each holding one of the pool's permits.
-pub struct PixelPool {
-    permits: Arc<tokio::sync::Semaphore>,
-    size: usize,
-}
-
-/// Why [`PixelPool::run_until`] returned no result.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PoolError {
-    /// The deadline passed while the job waited or ran; its result, if it
-    /// ever comes, is dropped.
-    #[error("the deadline passed before the pixel work finished")]
-    DeadlinePassed,
-    /// The job panicked or the runtime is shutting down.
-    #[error("pixel work failed: {0}")]
-    Failed(String),
-}
-
-/// The process-wide pixel pool, one job per available core.
-pub fn pixel_pool() -> &'static PixelPool {
-    static POOL: OnceLock<PixelPool> = OnceLock::new();
-    POOL.get_or_init(|| PixelPool::new(std::thread::available_parallelism().map_or(1, usize::from)))
-}
-
-impl PixelPool {
-    /// A pool running at most `size` jobs at once (at least one).
-    pub fn new(size: usize) -> Self {
-        let size = size.max(1);
-        Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(size)),
-            size,
-        }
-    }
-
-    /// How many jobs run at once.
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
-    /// Runs `job` on the pool and waits for it.
-    pub async fn run<T, F>(&self, job: F) -> Result<T, PoolError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| PoolError::Failed(e.to_string()))?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job()
-        })
-        .await
-        .map_err(|e| PoolError::Failed(e.to_string()))
-    }
-
-    /// Runs `job` on the pool and waits for it until `deadline`. A job that
-    /// is still running then cannot be stopped: it keeps its permit (so the
-    /// pool stays bounded) and its result is dropped, but the caller gets
-    /// [`PoolError::DeadlinePassed`] at once.
-    pub async fn run_until<T, F>(&self, deadline: Instant, job: F) -> Result<T, PoolError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.run(job))
-            .await
-            .map_err(|_| PoolError::DeadlinePassed)?
-    }
-}
-
 fn check_size(width: u32, height: u32) -> Result<(), ImageError> {
     if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
         return Err(ImageError::InvalidArgument(format!(
@@ -843,25 +767,6 @@ mod tests {
         assert_eq!(img.tensor_bytes(&options), 16 * 16 * 4);
         let tensor = img.to_tensor(&options).unwrap();
         assert_eq!(tensor.byte_len() as u64, img.tensor_bytes(&options));
-    }
-
-    #[tokio::test]
-    async fn the_pool_gives_up_at_the_deadline_without_waiting_for_the_job() {
-        let pool = PixelPool::new(1);
-        let started = Instant::now();
-        let slow = pool
-            .run_until(started + Duration::from_millis(50), || {
-                std::thread::sleep(Duration::from_secs(2))
-            })
-            .await;
-        assert!(matches!(slow, Err(PoolError::DeadlinePassed)));
-        assert!(started.elapsed() < Duration::from_secs(1));
-        // The abandoned job still holds the one permit: the pool stays bounded.
-        let queued = pool
-            .run_until(Instant::now() + Duration::from_millis(50), || 1)
-            .await;
-        assert!(matches!(queued, Err(PoolError::DeadlinePassed)));
-        assert_eq!(pool.run(|| 2).await.unwrap(), 2);
     }
 
     #[test]

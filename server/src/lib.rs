@@ -39,6 +39,8 @@
 //!   touches wasmtime).
 //! - [`imageops`]: native image decoding and tensor conversion, shared by the
 //!   hooks' host interface and the built-in pre-hook.
+//! - [`compute`]: the lower-priority threads that run inference and pixel
+//!   work, off the threads serving HTTP.
 //! - [`budget`]: the process-wide memory budget that request work reserves
 //!   from before it allocates.
 //! - [`labelconfig`]: re-export of the shared label-config parser and
@@ -53,6 +55,7 @@ pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod budget;
+pub mod compute;
 pub mod error;
 pub mod fetch;
 pub mod fleet;

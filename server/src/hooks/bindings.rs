@@ -7,7 +7,7 @@ pub mod pre {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "pre-hook",
-        // Pixel work runs on the pixel pool while the guest awaits it, and
+        // Pixel work runs on the compute pool while the guest awaits it, and
         // a host call past the hook's deadline traps.
         imports: {
             "cls:hooks/host.decode-image": async | trappable,

@@ -11,7 +11,7 @@
 //! one call (decoded pixels, resize and letterbox results, tensors) is
 //! charged, before it is made, against a budget as large as the hook's
 //! memory limit; decoding is sized from the image header. The pixel work
-//! runs on [`imageops::pixel_pool`] while the guest awaits it, is refused up
+//! runs on [`crate::compute::pool`] while the guest awaits it, is refused up
 //! front when it cannot finish before the hook's deadline, and traps at the
 //! deadline even if the pool is still working.
 
@@ -29,7 +29,8 @@ use super::bindings::types::{self, ElementType, ImageTransform};
 use super::call::DeadlineExceeded;
 use super::text::sanitize;
 use super::{CallTag, HookLimits};
-use crate::imageops::{self, PoolError};
+use crate::compute::{self, PoolError};
+use crate::imageops;
 use crate::size::human;
 
 /// Longest log line kept (after escaping); the rest is cut (with a marker).
@@ -40,7 +41,7 @@ pub const MAX_LOG_LINES_PER_CALL: u32 = 64;
 const STDIO_CAPTURE: usize = 8 * 1024;
 
 /// A decoded image owned by the host, handed to the guest as a resource.
-/// Shared with the pixel pool while an operation on it runs.
+/// Shared with the compute pool while an operation on it runs.
 pub struct ImageHandle(Arc<imageops::Image>);
 
 /// The data of one hook call's `Store`.
@@ -203,14 +204,14 @@ impl HostState {
     }
 }
 
-/// Runs `job` on the pixel pool; past `deadline` the hook traps at once
+/// Runs `job` on the compute pool; past `deadline` the hook traps at once
 /// (the job's result, when it comes, is dropped).
 async fn on_pool<T, F>(deadline: Instant, job: F) -> wasmtime::Result<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    match imageops::pixel_pool().run_until(deadline, job).await {
+    match compute::pool().run_until(deadline, job).await {
         Ok(value) => Ok(value),
         Err(PoolError::DeadlinePassed) => Err(wasmtime::Error::new(DeadlineExceeded)),
         Err(PoolError::Failed(message)) => Err(wasmtime::Error::msg(format!(

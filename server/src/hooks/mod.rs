@@ -15,7 +15,7 @@
 //!   the task and the cause, and the trapped store is dropped;
 //! - the host functions a hook imports, which govern their own memory (a
 //!   per-call budget as large as the hook's memory limit, checked before
-//!   allocating) and time (pixel work on `imageops::pixel_pool`, refused or
+//!   allocating) and time (pixel work on `compute::pool`, refused or
 //!   trapped at the hook's deadline);
 //! - a component's source stamp ([`stamp`]), which names it in
 //!   `model_version` when its toolchain does not build reproducibly;

@@ -441,17 +441,12 @@ impl OnnxModel {
             .acquire()
             .await
             .map_err(|e| OrtError::Run(e.to_string()))?;
-        // On the multi-threaded runtime, run in place: handing the work to
-        // the blocking pool costs ~1 ms per call on a small VM (measured in
-        // benches/pool.rs), while `block_in_place` only moves this worker's
-        // other tasks elsewhere. A current-thread runtime (tests) must not
-        // block, so it still uses the pool.
-        let flavor = tokio::runtime::Handle::current().runtime_flavor();
-        if flavor == tokio::runtime::RuntimeFlavor::MultiThread {
-            return tokio::task::block_in_place(|| self.run_blocking(inputs));
-        }
+        // On the compute threads, below the serving threads' priority: an
+        // inference in place on an async worker (`block_in_place`) ran at
+        // the priority of the threads answering `/health`.
         let model = Arc::clone(self);
-        tokio::task::spawn_blocking(move || model.run_blocking(inputs))
+        crate::compute::pool()
+            .run(move || model.run_blocking(inputs))
             .await
             .map_err(|e| OrtError::Run(e.to_string()))?
     }

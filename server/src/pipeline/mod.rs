@@ -390,8 +390,8 @@ async fn prepare(
         None => {
             let inputs = backend.model.inputs().to_vec();
             let max_decode = backend.limits.memory_bytes;
-            // The pixel pool: one decode per core, off the async workers.
-            crate::imageops::pixel_pool()
+            // Off the async workers, one decode per core.
+            crate::compute::pool()
                 .run(move || builtin_pre::run(&datapoints, &inputs, max_decode))
                 .await
                 .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?
@@ -703,8 +703,8 @@ async fn run_batch(
             })
             .collect::<Result<Vec<_>, _>>()?
     };
-    // Its own task: inference blocks its thread (`block_in_place`), and the
-    // request's other batches must reach the other sessions meanwhile.
+    // Its own task: the request's other batches must reach the other
+    // sessions while this one waits for its compute thread.
     let model = backend.model.clone();
     let outputs = spawn_stage(Stage::Inference, async move {
         model
