@@ -26,7 +26,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed set of lower-priority threads for CPU-heavy work.
 pub struct ComputePool {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
     size: usize,
 }
 
@@ -68,7 +68,7 @@ impl ComputePool {
             })
             .count();
         Self {
-            jobs: Mutex::new(sender),
+            jobs: sender,
             size: started,
         }
     }
@@ -95,8 +95,6 @@ impl ComputePool {
             let _ = reply.send(outcome);
         });
         self.jobs
-            .lock()
-            .map_err(|_| PoolError::Failed("the compute queue is poisoned".into()))?
             .send(job)
             .map_err(|_| PoolError::Failed("no compute thread is running".into()))?;
         result
