@@ -1,11 +1,12 @@
 //! What a hook knows about the call: [`Context`] (task, labeling config,
-//! model metadata, the pre-hook's `carry`) and, for pre-hooks, the task's
-//! [`Datapoints`].
+//! model metadata, the backend's params, the pre-hook's `carry`) and, for
+//! pre-hooks, the task's [`Datapoints`].
 
 use std::cell::OnceCell;
 
 use labelconfig::{LabelConfig, ObjectKind};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use crate::bindings::pre::PreOutput;
 use crate::bindings::pre::cls::hooks::host::TensorOptions;
@@ -25,6 +26,7 @@ pub const CLASS_NAME_KEYS: &[&str] = &["names", "labels", "classes", "character"
 pub struct Context {
     raw: WitContext,
     label_config: OnceCell<Result<LabelConfig, String>>,
+    params: OnceCell<Result<Map<String, Value>, String>>,
 }
 
 impl Context {
@@ -33,7 +35,54 @@ impl Context {
         Self {
             raw,
             label_config: OnceCell::new(),
+            params: OnceCell::new(),
         }
+    }
+
+    /// This context with the given params (a JSON object) instead of the
+    /// backend's: for unit tests of a hook, which run outside the host.
+    pub fn with_params(self, json: &str) -> Self {
+        let params = OnceCell::new();
+        let _ = params.set(parse_params(json));
+        Self { params, ..self }
+    }
+
+    /// The backend's `params` object (`{}` when none are set), fetched from
+    /// the host on first use. Prefer [`Context::param_or`] for one value.
+    pub fn params(&self) -> Result<&Map<String, Value>, HookError> {
+        self.params
+            .get_or_init(|| parse_params(&crate::bindings::pre::cls::hooks::host::params()))
+            .as_ref()
+            .map_err(HookError::bad_config)
+    }
+
+    /// The parameter `key` as a `T`, or `None` when it is not set. A value
+    /// of the wrong type is a configuration error that names the key.
+    pub fn param<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, HookError> {
+        let Some(value) = self.params()?.get(key) else {
+            return Ok(None);
+        };
+        T::deserialize(value).map(Some).map_err(|e| {
+            HookError::bad_config(format_args!(
+                "params.{key} = {value} cannot be used here: {e}"
+            ))
+        })
+    }
+
+    /// The parameter `key` as a `T`, or `default` when it is not set.
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: &hook_sdk::Context) -> Result<(), hook_sdk::HookError> {
+    /// // config: {"params": {"threshold": 0.3, "names": ["cat", "dog"]}}
+    /// let threshold: f32 = ctx.param_or("threshold", 0.5)?;
+    /// let names: Vec<String> = match ctx.param("names")? {
+    ///     Some(names) => names,
+    ///     None => ctx.class_names()?,
+    /// };
+    /// # Ok(()) }
+    /// ```
+    pub fn param_or<T: DeserializeOwned>(&self, key: &str, default: T) -> Result<T, HookError> {
+        Ok(self.param(key)?.unwrap_or(default))
     }
 
     /// The Label Studio task as JSON text.
@@ -185,6 +234,15 @@ impl Context {
     /// The underlying WIT record.
     pub fn raw(&self) -> &WitContext {
         &self.raw
+    }
+}
+
+/// The host's params text as an object.
+fn parse_params(json: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str(json) {
+        Ok(Value::Object(params)) => Ok(params),
+        Ok(other) => Err(format!("the host's params are not a JSON object: {other}")),
+        Err(e) => Err(format!("the host's params are not JSON: {e}")),
     }
 }
 
@@ -443,6 +501,29 @@ mod tests {
             datapoints: vec![],
             carry,
         })
+    }
+
+    #[test]
+    fn params_are_read_typed_with_defaults() {
+        let c = ctx("<View/>", &[], None)
+            .with_params(r#"{"threshold": 0.3, "names": ["cat", "dog"], "mode": "fast"}"#);
+        assert_eq!(c.param_or("threshold", 0.5f32).unwrap(), 0.3);
+        assert_eq!(c.param_or("missing", 0.5f32).unwrap(), 0.5);
+        assert_eq!(
+            c.param::<Vec<String>>("names").unwrap(),
+            Some(vec!["cat".to_owned(), "dog".to_owned()])
+        );
+        assert_eq!(c.param::<u32>("absent").unwrap(), None);
+        let err = c.param_or("mode", 1u32).unwrap_err().to_string();
+        assert!(err.contains("params.mode = \"fast\""), "{err}");
+        assert!(err.contains("expected u32"), "{err}");
+    }
+
+    #[test]
+    fn params_that_are_not_an_object_are_a_config_error() {
+        let c = ctx("<View/>", &[], None).with_params("[1]");
+        let err = c.param_or("k", 1u32).unwrap_err().to_string();
+        assert!(err.contains("not a JSON object"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 """What a hook knows about the call: :class:`Context` (task, labeling
-config, model metadata, the pre-hook's ``carry``) and, for pre-hooks, the
-task's :class:`Datapoints`.
+config, model metadata, the backend's params, the pre-hook's ``carry``) and,
+for pre-hooks, the task's :class:`Datapoints`.
 
 >>> parse_class_names("0\\n90\\n180\\n270")
 ['0', '90', '180', '270']
@@ -13,6 +13,7 @@ task's :class:`Datapoints`.
 import json
 from collections import namedtuple
 
+from . import _wit
 from .errors import BadConfig, BadInput
 from .image import Image, Transform
 from .labelconfig import LabelConfig
@@ -79,12 +80,85 @@ def parse_class_names(value):
     return [line.rstrip("\r") for line in value.split("\n") if line.rstrip("\r")]
 
 
+def _parse_params(text):
+    """The params text as a dict, or the :class:`BadConfig` to raise."""
+    try:
+        params = json.loads(text)
+    except ValueError as e:
+        return BadConfig("the host's params are not JSON: %s" % e)
+    if not isinstance(params, dict):
+        return BadConfig("the host's params are not a JSON object: %s" % text)
+    return params
+
+
+def _is_kind(value, kind):
+    """Whether a JSON value is of ``kind``; bool is not a number here."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def _json_kind(value):
+    """The JSON name of a value's type, for messages."""
+    for kind, name in ((bool, "a boolean"), (str, "a string"), (list, "an array"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else "a number"
+
+
 class Context:
     """The call's context. ``raw`` is the WIT record."""
 
     def __init__(self, raw):
         self.raw = raw
         self._label_config = None
+        self._params = None
+
+    def with_params(self, params):
+        """This context with the given params (a dict, or JSON object text)
+        instead of the backend's: for unit tests of a hook."""
+        self._params = _parse_params(params if isinstance(params, str) else json.dumps(params))
+        return self
+
+    @property
+    def params(self):
+        """The backend's ``params`` object as a dict (empty when none are
+        set), fetched from the host on first use. Prefer :meth:`param`."""
+        if self._params is None:
+            try:
+                text = _wit.host().params()
+            except (ImportError, NotImplementedError):
+                text = "{}"  # plain CPython: no host
+            self._params = _parse_params(text)
+        if isinstance(self._params, BadConfig):
+            raise BadConfig(self._params.message)
+        return self._params
+
+    def param(self, key, default=None, kind=None):
+        """The parameter ``key``, or ``default`` when it is not set.
+
+        The value must be of type ``kind`` (``float``, ``int``, ``str``,
+        ``bool``, ``list`` or ``dict``; by default the type of ``default``
+        when one is given), else :class:`BadConfig` names the key. An integer
+        is accepted where a float is expected.
+
+        >>> threshold = ctx.param("threshold", 0.5)  # doctest: +SKIP
+        >>> names = ctx.param("names", kind=list) or ctx.class_names()  # doctest: +SKIP
+        """
+        params = self.params
+        if key not in params:
+            return default
+        value = params[key]
+        if kind is None and default is not None:
+            kind = type(default)
+        if kind is None or _is_kind(value, kind):
+            return float(value) if kind is float else value
+        raise BadConfig(
+            "params.%s = %s cannot be used here: expected %s, got %s"
+            % (key, json.dumps(value), kind.__name__, _json_kind(value))
+        )
 
     @property
     def task_json(self):

@@ -216,6 +216,25 @@ class Contexts(unittest.TestCase):
         self.assertEqual(parse_class_names("['a\\'b']"), ["a'b"])
         self.assertEqual(parse_class_names('["x", 1]'), ["x"])
 
+    def test_params_are_read_typed_with_defaults(self):
+        c = Context(wit_context()).with_params({"threshold": 1, "names": ["cat", "dog"], "mode": "fast"})
+        self.assertEqual(c.param("threshold", 0.5), 1.0)
+        self.assertIsInstance(c.param("threshold", 0.5), float)
+        self.assertEqual(c.param("missing", 0.5), 0.5)
+        self.assertEqual(c.param("names", kind=list), ["cat", "dog"])
+        self.assertIsNone(c.param("absent", kind=int))
+        with self.assertRaises(BadConfig) as e:
+            c.param("mode", 1)
+        self.assertEqual(e.exception.message, 'params.mode = "fast" cannot be used here: expected int, got a string')
+        with self.assertRaises(BadConfig):
+            Context(wit_context()).with_params({"flag": True}).param("flag", 0)
+
+    def test_params_outside_a_component_are_empty_and_must_be_an_object(self):
+        self.assertEqual(Context(wit_context()).params, {})
+        with self.assertRaises(BadConfig) as e:
+            Context(wit_context()).with_params("[1]").param("k", 1)
+        self.assertIn("not a JSON object", e.exception.message)
+
     def test_broken_label_config_is_a_config_error_every_time(self):
         c = Context(wit_context(label_config="<View"))
         for _ in range(2):

@@ -99,10 +99,9 @@ impl Loader {
         } = loaded;
         let mut config = config.clone();
         config.model = config.model.pinned(pinned.as_ref());
-        let model_version = config
-            .model_version
-            .clone()
-            .unwrap_or_else(|| derived_version(&label, &identity, pre.as_deref(), &post));
+        let model_version = config.model_version.clone().unwrap_or_else(|| {
+            derived_version(&label, &identity, pre.as_deref(), &post, &config.params)
+        });
         let backend = Backend {
             name: p.name.clone(),
             config,
@@ -126,15 +125,18 @@ impl Loader {
     }
 }
 
-/// `<model>-<8 hex>`: changes whenever the model or a hook changes, so Label
-/// Studio re-predicts tasks after a reconfiguration and dedups otherwise. A
-/// hook counts by its source stamp when it has one, so rebuilding unchanged
-/// sources with a toolchain that is not reproducible changes nothing.
+/// `<model>-<8 hex>`: changes whenever the model, a hook or the hook params
+/// change, so Label Studio re-predicts tasks after a reconfiguration and
+/// dedups otherwise. A hook counts by its source stamp when it has one, so
+/// rebuilding unchanged sources with a toolchain that is not reproducible
+/// changes nothing. Empty params add nothing: backends configured before
+/// params existed keep their version.
 fn derived_version(
     label: &str,
     identity: &str,
     pre: Option<&crate::hooks::Hook>,
     post: &crate::hooks::Hook,
+    params: &super::HookParams,
 ) -> String {
     let mut hasher = Sha256::new();
     hasher.update(identity.as_bytes());
@@ -142,5 +144,9 @@ fn derived_version(
         hasher.update(pre.info().version_id().as_bytes());
     }
     hasher.update(post.info().version_id().as_bytes());
+    if !params.is_empty() {
+        hasher.update(b"\0params\0");
+        hasher.update(params.json().as_bytes());
+    }
     format!("{label}-{}", &hex::encode(hasher.finalize())[..8])
 }

@@ -9,6 +9,7 @@
 //! them is the HTTP modules'.
 
 mod build;
+mod params;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +21,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use build::{ConfigureError, Loader};
+pub use params::{HookParams, InvalidParams, MAX_PARAMS_BYTES};
 
 use crate::fetch::{FetchConfig, FetchSettings};
 use crate::hooks::{Hook, HookLimits};
@@ -166,6 +168,10 @@ pub struct BackendConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub fetch: FetchSettings,
+    /// Values both hooks read at run time (`params()` in the SDKs); part of
+    /// the derived model version.
+    #[serde(default, skip_serializing_if = "HookParams::is_empty")]
+    pub params: HookParams,
 }
 
 fn default_batch_size() -> usize {
@@ -384,6 +390,7 @@ impl BackendConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             limits: LimitsConfig::default(),
             fetch: FetchSettings::default(),
+            params: HookParams::default(),
         }
     }
 }

@@ -83,8 +83,13 @@ pub struct ConfigureArgs {
     /// the model and hooks].
     #[arg(long)]
     model_version: Option<String>,
-    /// A backend config JSON to start from (limits, fetch, batch_size, …);
-    /// the flags above override its fields.
+    /// A hook parameter, as the hooks read it from the backend's `params`
+    /// (repeatable); VALUE is JSON when it parses (`0.5`, `["a","b"]`), else
+    /// a string.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = super::model_args::parse_param)]
+    params: Vec<(String, Value)>,
+    /// A backend config JSON to start from (limits, fetch, batch_size,
+    /// params, …); the flags above override its fields.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Seconds to wait for the server (upload, model download, compile).
@@ -346,6 +351,9 @@ fn config_json(
     }
     if let Some(version) = super::non_empty(&args.model_version) {
         config.insert("model_version".into(), json!(version));
+    }
+    if let Some(params) = super::model_args::merge_params(config.remove("params"), &args.params) {
+        config.insert("params".into(), params);
     }
     Ok(Value::Object(config))
 }

@@ -1,5 +1,6 @@
-//! The model flags `try` and `configure` share: the model reference and
-//! the MLflow connection, with MLflow's own environment variable names.
+//! The flags `try` and `configure` share: the model reference and the
+//! MLflow connection (with MLflow's own environment variable names), and
+//! the hook params (`--param key=value`).
 
 use std::path::{Path, PathBuf};
 
@@ -83,5 +84,66 @@ impl ModelArgs {
         put("password", non_empty(&self.mlflow_password));
         put("token", non_empty(&self.mlflow_token));
         model
+    }
+}
+
+/// One `--param KEY=VALUE`: the value is JSON when it parses as JSON
+/// (`0.5`, `true`, `["cat","dog"]`, `"0.5"` for a string that looks like a
+/// number), else the text as a string.
+pub fn parse_param(arg: &str) -> Result<(String, Value), String> {
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}` is not KEY=VALUE (e.g. --param threshold=0.5)"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{arg}` has no key before `=`"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// `--param` flags over a config's own `params` object (the flags win).
+pub fn merge_params(params: Option<Value>, flags: &[(String, Value)]) -> Option<Value> {
+    if flags.is_empty() {
+        return params;
+    }
+    let mut merged = match params {
+        Some(Value::Object(map)) => map,
+        // Anything else is left for the server to refuse with its message.
+        Some(other) => return Some(other),
+        None => Map::new(),
+    };
+    merged.extend(flags.iter().cloned());
+    Some(Value::Object(merged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_param_value_is_json_when_it_parses_else_a_string() {
+        assert_eq!(parse_param("t=0.5").unwrap(), ("t".into(), json!(0.5)));
+        assert_eq!(
+            parse_param("names=[\"a\",\"b\"]").unwrap().1,
+            json!(["a", "b"])
+        );
+        assert_eq!(parse_param("mode=fast").unwrap().1, json!("fast"));
+        assert_eq!(parse_param("v=\"0.5\"").unwrap().1, json!("0.5"));
+        assert_eq!(parse_param("eq=a=b").unwrap().1, json!("a=b"));
+        assert!(parse_param("threshold").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_param("=1").unwrap_err().contains("no key"));
+    }
+
+    #[test]
+    fn param_flags_override_the_config_params() {
+        let flags = [("t".to_owned(), json!(0.3))];
+        assert_eq!(
+            merge_params(Some(json!({"t": 0.5, "k": 1})), &flags),
+            Some(json!({"t": 0.3, "k": 1}))
+        );
+        assert_eq!(merge_params(None, &flags), Some(json!({"t": 0.3})));
+        assert_eq!(merge_params(None, &[]), None);
     }
 }

@@ -69,9 +69,15 @@ pub struct TryArgs {
     #[arg(long, value_name = "FILE")]
     render: Option<PathBuf>,
     /// A backend config JSON, as `configure` sends it, for limits, fetch
-    /// settings or batch size; --model and --label-config override its own.
+    /// settings, batch size or params; --model, --label-config and --param
+    /// override its own.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A hook parameter, as the hooks read it from the backend's `params`
+    /// (repeatable); VALUE is JSON when it parses (`0.5`, `["a","b"]`), else
+    /// a string.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = super::model_args::parse_param)]
+    params: Vec<(String, Value)>,
     /// Print JSON: {"model_version", "tasks": [{"id", "source", "valid", "predictions" | "error"}], "warnings", "wall_ms", "times_ms" (per stage, summed over tasks), "rendered"}.
     #[arg(long)]
     json: bool,
@@ -202,6 +208,11 @@ async fn build(args: &TryArgs, xml: &str) -> anyhow::Result<Local> {
     };
     config.model = args.model.model_config();
     config.label_config = Some(xml.to_owned());
+    for (key, value) in &args.params {
+        config.params = std::mem::take(&mut config.params)
+            .with(key, value.clone())
+            .context("--param")?;
+    }
     let persisted = PersistedBackend {
         name: BackendName::new("try").context("backend name")?,
         config,

@@ -31,6 +31,10 @@ pub struct HookContext {
     pub model_metadata: Vec<(String, String)>,
     pub datapoints: Vec<DatapointInfo>,
     pub carry: Option<String>,
+    /// The backend's `params` as a JSON object, given to the hook by the
+    /// `params` host function rather than in the WIT context record, which
+    /// hooks built against 0.1.0 could not read with a field added.
+    pub params: crate::backend::HookParams,
 }
 
 impl HookContext {
@@ -101,7 +105,7 @@ impl Hook {
             failure,
         };
         let _permit = runtime.instance_permit().await.map_err(fail)?;
-        let mut store = new_store(runtime, tag, limits);
+        let mut store = new_store(runtime, tag, limits, &ctx.params);
         let input: Vec<wit::Datapoint> = datapoints.iter().map(datapoint_to_wit).collect();
         let result = async {
             let hook = instance_pre.instantiate_async(&mut store).await?;
@@ -178,7 +182,7 @@ impl Hook {
             failure,
         };
         let _permit = runtime.instance_permit().await.map_err(fail)?;
-        let mut store = new_store(runtime, tag, limits);
+        let mut store = new_store(runtime, tag, limits, &ctx.params);
         let input: Vec<wit::Tensor> = outputs.into_iter().map(tensor_to_wit).collect();
         let result = async {
             let hook = instance_pre.instantiate_async(&mut store).await?;
@@ -212,8 +216,14 @@ impl HookRuntime {
     }
 }
 
-fn new_store(runtime: &HookRuntime, tag: CallTag, limits: &HookLimits) -> Store<HostState> {
-    let mut store = Store::new(&runtime.engine, HostState::new(tag, limits));
+fn new_store(
+    runtime: &HookRuntime,
+    tag: CallTag,
+    limits: &HookLimits,
+    params: &crate::backend::HookParams,
+) -> Store<HostState> {
+    let state = HostState::new(tag, limits, params.json().clone());
+    let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limits);
     // The deadline is an `Instant` checked on every epoch tick; between ticks
     // the call yields to tokio, so a spinning guest never blocks a worker.

@@ -221,7 +221,8 @@ impl HookRuntime {
                 ))
             } else {
                 wrong_world(format!(
-                    "it does not export the `{kind}` world of cls:hooks@0.1.0: {e:#}"
+                    "it does not export the `{kind}` world of {}: {e:#}",
+                    super::WIT_PACKAGE
                 ))
             }
         })

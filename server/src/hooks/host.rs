@@ -59,6 +59,8 @@ pub struct HostState {
     stdio: CapturedOutput,
     pub(super) deadline: Instant,
     timeout: Duration,
+    /// The backend's `params` object as JSON.
+    params: Arc<str>,
 }
 
 /// What a fallible image helper returns: a trap (the deadline) or the
@@ -69,7 +71,7 @@ type HostResult<T> = wasmtime::Result<Result<T, ImageError>>;
 type Refusal = fn(String) -> ImageError;
 
 impl HostState {
-    pub(super) fn new(tag: CallTag, limits: &HookLimits) -> Self {
+    pub(super) fn new(tag: CallTag, limits: &HookLimits, params: Arc<str>) -> Self {
         let stdio = CapturedOutput::default();
         let wasi = WasiCtxBuilder::new()
             .stdout(stdio.clone())
@@ -97,6 +99,7 @@ impl HostState {
             stdio,
             deadline: Instant::now() + limits.timeout,
             timeout: limits.timeout,
+            params,
         }
     }
 
@@ -234,6 +237,10 @@ impl WasiView for HostState {
 }
 
 impl host::Host for HostState {
+    fn params(&mut self) -> String {
+        self.params.to_string()
+    }
+
     fn log(&mut self, level: Level, message: String) {
         if self.log_lines >= MAX_LOG_LINES_PER_CALL {
             self.logs_dropped += 1;

@@ -51,6 +51,10 @@ pub use text::{MAX_ERROR_MESSAGE, sanitize};
 
 use host::HostState;
 
+/// The WIT package hooks are built against (`wit/hooks.wit`). Hooks built
+/// against an older 0.1.x link too: wasmtime matches imports by semver.
+pub const WIT_PACKAGE: &str = "cls:hooks@0.1.1";
+
 /// Default wall-time budget for one hook call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default linear-memory limit for one hook instance.

@@ -2,8 +2,8 @@
 //! model so concurrent requests never share a `Session` (`Session::run`
 //! takes `&mut self`; ORT's internals are not thread safe).
 //!
-//! Inference runs on tokio's blocking threads. Each session uses one intra-op
-//! thread by default so that `pool size × threads ≤ cores`.
+//! Inference runs on the [`compute`](crate::compute) threads. Each session
+//! uses one intra-op thread by default so that `pool size × threads ≤ cores`.
 //!
 //! # Memory
 //! ONNX Runtime allocates a session's tensors from a CPU arena. By default
@@ -188,9 +188,15 @@ fn arena_refusal(message: &str) -> String {
 }
 
 /// Registers a CPU arena allocator capped at `max_bytes` in the
-/// environment, for sessions built with `session.use_env_allocators`. The
-/// arena grows by what is requested (not by powers of two), so the cap is
-/// reached by real use, not by rounding.
+/// environment, for sessions built with `session.use_env_allocators`.
+///
+/// The arena grows in regions of doubling size, and near the cap by what is
+/// left, so the cap is still reached by real use. A region is mapped, not
+/// touched, so only the bytes in use count. Growing by exactly what each
+/// tensor asks for instead fragments the arena into regions that fit only
+/// their first tensor: PP-OCRv4's detector on photos of 736–1920 px held
+/// 1.4–1.5 GiB that way, 0.65–0.74 GiB with doubling regions (at the same
+/// speed, where shrinking the arena after each run cost 15–30 % per run).
 #[allow(unsafe_code)]
 fn share_capped_cpu_arena(
     env: &ort::environment::Environment,
@@ -206,8 +212,8 @@ fn share_capped_cpu_arena(
         MemoryType::Default,
     )?;
     let keys = [c"max_mem".as_ptr(), c"arena_extend_strategy".as_ptr()];
-    // 1 = kSameAsRequested.
-    let values: [usize; 2] = [usize::try_from(max_bytes).unwrap_or(usize::MAX), 1];
+    // 0 = kNextPowerOfTwo.
+    let values: [usize; 2] = [usize::try_from(max_bytes).unwrap_or(usize::MAX), 0];
     let api = ort::api();
     let mut config: *mut ort::sys::OrtArenaCfg = std::ptr::null_mut();
     // SAFETY: `keys` and `values` hold `keys.len()` entries each and outlive

@@ -145,6 +145,31 @@ impl StageTimes {
         self.post_hook += other.post_hook;
         self.validation += other.validation;
     }
+
+    /// Adds a task's fetch and pre-hook time; passes the task on.
+    fn count_prepare(
+        &mut self,
+        prepared: Result<(Prepared, Duration, Duration), TaskError>,
+    ) -> Result<Prepared, TaskError> {
+        prepared.map(|(p, fetch, pre)| {
+            self.fetch += fetch;
+            self.pre_hook += pre;
+            p
+        })
+    }
+
+    /// Adds a task's post-hook and validation time; passes its
+    /// predictions on.
+    fn count_finish(
+        &mut self,
+        finished: Result<(Vec<Value>, Duration, Duration), TaskError>,
+    ) -> TaskResult {
+        finished.map(|(predictions, post, validation)| {
+            self.post_hook += post;
+            self.validation += validation;
+            predictions
+        })
+    }
 }
 
 /// A task after its pre-hook: model inputs plus what the post-hook needs.
@@ -175,6 +200,9 @@ pub async fn predict(
         task_bytes,
         services.budget.request_share(),
         backend.config.batch_size.max(1),
+        // Tasks in flight per request: enough to keep every core busy
+        // while other tasks fetch or run hooks.
+        2 * crate::compute::pool().size(),
     );
     let request = Arc::new(request);
     let mut results = Vec::with_capacity(request.tasks.len());
@@ -190,15 +218,14 @@ pub async fn predict(
             .await;
         match reservation {
             Ok(_held) => {
-                let (wave_results, wave_times) = run_wave(
+                let scope = Scope {
                     services,
                     backend,
-                    &request,
-                    &label,
-                    interactive.as_deref(),
-                    wave,
-                )
-                .await;
+                    request: &request,
+                    label: &label,
+                    interactive: interactive.as_deref(),
+                };
+                let (wave_results, wave_times) = run_wave(scope, wave).await;
                 results.extend(wave_results);
                 times.add(&wave_times);
             }
@@ -220,72 +247,124 @@ fn chunks(len: usize, size: usize) -> impl Iterator<Item = std::ops::Range<usize
         .map(move |start| start..(start + size).min(len))
 }
 
+/// What every stage of one request's tasks needs.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    services: &'a Services,
+    backend: &'a Arc<Backend>,
+    request: &'a Arc<PredictRequest>,
+    label: &'a RequestLabelConfig,
+    interactive: Option<&'a str>,
+}
+
+/// Whether tasks of a wave can be stacked into one inference. When they
+/// cannot, each task goes through on its own ([`run_tasks_apart`]) instead
+/// of waiting at each stage for the slowest task of its wave.
+fn stacks_tasks(backend: &Backend) -> bool {
+    backend.model.batches_on_dim0()
+        && backend.config.batch_size > 1
+        && waves::input_bytes(backend).saturating_mul(2) <= max_batch_bytes(&backend.model) as u64
+}
+
 /// One wave: every task's fetch + pre-hook, the wave's inference, every
 /// task's post-hook + validation. Results in task order.
-async fn run_wave(
-    services: &Services,
-    backend: &Arc<Backend>,
-    request: &Arc<PredictRequest>,
-    label: &RequestLabelConfig,
-    interactive: Option<&str>,
-    wave: std::ops::Range<usize>,
-) -> (Vec<TaskResult>, StageTimes) {
+async fn run_wave(scope: Scope<'_>, wave: std::ops::Range<usize>) -> (Vec<TaskResult>, StageTimes) {
+    if !stacks_tasks(scope.backend) {
+        return run_tasks_apart(scope, wave).await;
+    }
     let mut times = StageTimes::default();
-    let prepared: Vec<Result<Prepared, TaskError>> = join_all(wave.map(|index| {
-        let ctx = base_context(
-            backend,
-            &request.tasks[index],
-            &label.xml,
-            interactive.map(str::to_owned),
-        );
-        let (services, backend, request) = (services.clone(), backend.clone(), request.clone());
-        let parsed = label.parsed.clone();
-        spawn_stage(Stage::PreHook, async move {
-            let task = &request.tasks[index];
-            prepare(&services, &backend, parsed.as_deref(), &request, task, ctx).await
-        })
-    }))
-    .await
-    .into_iter()
-    .map(|r| {
-        r.map(|(p, fetch, pre)| {
-            times.fetch += fetch;
-            times.pre_hook += pre;
-            p
-        })
-    })
-    .collect();
+    let prepared: Vec<Result<Prepared, TaskError>> =
+        join_all(wave.map(|index| prepare_task(scope, index)))
+            .await
+            .into_iter()
+            .map(|r| times.count_prepare(r))
+            .collect();
 
     let started = Instant::now();
-    let outputs = infer(backend, &prepared).await;
+    let outputs = infer(scope.backend, &prepared).await;
     times.inference += started.elapsed();
 
     let finished = join_all(
         prepared
             .into_iter()
             .zip(outputs)
-            .map(|(prepared, outputs)| {
-                let (services, backend) = (services.clone(), backend.clone());
-                let parsed = label.parsed.clone();
-                spawn_stage(Stage::PostHook, async move {
-                    let prepared = prepared?;
-                    let outputs = outputs?;
-                    finish(&services, &backend, parsed.as_deref(), prepared, outputs).await
-                })
-            }),
+            .map(|(prepared, outputs)| finish_task(scope, prepared, outputs)),
     )
     .await;
     let results = finished
         .into_iter()
-        .map(|r| {
-            r.map(|(predictions, post, validation)| {
-                times.post_hook += post;
-                times.validation += validation;
-                predictions
-            })
+        .map(|r| times.count_finish(r))
+        .collect();
+    (results, times)
+}
+
+/// One wave whose tasks are not stacked: each task's fetch + pre-hook,
+/// inference and post-hook run one after the other, side by side with the
+/// wave's other tasks. A task's inputs are dropped once inferred.
+async fn run_tasks_apart(
+    scope: Scope<'_>,
+    wave: std::ops::Range<usize>,
+) -> (Vec<TaskResult>, StageTimes) {
+    let tasks = wave.map(|index| async move {
+        let mut times = StageTimes::default();
+        let mut prepared = times.count_prepare(prepare_task(scope, index).await);
+        let started = Instant::now();
+        let outputs = infer(scope.backend, std::slice::from_ref(&prepared))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(TaskError::new(Stage::Inference, "task was not scheduled")));
+        times.inference += started.elapsed();
+        if let Ok(p) = &mut prepared {
+            p.pre.inputs = Vec::new();
+        }
+        let finished = finish_task(scope, prepared, outputs).await;
+        (times.count_finish(finished), times)
+    });
+    let mut times = StageTimes::default();
+    let results = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|(result, task_times)| {
+            times.add(&task_times);
+            result
         })
         .collect();
     (results, times)
+}
+
+/// Fetch + pre-hook of the request's task `index`, as a stage of its own.
+async fn prepare_task(
+    scope: Scope<'_>,
+    index: usize,
+) -> Result<(Prepared, Duration, Duration), TaskError> {
+    let ctx = base_context(
+        scope.backend,
+        &scope.request.tasks[index],
+        &scope.label.xml,
+        scope.interactive.map(str::to_owned),
+    );
+    let (services, backend) = (scope.services.clone(), scope.backend.clone());
+    let (request, parsed) = (scope.request.clone(), scope.label.parsed.clone());
+    spawn_stage(Stage::PreHook, async move {
+        let task = &request.tasks[index];
+        prepare(&services, &backend, parsed.as_deref(), &request, task, ctx).await
+    })
+    .await
+}
+
+/// Post-hook + validation of one task, as a stage of its own.
+async fn finish_task(
+    scope: Scope<'_>,
+    prepared: Result<Prepared, TaskError>,
+    outputs: Result<Vec<Tensor>, TaskError>,
+) -> Result<(Vec<Value>, Duration, Duration), TaskError> {
+    let (services, backend) = (scope.services.clone(), scope.backend.clone());
+    let parsed = scope.label.parsed.clone();
+    spawn_stage(Stage::PostHook, async move {
+        let (prepared, outputs) = (prepared?, outputs?);
+        finish(&services, &backend, parsed.as_deref(), prepared, outputs).await
+    })
+    .await
 }
 
 /// Runs one task's stage on the runtime; a panic there fails that task
@@ -355,6 +434,7 @@ fn base_context(
         model_metadata: backend.model.metadata().to_vec(),
         datapoints: Vec::new(),
         carry: None,
+        params: backend.config.params.clone(),
     }
 }
 

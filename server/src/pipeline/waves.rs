@@ -16,6 +16,14 @@ use crate::tensor::TensorSpec;
 /// batch and keep every core busy with fetches and hooks.
 const MIN_WAVE_TASKS: usize = 32;
 
+/// Estimated bytes one wave may hold when its tasks are large, though never
+/// fewer tasks than the caller's floor (a request runs its waves one after
+/// the other, so a smaller wave would leave cores idle). A wave holds its
+/// tasks' inputs and outputs: PP-OCRv4's detector (64 MiB estimated per
+/// task, ~13 MiB real) went from 32-task waves to 4-task waves, peak RSS
+/// 1.7 → 1.0 GiB.
+const WAVE_BYTES: u64 = 128 << 20;
+
 /// Bytes a string element is assumed to take (text inputs are small; the
 /// task JSON is counted separately).
 const STRING_ELEMENT_BYTES: u64 = 4 << 10;
@@ -30,18 +38,8 @@ const TASK_OVERHEAD_BYTES: u64 = 256 << 10;
 /// output tensors twice (the batch's and the task's split), and
 /// [`TASK_OVERHEAD_BYTES`] plus the label config the hook context copies.
 pub fn task_bytes(backend: &Backend, label_config_len: usize) -> u64 {
-    let dynamic_side = if backend.pre_hook.is_some() {
-        None
-    } else {
-        Some(u64::from(super::builtin_pre::MAX_DYNAMIC_SIDE))
-    };
     let cap = backend.limits.max_output_bytes as u64;
-    let inputs: u64 = backend
-        .model
-        .inputs()
-        .iter()
-        .map(|s| spec_bytes(s, dynamic_side).min(cap))
-        .fold(0, u64::saturating_add);
+    let inputs = input_bytes(backend);
     let outputs: u64 = backend
         .model
         .outputs()
@@ -53,6 +51,22 @@ pub fn task_bytes(backend: &Backend, label_config_len: usize) -> u64 {
         .saturating_add(outputs.saturating_mul(2))
         .saturating_add(TASK_OVERHEAD_BYTES)
         .saturating_add(label_config_len as u64)
+}
+
+/// Upper bound of one task's model inputs.
+pub fn input_bytes(backend: &Backend) -> u64 {
+    let dynamic_side = if backend.pre_hook.is_some() {
+        None
+    } else {
+        Some(u64::from(super::builtin_pre::MAX_DYNAMIC_SIDE))
+    };
+    let cap = backend.limits.max_output_bytes as u64;
+    backend
+        .model
+        .inputs()
+        .iter()
+        .map(|s| spec_bytes(s, dynamic_side).min(cap))
+        .fold(0, u64::saturating_add)
 }
 
 /// Bytes of one task's tensor of this spec. Dimension 0 is the batch (one
@@ -76,10 +90,12 @@ fn spec_bytes(spec: &TensorSpec, dynamic_side: Option<u64>) -> u64 {
         .fold(width, u64::saturating_mul)
 }
 
-/// Tasks per wave: as many as fit one request's memory share, at least
-/// one, at most what keeps batches full and cores busy.
-pub fn wave_len(task_bytes: u64, request_share: u64, batch_size: usize) -> usize {
-    let fits = usize::try_from(request_share / task_bytes.max(1)).unwrap_or(usize::MAX);
+/// Tasks per wave: as many as fit one request's memory share and
+/// [`WAVE_BYTES`] (or `floor`), at least one, at most what keeps batches
+/// full and cores busy.
+pub fn wave_len(task_bytes: u64, request_share: u64, batch_size: usize, floor: usize) -> usize {
+    let per = |bytes: u64| usize::try_from(bytes / task_bytes.max(1)).unwrap_or(usize::MAX);
+    let fits = per(request_share).min(per(WAVE_BYTES).max(floor));
     let wanted = batch_size.max(MIN_WAVE_TASKS);
     // Whole batches per wave when more than one fits, so no batch is split.
     let len = fits.min(wanted).max(1);
@@ -128,10 +144,20 @@ mod tests {
 
     #[test]
     fn waves_hold_whole_batches_and_shrink_to_fit_the_share() {
-        assert_eq!(wave_len(1 << 20, 1 << 30, 16), 32);
-        assert_eq!(wave_len(1 << 20, 20 << 20, 16), 16);
-        assert_eq!(wave_len(1 << 20, 10 << 20, 16), 10);
-        assert_eq!(wave_len(u64::MAX, 1 << 30, 16), 1);
-        assert_eq!(wave_len(1 << 10, 1 << 30, 64), 64);
+        assert_eq!(wave_len(1 << 20, 1 << 30, 16, 2), 32);
+        assert_eq!(wave_len(1 << 20, 20 << 20, 16, 2), 16);
+        assert_eq!(wave_len(1 << 20, 10 << 20, 16, 2), 10);
+        assert_eq!(wave_len(u64::MAX, 1 << 30, 16, 2), 1);
+        assert_eq!(wave_len(1 << 10, 1 << 30, 64, 2), 64);
+    }
+
+    #[test]
+    fn waves_of_large_tasks_stay_small_but_fill_the_cores() {
+        assert_eq!(wave_len(40 << 20, 1 << 30, 16, 2), 3);
+        assert_eq!(wave_len(15 << 20, 1 << 30, 16, 2), 8);
+        assert_eq!(wave_len(200 << 20, 1 << 30, 16, 2), 2);
+        assert_eq!(wave_len(200 << 20, 1 << 30, 16, 4), 4);
+        // The request's share still wins.
+        assert_eq!(wave_len(200 << 20, 300 << 20, 16, 4), 1);
     }
 }

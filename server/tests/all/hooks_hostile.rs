@@ -34,6 +34,7 @@ fn ctx() -> HookContext {
         task_id: Some(7),
         label_config: "<View><Text name=\"text\" value=\"$text\"/></View>".into(),
         model_version: "v1".into(),
+        params: cls::backend::HookParams::new(json!({"probe": "seen"})).expect("params"),
         ..HookContext::default()
     }
 }
@@ -212,6 +213,46 @@ async fn a_hook_cannot_read_host_files_or_environment() {
         !text.contains("PATH="),
         "hook saw the host environment: {text}"
     );
+}
+
+#[tokio::test]
+async fn a_hook_built_against_wit_0_1_0_loads_and_runs_on_a_later_minor_version() {
+    let rt = runtime();
+    let json = run_post(&rt, "built-on-0-1-0")
+        .await
+        .expect("a 0.1.0 hook runs");
+    assert_eq!(json, r#"{"result":[],"score":0.25}"#);
+}
+
+#[tokio::test]
+async fn hooks_read_the_params_of_their_context() {
+    let rt = runtime();
+    let hook = load(&rt, HookKind::Post, fixture_hook("reads-params")).await;
+    let call = |params: serde_json::Value| {
+        let ctx = HookContext {
+            params: cls::backend::HookParams::new(params).expect("params"),
+            ..ctx()
+        };
+        let hook = &hook;
+        let rt = &rt;
+        async move {
+            hook.call_post(rt, Vec::new(), &ctx, &limits(), "test")
+                .await
+        }
+    };
+    assert_eq!(
+        call(json!({})).await.expect("runs"),
+        r#"{"result":[],"score":0.5}"#
+    );
+    assert_eq!(
+        call(json!({"score": 0.75})).await.expect("runs"),
+        r#"{"result":[],"score":0.75}"#
+    );
+    let err = call(json!({"score": [1]}))
+        .await
+        .expect_err("a list is no score")
+        .to_string();
+    assert!(err.contains("params.score = [1]"), "{err}");
 }
 
 #[tokio::test]
@@ -418,5 +459,10 @@ async fn a_python_hook_cannot_read_host_files_or_environment() {
         "hook saw environment variables: {probe}"
     );
     assert_eq!(probe["args"], json!([]), "{probe}");
+    assert_eq!(
+        probe["param"],
+        json!("seen"),
+        "the params reach a Python hook: {probe}"
+    );
     assert!(!json.contains("root:x:0:0"), "{json}");
 }

@@ -835,3 +835,85 @@ fn a_python_post_hook_configured_over_http_serves_and_survives_a_restart() {
     drop(restarted);
     let _ = std::fs::remove_dir_all(state_dir);
 }
+
+#[test]
+fn hook_params_reach_the_hook_show_in_get_and_change_the_model_version() {
+    let Some(mut request) = text_backend() else {
+        return;
+    };
+    let server = Server::start(ServerOptions::default());
+    request.post_hook = Some(read(&fixture_hook("reads-params")));
+    let score_of = |body: &Value| body["results"][0]["score"].as_f64();
+
+    assert_eq!(
+        configure(&server, "/backends/p", &request).status(),
+        StatusCode::CREATED
+    );
+    let (status, body) = predict(&server, "/backends/p", &ls_predict_body(&["x"]));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(score_of(&body), Some(0.5), "the default applies: {body}");
+    let (_, plain) = json_of(
+        client()
+            .get(format!("{}/backends/p", server.url))
+            .send()
+            .expect("get"),
+    );
+
+    request.config["params"] = json!({"score": 0.75, "names": ["a", "b"]});
+    assert!(
+        configure(&server, "/backends/p", &request)
+            .status()
+            .is_success()
+    );
+    let (_, body) = predict(&server, "/backends/p", &ls_predict_body(&["x"]));
+    assert_eq!(score_of(&body), Some(0.75), "{body}");
+    let (_, shown) = json_of(
+        client()
+            .get(format!("{}/backends/p", server.url))
+            .send()
+            .expect("get"),
+    );
+    assert_eq!(
+        shown["config"]["params"], request.config["params"],
+        "{shown}"
+    );
+    assert_ne!(
+        shown["model_version"], plain["model_version"],
+        "params are part of the version"
+    );
+
+    request.config["params"] = json!({"score": "high"});
+    assert!(
+        configure(&server, "/backends/p", &request)
+            .status()
+            .is_success()
+    );
+    let (status, body) = predict(&server, "/backends/p", &ls_predict_body(&["x"]));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let error = body["results"][0].to_string();
+    assert!(
+        error.contains("params.score = \\\"high\\\""),
+        "the key is named: {body}"
+    );
+
+    for (params, says) in [
+        (json!(["score", 1]), "must be a JSON object"),
+        (json!({"big": "x".repeat(70_000)}), "at most 65536"),
+    ] {
+        request.config["params"] = params;
+        let (status, body) = json_of(configure(&server, "/backends/p", &request));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains(says), "{says}: {body}");
+    }
+    let (_, kept) = json_of(
+        client()
+            .get(format!("{}/backends/p", server.url))
+            .send()
+            .expect("get"),
+    );
+    assert_eq!(
+        kept["config"]["params"],
+        json!({"score": "high"}),
+        "a refused change keeps the last one"
+    );
+}

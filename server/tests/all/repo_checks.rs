@@ -48,6 +48,16 @@ fn the_hook_sdk_carries_the_wit_byte_for_byte() {
     );
 }
 
+#[test]
+fn the_server_names_the_wit_package_it_was_built_with() {
+    let wit = std::fs::read_to_string(repo_root().join("wit/hooks.wit")).expect("wit/hooks.wit");
+    let declared = format!("package {};", cls::hooks::WIT_PACKAGE);
+    assert!(
+        wit.lines().any(|line| line.trim() == declared),
+        "wit/hooks.wit does not declare `{declared}`: update hooks::WIT_PACKAGE with the package version"
+    );
+}
+
 /// Every file below `dir`, by path relative to it, with its bytes.
 fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();

@@ -10,7 +10,8 @@
 use hook_sdk::detection::GflHead;
 use hook_sdk::{Context, HookError, Nms, Outputs, Prediction, Region, ops};
 
-/// Class score a box needs (rapid-layout's `conf_thresh` default).
+/// Class score a box needs (rapid-layout's `conf_thresh` default); the
+/// backend's `params.score_threshold` overrides it.
 const SCORE_THRESHOLD: f32 = 0.5;
 /// Per class, boxes overlapping a better one by more than this are dropped.
 const NMS: Nms = Nms {
@@ -27,6 +28,7 @@ fn post_hook(out: &Outputs, ctx: &Context) -> Result<Prediction, HookError> {
     let target = ctx.label_config()?.rectangle_labels_for_image()?;
     let names = ctx.class_names()?;
     let transform = ctx.image_transform()?;
+    let score_threshold = ctx.param_or("score_threshold", SCORE_THRESHOLD)?;
 
     let head = GflHead {
         input_width: transform.target_width,
@@ -39,7 +41,7 @@ fn post_hook(out: &Outputs, ctx: &Context) -> Result<Prediction, HookError> {
     let size = transform.original_size();
     let regions = head
         .decode_outputs(out)?
-        .nms(SCORE_THRESHOLD, &NMS)
+        .nms(score_threshold, &NMS)
         .into_iter()
         .filter_map(|d| {
             let label = target.resolve_label(names.get(d.class)?)?;
