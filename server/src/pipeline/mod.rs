@@ -273,7 +273,7 @@ async fn run_wave(scope: Scope<'_>, wave: std::ops::Range<usize>) -> (Vec<TaskRe
         return run_tasks_apart(scope, wave).await;
     }
     let mut times = StageTimes::default();
-    let prepared: Vec<Result<Prepared, TaskError>> =
+    let mut prepared: Vec<Result<Prepared, TaskError>> =
         join_all(wave.map(|index| prepare_task(scope, index)))
             .await
             .into_iter()
@@ -281,7 +281,7 @@ async fn run_wave(scope: Scope<'_>, wave: std::ops::Range<usize>) -> (Vec<TaskRe
             .collect();
 
     let started = Instant::now();
-    let outputs = infer(scope.backend, &prepared).await;
+    let outputs = infer(scope.backend, &mut prepared).await;
     times.inference += started.elapsed();
 
     let finished = join_all(
@@ -300,7 +300,7 @@ async fn run_wave(scope: Scope<'_>, wave: std::ops::Range<usize>) -> (Vec<TaskRe
 
 /// One wave whose tasks are not stacked: each task's fetch + pre-hook,
 /// inference and post-hook run one after the other, side by side with the
-/// wave's other tasks. A task's inputs are dropped once inferred.
+/// wave's other tasks.
 async fn run_tasks_apart(
     scope: Scope<'_>,
     wave: std::ops::Range<usize>,
@@ -309,14 +309,11 @@ async fn run_tasks_apart(
         let mut times = StageTimes::default();
         let mut prepared = times.count_prepare(prepare_task(scope, index).await);
         let started = Instant::now();
-        let outputs = infer(scope.backend, std::slice::from_ref(&prepared))
+        let outputs = infer(scope.backend, std::slice::from_mut(&mut prepared))
             .await
             .pop()
             .unwrap_or_else(|| Err(TaskError::new(Stage::Inference, "task was not scheduled")));
         times.inference += started.elapsed();
-        if let Ok(p) = &mut prepared {
-            p.pre.inputs = Vec::new();
-        }
         let finished = finish_task(scope, prepared, outputs).await;
         (times.count_finish(finished), times)
     });
@@ -692,10 +689,12 @@ fn max_batch_bytes(model: &crate::model::OnnxModel) -> usize {
 
 /// Runs inference for every prepared task: stacked along dimension 0 when
 /// the model allows it (tasks with identical input shapes, up to the batch
-/// size and [`max_batch_bytes`]), one by one otherwise.
+/// size and [`max_batch_bytes`]), one by one otherwise. Each task's inputs
+/// move into its run (the post-hook does not need them), so they are
+/// neither copied nor kept past it.
 async fn infer(
     backend: &Backend,
-    prepared: &[Result<Prepared, TaskError>],
+    prepared: &mut [Result<Prepared, TaskError>],
 ) -> Vec<Result<Vec<Tensor>, TaskError>> {
     let mut results: Vec<Option<Result<Vec<Tensor>, TaskError>>> =
         prepared.iter().map(|_| None).collect();
@@ -731,10 +730,22 @@ async fn infer(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let runs = batches.into_iter().map(|members| async move {
-        let outputs = run_batch(backend, prepared, &members).await;
-        (members, outputs)
-    });
+    let runs: Vec<_> = batches
+        .into_iter()
+        .map(|members| {
+            let inputs: Vec<Vec<Tensor>> = members
+                .iter()
+                .filter_map(|&i| match &mut prepared[i] {
+                    Ok(p) => Some(std::mem::take(&mut p.pre.inputs)),
+                    Err(_) => None,
+                })
+                .collect();
+            async move {
+                let outputs = run_batch(backend, inputs).await;
+                (members, outputs)
+            }
+        })
+        .collect();
     for (members, outputs) in join_all(runs).await {
         match outputs {
             Ok(per_task) => {
@@ -757,31 +768,31 @@ async fn infer(
         .collect()
 }
 
+/// One inference over the inputs of `tasks` (each task's tensors by input
+/// name), stacked when there are several; the outputs split per task.
 async fn run_batch(
     backend: &Backend,
-    prepared: &[Result<Prepared, TaskError>],
-    members: &[usize],
+    tasks: Vec<Vec<Tensor>>,
 ) -> Result<Vec<Vec<Tensor>>, TaskError> {
     let fail = |m: String| TaskError::new(Stage::Inference, m);
-    let tasks: Vec<&Prepared> = members
-        .iter()
-        .filter_map(|&i| prepared[i].as_ref().ok())
-        .collect();
-    let inputs = if let [only] = tasks.as_slice() {
-        only.pre.inputs.clone()
-    } else {
-        backend
+    let count = tasks.len();
+    let inputs = match <[Vec<Tensor>; 1]>::try_from(tasks) {
+        Ok([only]) => only,
+        Err(mut tasks) => backend
             .model
             .inputs()
             .iter()
             .map(|spec| {
                 let parts = tasks
-                    .iter()
-                    .filter_map(|p| p.pre.inputs.iter().find(|t| t.name() == spec.name).cloned())
+                    .iter_mut()
+                    .filter_map(|inputs| {
+                        let at = inputs.iter().position(|t| t.name() == spec.name)?;
+                        Some(inputs.swap_remove(at))
+                    })
                     .collect();
                 Tensor::concat(parts).map_err(|e| fail(e.to_string()))
             })
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?,
     };
     // Its own task: the request's other batches must reach the other
     // sessions while this one waits for its compute thread.
@@ -793,13 +804,13 @@ async fn run_batch(
             .map_err(|e| TaskError::new(Stage::Inference, e.to_string()))
     })
     .await?;
-    if tasks.len() == 1 {
+    if count == 1 {
         return Ok(vec![outputs]);
     }
-    let mut per_task: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outputs.len()); tasks.len()];
+    let mut per_task: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outputs.len()); count];
     for output in outputs {
         let name = output.name().to_owned();
-        let parts = output.split(tasks.len()).map_err(|e| {
+        let parts = output.split(count).map_err(|e| {
             fail(format!(
                 "{e}; set batch_size to 1 for this model (output '{name}' is not batched on dimension 0)"
             ))
