@@ -47,26 +47,40 @@ impl Services {
     }
 }
 
-/// Waves in flight per backend, at most one per core: inference runs on one
-/// session per core, so more waves at once only hold more tasks' buffers
-/// in memory without finishing sooner. Requests queue here in FIFO order.
+/// Tasks in flight per backend, counted in shares of a full wave: at most
+/// one full wave's worth per core (inference runs on one session per core,
+/// so more only holds more tasks' buffers in memory without finishing
+/// sooner), but a wave of a few tasks takes only its share. Small requests
+/// then run side by side and keep the cores busy while others fetch or run
+/// hooks: when every wave took a whole slot, four clients sending one task
+/// each left a quarter of the CPU idle. Requests queue here in FIFO order.
 #[derive(Default)]
 struct WaveSlots {
     by_backend: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl WaveSlots {
-    async fn acquire(&self, backend: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn acquire(
+        &self,
+        backend: &str,
+        tasks: usize,
+        wave_len: usize,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let slots = {
             let mut map = self.by_backend.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(backend.to_owned())
                 .or_insert_with(|| {
                     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-                    Arc::new(tokio::sync::Semaphore::new(cores))
+                    Arc::new(tokio::sync::Semaphore::new(
+                        cores * waves::WAVE_UNITS as usize,
+                    ))
                 })
                 .clone()
         };
-        slots.acquire_owned().await.ok()
+        slots
+            .acquire_many_owned(waves::wave_units(tasks, wave_len))
+            .await
+            .ok()
     }
 }
 
@@ -211,7 +225,10 @@ pub async fn predict(
         let what = format!("{} task(s) of this model", wave.len());
         let bytes = task_bytes.saturating_mul(wave.len() as u64);
         // The slot first: a wave that waits for its turn holds no memory.
-        let _slot = services.waves.acquire(backend.name.as_str()).await;
+        let _slot = services
+            .waves
+            .acquire(backend.name.as_str(), wave.len(), wave_len)
+            .await;
         let reservation = services
             .budget
             .reserve(backend.name.as_str(), bytes, &what)

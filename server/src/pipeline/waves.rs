@@ -106,6 +106,20 @@ pub fn wave_len(task_bytes: u64, request_share: u64, batch_size: usize, floor: u
     }
 }
 
+/// What a full wave counts in a backend's wave slots.
+pub const WAVE_UNITS: u32 = 64;
+
+/// The share of a full wave that a wave of `tasks` takes, in
+/// [`WAVE_UNITS`]: at least one unit, at most a full wave.
+pub fn wave_units(tasks: usize, wave_len: usize) -> u32 {
+    let units = (tasks as u64)
+        .saturating_mul(u64::from(WAVE_UNITS))
+        .div_ceil(wave_len.max(1) as u64);
+    u32::try_from(units)
+        .unwrap_or(WAVE_UNITS)
+        .clamp(1, WAVE_UNITS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +173,15 @@ mod tests {
         assert_eq!(wave_len(200 << 20, 1 << 30, 16, 4), 4);
         // The request's share still wins.
         assert_eq!(wave_len(200 << 20, 300 << 20, 16, 4), 1);
+    }
+
+    #[test]
+    fn a_wave_takes_its_share_of_a_full_wave() {
+        assert_eq!(wave_units(32, 32), WAVE_UNITS);
+        assert_eq!(wave_units(16, 32), WAVE_UNITS / 2);
+        assert_eq!(wave_units(1, 32), 2);
+        assert_eq!(wave_units(1, 3), 22);
+        assert_eq!(wave_units(0, 32), 1);
+        assert_eq!(wave_units(usize::MAX, 1), WAVE_UNITS);
     }
 }
