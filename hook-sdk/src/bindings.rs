@@ -32,8 +32,8 @@ pub mod post {
         default_bindings_module: "::hook_sdk::bindings::post",
         runtime_path: "::hook_sdk::__rt",
         with: {
-            "cls:hooks/types@0.1.1": ::hook_sdk::bindings::pre::cls::hooks::types,
-            "cls:hooks/host@0.1.1": ::hook_sdk::bindings::pre::cls::hooks::host,
+            "cls:hooks/types@0.1.2": ::hook_sdk::bindings::pre::cls::hooks::types,
+            "cls:hooks/host@0.1.2": ::hook_sdk::bindings::pre::cls::hooks::host,
         },
     });
 }

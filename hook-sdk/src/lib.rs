@@ -33,6 +33,7 @@
 //! - [`contours`]: masks and probability maps to blobs and outlines.
 //! - [`polygon`]: simplification, unclip, hulls, minimum-area rectangles.
 //! - [`rle`]: Label Studio brush RLE.
+//! - [`text`]: the model's tokenizer, held by the host ([`text::Tokenizer`]), and token windows as inputs.
 //! - [`results`]: [`Region`] builders and [`Prediction`].
 //! - [`log`](mod@log): the `trace!`…`error!` macros.
 //! - [`error`](mod@error): the [`HookError`] type.
@@ -65,6 +66,7 @@ pub mod polygon;
 pub mod results;
 pub mod rle;
 pub mod tensor;
+pub mod text;
 
 pub use labelconfig;
 

@@ -9,6 +9,9 @@ Writes  <models-dir>/text_sentiment.onnx
         <models-dir>/mlflow/text_sentiment/        ONNX flavor, CPU provider, session options
         <models-dir>/mlflow/sklearn_only/          sklearn flavor only: "no onnx flavor" error
         <models-dir>/mlflow/bad_signature/         signature input the graph lacks: error
+        <models-dir>/mlflow/token_ids/             input_ids in, their sum out, with
+                                                   all-MiniLM-L6-v2's tokenizer.json as
+                                                   extra_files (the tokenizer's plumbing)
 
 The MLflow folders are what `mlflow.onnx.save_model` writes (no server); the
 same layout a download from a tracking server produces.
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 import onnxruntime as ort
 import yaml
 
@@ -240,6 +244,33 @@ def make_bad_signature_folder(text_model: onnx.ModelProto, mlflow_dir: Path) -> 
     replace_dir(mlflow_dir / "bad_signature", write)
 
 
+def make_token_ids_folder(models: Path, mlflow_dir: Path) -> None:
+    """The plumbing of a transformer without its weights: `input_ids`
+    (int64, dynamic batch and sequence) in, `id_sum` (their sum per row)
+    out, saved the way a user logs a tokenizer with an ONNX model
+    (`extra_files=["tokenizer.json"]`)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceSum", ["ids_f", "axes"], ["id_sum"], keepdims=0),
+        ],
+        "token_ids",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info("id_sum", TensorProto.FLOAT, ["batch"])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9  # what ONNX Runtime 1.31 reads
+    onnx.checker.check_model(model)
+    ids = np.array([[101, 2000, 102]], dtype=np.int64)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (sums,) = session.run(None, {"input_ids": ids})
+    assert sums.tolist() == [2203.0], sums
+    tokenizer = models / "all-minilm-l6-v2" / "tokenizer.json"
+    save_onnx_folder(mlflow_dir / "token_ids", model, save_as_external_data=False, extra_files=[str(tokenizer)])
+    assert (mlflow_dir / "token_ids" / "extra_files" / "tokenizer.json").is_file()
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -252,6 +283,7 @@ def main() -> None:
     make_text_sentiment_folder(text_model, mlflow_dir)
     make_sklearn_only_folder(mlflow_dir)
     make_bad_signature_folder(text_model, mlflow_dir)
+    make_token_ids_folder(models, mlflow_dir)
     print("mlflow/: " + ", ".join(sorted(p.name for p in mlflow_dir.iterdir() if not p.name.startswith("."))))
 
 

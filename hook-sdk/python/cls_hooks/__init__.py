@@ -22,7 +22,7 @@ inputs), :mod:`~cls_hooks.context` (``Context``, ``Datapoints``),
 No NumPy: it does not exist for WASI.
 """
 
-from . import log, ops, rle
+from . import log, ops, rle, text
 from .context import CLASS_NAME_KEYS, Context, Datapoint, Datapoints, TensorSpec, nchw_size, parse_class_names
 from .errors import BadConfig, BadInput, Failed, HookError
 from .export import PreOutput, RawJson, export_post_hook, export_pre_hook
@@ -37,6 +37,6 @@ __all__ = [
     "LabelConfig", "Object", "Outputs", "PreOutput", "Prediction", "RawJson", "Region",
     "RegionIds", "Target", "Tensor", "TensorSpec", "Transform", "export_post_hook",
     "export_pre_hook", "imagenet", "log", "nchw_size", "ops", "parse_class_names", "rle",
-    "string_tensor", "tensor", "tensor_from_bytes", "tensor_options",
+    "string_tensor", "tensor", "tensor_from_bytes", "tensor_options", "text",
 ]  # fmt: skip
 __version__ = "0.1.0"

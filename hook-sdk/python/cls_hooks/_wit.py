@@ -34,3 +34,14 @@ def err(value):
     from componentize_py_types import Err
 
     return Err(value)
+
+
+def call(to_error, fn, *args):
+    """``fn(*args)``, with a WIT ``result::err`` raised as the SDK error
+    ``to_error(value)`` makes of it."""
+    from componentize_py_types import Err
+
+    try:
+        return fn(*args)
+    except Err as e:
+        raise to_error(e.value) from None

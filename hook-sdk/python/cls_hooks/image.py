@@ -125,12 +125,7 @@ def image_error(err):
 
 
 def _call(fn, *args):
-    from componentize_py_types import Err
-
-    try:
-        return fn(*args)
-    except Err as e:
-        raise image_error(e.value) from None
+    return _wit.call(image_error, fn, *args)
 
 
 def _enum(enum, value):

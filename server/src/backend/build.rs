@@ -95,6 +95,7 @@ impl Loader {
             label,
             identity,
             pinned,
+            tokenizer,
             lease,
         } = loaded;
         let mut config = config.clone();
@@ -108,6 +109,7 @@ impl Loader {
             model_version,
             model_description: description,
             model,
+            tokenizer,
             pre_hook: pre,
             post_hook: Arc::new(post),
             limits,

@@ -306,6 +306,8 @@ pub struct Backend {
     /// Human-readable resolved model source, e.g. `models:/orientation/2`.
     pub model_description: String,
     pub model: Arc<OnnxModel>,
+    /// The model's tokenizer, given to hooks that ask for it.
+    pub tokenizer: crate::model::ModelTokenizer,
     pub pre_hook: Option<Arc<Hook>>,
     pub post_hook: Arc<Hook>,
     pub limits: HookLimits,

@@ -15,10 +15,15 @@ pub mod pre {
             "cls:hooks/host.[method]image.crop": async | trappable,
             "cls:hooks/host.[method]image.letterbox": async | trappable,
             "cls:hooks/host.[method]image.to-tensor": async | trappable,
+            // Tokenizing runs on the compute pool too.
+            "cls:hooks/host.[method]tokenizer.encode": async | trappable,
+            "cls:hooks/host.[method]tokenizer.encode-pair": async | trappable,
+            "cls:hooks/host.[method]tokenizer.encode-batch": async | trappable,
         },
         exports: { default: async },
         with: {
             "cls:hooks/host.image": crate::hooks::host::ImageHandle,
+            "cls:hooks/host.tokenizer": crate::hooks::host_text::TokenizerHandle,
         },
     });
 }

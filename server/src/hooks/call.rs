@@ -35,6 +35,8 @@ pub struct HookContext {
     /// `params` host function rather than in the WIT context record, which
     /// hooks built against 0.1.0 could not read with a field added.
     pub params: crate::backend::HookParams,
+    /// The backend's tokenizer (`host.open-tokenizer`), shared, not copied.
+    pub tokenizer: crate::model::ModelTokenizer,
 }
 
 impl HookContext {
@@ -105,7 +107,7 @@ impl Hook {
             failure,
         };
         let _permit = runtime.instance_permit().await.map_err(fail)?;
-        let mut store = new_store(runtime, tag, limits, &ctx.params);
+        let mut store = new_store(runtime, tag, limits, ctx);
         let input: Vec<wit::Datapoint> = datapoints.iter().map(datapoint_to_wit).collect();
         let result = async {
             let hook = instance_pre.instantiate_async(&mut store).await?;
@@ -182,7 +184,7 @@ impl Hook {
             failure,
         };
         let _permit = runtime.instance_permit().await.map_err(fail)?;
-        let mut store = new_store(runtime, tag, limits, &ctx.params);
+        let mut store = new_store(runtime, tag, limits, ctx);
         let input: Vec<wit::Tensor> = outputs.into_iter().map(tensor_to_wit).collect();
         let result = async {
             let hook = instance_pre.instantiate_async(&mut store).await?;
@@ -220,9 +222,14 @@ fn new_store(
     runtime: &HookRuntime,
     tag: CallTag,
     limits: &HookLimits,
-    params: &crate::backend::HookParams,
+    ctx: &HookContext,
 ) -> Store<HostState> {
-    let state = HostState::new(tag, limits, params.json().clone());
+    let state = HostState::new(
+        tag,
+        limits,
+        ctx.params.json().clone(),
+        ctx.tokenizer.clone(),
+    );
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limits);
     // The deadline is an `Instant` checked on every epoch tick; between ticks

@@ -1,5 +1,6 @@
 //! What a hook's store holds ([`HostState`]) and the host side of the WIT
-//! `host` interface: bounded logging and native image helpers.
+//! `host` interface: bounded logging, params and native image helpers (the
+//! tokenizer is in [`super::host_text`]).
 //!
 //! The store data is all a hook can reach. WASI is linked because every
 //! `std` guest imports it, but the context is built from nothing: no
@@ -27,10 +28,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::bindings::host::{self, Channels, Filter, ImageError, Layout, Level, TensorOptions};
 use super::bindings::types::{self, ElementType, ImageTransform};
 use super::call::DeadlineExceeded;
+use super::host_text::TokenizerHandle;
 use super::text::sanitize;
 use super::{CallTag, HookLimits};
 use crate::compute::{self, PoolError};
 use crate::imageops;
+use crate::model::ModelTokenizer;
 use crate::size::human;
 
 /// Longest log line kept (after escaping); the rest is cut (with a marker).
@@ -47,7 +50,7 @@ pub struct ImageHandle(Arc<imageops::Image>);
 /// The data of one hook call's `Store`.
 pub struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub(super) limits: StoreLimits,
     tag: CallTag,
     log_lines: u32,
@@ -61,6 +64,8 @@ pub struct HostState {
     timeout: Duration,
     /// The backend's `params` object as JSON.
     params: Arc<str>,
+    /// The backend's tokenizer, or why it has none.
+    pub(super) tokenizer: ModelTokenizer,
 }
 
 /// What a fallible image helper returns: a trap (the deadline) or the
@@ -68,10 +73,15 @@ pub struct HostState {
 type HostResult<T> = wasmtime::Result<Result<T, ImageError>>;
 
 /// Which WIT error an over-budget or too-slow refusal becomes.
-type Refusal = fn(String) -> ImageError;
+type Refusal<E = ImageError> = fn(String) -> E;
 
 impl HostState {
-    pub(super) fn new(tag: CallTag, limits: &HookLimits, params: Arc<str>) -> Self {
+    pub(super) fn new(
+        tag: CallTag,
+        limits: &HookLimits,
+        params: Arc<str>,
+        tokenizer: ModelTokenizer,
+    ) -> Self {
         let stdio = CapturedOutput::default();
         let wasi = WasiCtxBuilder::new()
             .stdout(stdio.clone())
@@ -100,6 +110,7 @@ impl HostState {
             deadline: Instant::now() + limits.timeout,
             timeout: limits.timeout,
             params,
+            tokenizer,
         }
     }
 
@@ -118,14 +129,20 @@ impl HostState {
         }
     }
 
-    fn budget_left(&self) -> u64 {
+    pub(super) fn budget_left(&self) -> u64 {
         self.image_budget.saturating_sub(self.image_bytes)
     }
 
     /// Refuses `work` before it starts if it would allocate more than the
-    /// budget has left or cannot finish before the deadline; traps if the
-    /// deadline has already passed.
-    fn admit(&self, work: &str, needed: u64, pixels: u64, refuse: Refusal) -> HostResult<()> {
+    /// budget has left or cannot finish (taking at least `estimate`) before
+    /// the deadline; traps if the deadline has already passed.
+    pub(super) fn admit<E>(
+        &self,
+        work: &str,
+        needed: u64,
+        estimate: Duration,
+        refuse: Refusal<E>,
+    ) -> wasmtime::Result<Result<(), E>> {
         if needed > self.budget_left() {
             let held = if self.image_bytes > 0 {
                 format!(
@@ -145,7 +162,6 @@ impl HostState {
         if left.is_zero() {
             return Err(wasmtime::Error::new(DeadlineExceeded));
         }
-        let estimate = imageops::estimated_time(pixels);
         if estimate > left {
             return Ok(Err(refuse(format!(
                 "{work} would take at least {:.2} s; {:.2} s of this hook's {:?} limit is left \
@@ -176,7 +192,8 @@ impl HostState {
             Ok(n) => n,
             Err(e) => return Ok(Err(to_wit_error(e))),
         };
-        if let Err(refused) = self.admit(&work, needed, pixels, refuse)? {
+        let estimate = imageops::estimated_time(pixels);
+        if let Err(refused) = self.admit(&work, needed, estimate, refuse)? {
             return Ok(Err(refused));
         }
         let result = on_pool(self.deadline, job).await?;
@@ -209,7 +226,7 @@ impl HostState {
 
 /// Runs `job` on the compute pool; past `deadline` the hook traps at once
 /// (the job's result, when it comes, is dropped).
-async fn on_pool<T, F>(deadline: Instant, job: F) -> wasmtime::Result<T>
+pub(super) async fn on_pool<T, F>(deadline: Instant, job: F) -> wasmtime::Result<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -217,9 +234,9 @@ where
     match compute::pool().run_until(deadline, job).await {
         Ok(value) => Ok(value),
         Err(PoolError::DeadlinePassed) => Err(wasmtime::Error::new(DeadlineExceeded)),
-        Err(PoolError::Failed(message)) => Err(wasmtime::Error::msg(format!(
-            "host image work failed: {message}"
-        ))),
+        Err(PoolError::Failed(message)) => {
+            Err(wasmtime::Error::msg(format!("host work failed: {message}")))
+        }
     }
 }
 
@@ -239,6 +256,10 @@ impl WasiView for HostState {
 impl host::Host for HostState {
     fn params(&mut self) -> String {
         self.params.to_string()
+    }
+
+    fn open_tokenizer(&mut self) -> Result<Resource<TokenizerHandle>, host::TokenizerError> {
+        self.open_model_tokenizer()
     }
 
     fn log(&mut self, level: Level, message: String) {

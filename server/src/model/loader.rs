@@ -14,6 +14,7 @@ use super::mlmodel::{ExecutionMode, GraphOptimizationLevel, MlModel, SignatureSp
 use super::registry::ProgressFn;
 use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
 use super::source::{MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri};
+use super::tokenizer::ModelTokenizer;
 use crate::secret::Secret;
 use crate::tensor::{ElementType, TensorSpec};
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,8 @@ pub struct LoadedModel {
     pub identity: String,
     /// The concrete version an alias, `latest` or stage resolved to.
     pub pinned: Option<ModelUri>,
+    /// The `tokenizer.json` found with the model, loaded, or why there is none.
+    pub tokenizer: ModelTokenizer,
     /// Held for as long as a backend uses the model (blocks cache eviction).
     pub lease: Box<dyn Send + Sync>,
 }
@@ -184,11 +187,18 @@ impl ModelLoader {
             check_signature("input", &signature.inputs, model.inputs())?;
             check_signature("output", &signature.outputs, model.outputs())?;
         }
+        let tokenizer = {
+            let (dir, onnx) = (cached.dir.clone(), cached.onnx_path.clone());
+            tokio::task::spawn_blocking(move || ModelTokenizer::find(&dir, &onnx))
+                .await
+                .map_err(|e| ModelLoadError::Config(e.to_string()))?
+        };
         Ok(LoadedModel {
             model,
             label: label_of(&source),
             identity,
             pinned: cached.pinned,
+            tokenizer,
             description: cached.description,
             lease: Box::new(cached.lease),
         })

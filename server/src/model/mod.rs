@@ -1,7 +1,7 @@
 //! Models: where they come from (MLflow registry, runs, artifact URIs,
 //! local folders and files, uploads), the on-disk model cache, MLmodel
-//! parsing, the ONNX Runtime session pool, and the limits on what a model
-//! may make the process allocate.
+//! parsing, the ONNX Runtime session pool, the model's own tokenizer, and
+//! the limits on what a model may make the process allocate.
 //!
 //! This is the only module that touches `ort`. It does not know about hooks
 //! or Label Studio: it turns a model reference into something that maps
@@ -15,6 +15,7 @@ mod mlmodel;
 mod registry;
 pub mod session;
 mod source;
+mod tokenizer;
 
 pub use archive::{
     ArchiveError, ArchiveLimits, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, UploadKind,
@@ -37,4 +38,8 @@ pub use session::{
 };
 pub use source::{
     MlflowAuth, MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri,
+};
+pub use tokenizer::{
+    EncodeOptions, Encoding, MAX_TOKENIZER_FILE_BYTES, ModelTokenizer, TOKENIZER_FILE, Tokenizer,
+    TokenizerError,
 };

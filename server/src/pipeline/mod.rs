@@ -449,6 +449,7 @@ fn base_context(
         datapoints: Vec::new(),
         carry: None,
         params: backend.config.params.clone(),
+        tokenizer: backend.tokenizer.clone(),
     }
 }
 

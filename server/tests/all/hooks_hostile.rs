@@ -435,7 +435,19 @@ async fn python_invalid_json_comes_back_as_text_for_the_validator() {
 #[tokio::test]
 async fn a_python_hook_cannot_read_host_files_or_environment() {
     let rt = python_runtime();
-    let json = run_python(&rt, "reads-host", &python_limits())
+    // What the host does give a hook includes the model's tokenizer.
+    let minilm = harness::require(
+        "all-MiniLM-L6-v2's tokenizer.json",
+        harness::model("all-minilm-l6-v2/tokenizer.json"),
+    );
+    let mut ctx = ctx();
+    if let Some(path) = &minilm {
+        let tokenizer = cls::model::Tokenizer::load(path).expect("tokenizer.json loads");
+        ctx.tokenizer = cls::model::ModelTokenizer::Loaded(std::sync::Arc::new(tokenizer));
+    }
+    let hook = load(&rt, HookKind::Post, python_fixture_hook("reads-host")).await;
+    let json = hook
+        .call_post(&rt, Vec::new(), &ctx, &python_limits(), "test")
         .await
         .expect("reads-host runs");
     let report: Value = serde_json::from_str(&json).expect("reads-host returns JSON");
@@ -464,5 +476,12 @@ async fn a_python_hook_cannot_read_host_files_or_environment() {
         json!("seen"),
         "the params reach a Python hook: {probe}"
     );
+    if minilm.is_some() {
+        assert_eq!(
+            probe["tokenizer"]["detail"],
+            json!("[30522, ['[CLS]', 'zurich', '[SEP]'], [(0, 0), (0, 6), (0, 0)]]"),
+            "the tokenizer reaches a Python hook: {probe}"
+        );
+    }
     assert!(!json.contains("root:x:0:0"), "{json}");
 }

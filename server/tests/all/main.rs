@@ -27,4 +27,5 @@ mod model_limits;
 mod pipeline_examples;
 mod repo_checks;
 mod state_crash;
+mod text_tokenizer;
 mod trust;

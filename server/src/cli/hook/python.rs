@@ -55,6 +55,7 @@ const SDK: &[(&str, &str)] = sdk_files!(
     "results.py",
     "rle.py",
     "tensor.py",
+    "text.py",
 );
 
 /// Whether `dir` is a Python hook (an `app.py` and no `Cargo.toml`).

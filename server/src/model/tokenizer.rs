@@ -1,0 +1,389 @@
+//! The model's own tokenizer: the `tokenizer.json` that transformer exports
+//! keep beside the graph (Hugging Face Optimum, `torch.onnx`, MLflow's
+//! transformers flavor), loaded once per backend and shared by every hook
+//! call, so a text hook neither ships a vocabulary nor reloads one per task.
+//!
+//! Encodings give offsets in characters (Unicode code points) of the
+//! original text, as Label Studio counts span `start`/`end`, and split a long
+//! text into overlapping windows on request. Truncation and padding come
+//! only from the caller's [`EncodeOptions`]; those saved in the file (often
+//! a fixed padding to 512) are ignored, so one call means the same thing
+//! for every model.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokenizers::{
+    PaddingDirection, PaddingParams, PaddingStrategy, TruncationDirection, TruncationParams,
+    TruncationStrategy,
+};
+
+use crate::size::human;
+
+/// The file name transformer exports use.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Largest `tokenizer.json` loaded: the largest common vocabularies (e.g.
+/// 256k-token SentencePiece models) take ~35 MB.
+pub const MAX_TOKENIZER_FILE_BYTES: u64 = 64 << 20;
+
+/// Where in a model folder a tokenizer is looked for, after the ONNX file's
+/// own folder: the folder's root, where `extra_files` of `mlflow.onnx`
+/// land, then MLflow's transformers flavor layout.
+const TOKENIZER_PLACES: [&str; 4] = [
+    TOKENIZER_FILE,
+    "extra_files/tokenizer.json",
+    "components/tokenizer/tokenizer.json",
+    "tokenizer/tokenizer.json",
+];
+
+/// Why tokenizing failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TokenizerError {
+    /// The backend has no tokenizer; says where it looked.
+    #[error("{0}")]
+    NotFound(String),
+    /// The options or ids cannot be used with this tokenizer.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The tokenizer itself failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A backend's tokenizer, or why it has none.
+#[derive(Clone)]
+pub enum ModelTokenizer {
+    Loaded(Arc<Tokenizer>),
+    /// What to tell a hook that asks for it.
+    Missing(Arc<str>),
+}
+
+impl Default for ModelTokenizer {
+    fn default() -> Self {
+        Self::Missing(Arc::from(
+            "this backend's model has no tokenizer (no tokenizer.json beside the ONNX file)",
+        ))
+    }
+}
+
+impl std::fmt::Debug for ModelTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Loaded(t) => write!(f, "Loaded({})", t.source.display()),
+            Self::Missing(why) => write!(f, "Missing({why})"),
+        }
+    }
+}
+
+impl ModelTokenizer {
+    /// Finds and loads the tokenizer of the model in `dir` whose graph is
+    /// `onnx_path`. A folder without one is not an error (most models take
+    /// no text); a file that does not load is reported when a hook asks.
+    pub fn find(dir: &Path, onnx_path: &Path) -> Self {
+        let beside = onnx_path.parent().map(|p| p.join(TOKENIZER_FILE));
+        let places = beside
+            .into_iter()
+            .chain(TOKENIZER_PLACES.iter().map(|p| dir.join(p)));
+        let Some(path) = places.into_iter().find(|p| p.is_file()) else {
+            return Self::Missing(Arc::from(format!(
+                "the model folder has no {TOKENIZER_FILE}; log it with the model (e.g. \
+                 mlflow.onnx.log_model(..., extra_files=[\"tokenizer.json\"]) or save \
+                 the tokenizer into the exported folder with tokenizer.save_pretrained)"
+            )));
+        };
+        match Tokenizer::load(&path) {
+            Ok(tokenizer) => Self::Loaded(Arc::new(tokenizer)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "tokenizer not loaded: {e}");
+                Self::Missing(Arc::from(e.to_string()))
+            }
+        }
+    }
+
+    /// The tokenizer, or [`TokenizerError::NotFound`] saying why there is none.
+    pub fn get(&self) -> Result<Arc<Tokenizer>, TokenizerError> {
+        match self {
+            Self::Loaded(t) => Ok(t.clone()),
+            Self::Missing(why) => Err(TokenizerError::NotFound(why.to_string())),
+        }
+    }
+}
+
+/// How to tokenize one text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct EncodeOptions {
+    /// Add the model's special tokens (`[CLS]` … `[SEP]`).
+    pub add_special_tokens: bool,
+    /// Tokens per window, special tokens included; `None`: one window with
+    /// the whole text.
+    pub max_length: Option<u32>,
+    /// With `max_length`: tokens each window repeats from the one before,
+    /// and every window of a long text is returned. `None`: only the first
+    /// window (the text is truncated).
+    pub stride: Option<u32>,
+    /// Pad every window to `max_length`.
+    pub pad_to_max_length: bool,
+}
+
+/// One window of a tokenized text.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Encoding {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<u8>,
+    /// 1 for special tokens and padding.
+    pub special_tokens_mask: Vec<u8>,
+    /// The word each token belongs to; `None` for special and padding tokens.
+    pub word_ids: Vec<Option<u32>>,
+    /// `[start, end)` of each token in the original text, in characters;
+    /// `(0, 0)` for special and padding tokens.
+    pub offsets: Vec<(u32, u32)>,
+    pub tokens: Vec<String>,
+}
+
+impl Encoding {
+    fn from_hf(e: &tokenizers::Encoding) -> Self {
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+            attention_mask: e.get_attention_mask().iter().map(|&m| m as u8).collect(),
+            special_tokens_mask: e
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&m| m as u8)
+                .collect(),
+            word_ids: e.get_word_ids().to_vec(),
+            offsets: e
+                .get_offsets()
+                .iter()
+                .map(|&(s, t)| (narrow(s), narrow(t)))
+                .collect(),
+            tokens: e.get_tokens().to_vec(),
+        }
+    }
+
+    /// Bytes this encoding takes, for budgets.
+    pub fn byte_len(&self) -> usize {
+        self.ids.len() * 32 + self.tokens.iter().map(String::len).sum::<usize>()
+    }
+}
+
+/// A loaded tokenizer. It is used as loaded, without truncation or
+/// padding: windows and padding are made per call from [`EncodeOptions`].
+pub struct Tokenizer {
+    base: tokenizers::Tokenizer,
+    source: PathBuf,
+}
+
+impl Tokenizer {
+    /// Loads `tokenizer.json` at `path`.
+    pub fn load(path: &Path) -> Result<Self, TokenizerError> {
+        let failed =
+            |what: String| TokenizerError::Failed(format!("{}: {what}", display_name(path)));
+        let size = std::fs::metadata(path)
+            .map_err(|e| failed(e.to_string()))?
+            .len();
+        if size > MAX_TOKENIZER_FILE_BYTES {
+            return Err(failed(format!(
+                "{} is larger than the {} a tokenizer may take",
+                human(size),
+                human(MAX_TOKENIZER_FILE_BYTES)
+            )));
+        }
+        let mut base = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+            failed(format!(
+                "not a tokenizer this server can read ({e}); it must be a Hugging Face \
+                 tokenizers JSON file (tokenizer.save(\"tokenizer.json\"))"
+            ))
+        })?;
+        base.with_truncation(None)
+            .map_err(|e| failed(e.to_string()))?
+            .with_padding(None);
+        // Tokenizing runs in a hook's budgeted slot of the compute pool;
+        // the library's own thread pool would escape it.
+        tokenizers::utils::parallelism::set_parallelism(false);
+        Ok(Self {
+            base,
+            source: path.to_owned(),
+        })
+    }
+
+    /// Where it was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Tokens in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> u32 {
+        u32::try_from(self.base.get_vocab_size(true)).unwrap_or(u32::MAX)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.base.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.base.id_to_token(id)
+    }
+
+    /// Tokenizes `text` (with `pair` as the second segment, for models that
+    /// take two): one encoding, or one per window when `options` ask for
+    /// windows.
+    ///
+    /// The whole text is tokenized first and cut into windows after: the
+    /// library's own truncation stops tokenizing at the first window even
+    /// when a stride asks for all of them (tokenizers 0.23.2 returned two
+    /// windows of a 1,000-token text), so it is not used.
+    pub fn encode(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        options: EncodeOptions,
+    ) -> Result<Vec<Encoding>, TokenizerError> {
+        self.check(options, pair.is_some())?;
+        let first = self.tokenize(text, 0)?;
+        let second = pair.map(|p| self.tokenize(p, 1)).transpose()?;
+        let (first, second) = match options.max_length {
+            Some(max) => self.cut_into_windows(first, second, max, options)?,
+            None => (first, second),
+        };
+        let mut encoding = self
+            .base
+            .post_process(first, second, options.add_special_tokens)
+            .map_err(failed)?;
+        if let (Some(max), true) = (options.max_length, options.pad_to_max_length) {
+            tokenizers::pad_encodings(
+                std::slice::from_mut(&mut encoding),
+                &self.padding(max as usize),
+            )
+            .map_err(failed)?;
+        }
+        let windows = encoding.take_overflowing();
+        Ok(std::iter::once(&encoding)
+            .chain(windows.iter())
+            .map(Encoding::from_hf)
+            .collect())
+    }
+
+    /// One segment's tokens with character offsets, no special tokens.
+    fn tokenize(&self, text: &str, type_id: u32) -> Result<tokenizers::Encoding, TokenizerError> {
+        let mut encoding = self.base.encode_char_offsets(text, false).map_err(failed)?;
+        if type_id != 0 {
+            encoding.set_type_ids(vec![type_id; encoding.len()]);
+        }
+        Ok(encoding)
+    }
+
+    /// Truncates to `max` tokens (special tokens included); with a stride
+    /// the rest become overflowing windows, else it is dropped.
+    fn cut_into_windows(
+        &self,
+        first: tokenizers::Encoding,
+        second: Option<tokenizers::Encoding>,
+        max: u32,
+        options: EncodeOptions,
+    ) -> Result<(tokenizers::Encoding, Option<tokenizers::Encoding>), TokenizerError> {
+        let added = if options.add_special_tokens {
+            self.added_tokens(second.is_some())
+        } else {
+            0
+        };
+        let params = TruncationParams {
+            max_length: max as usize - added,
+            stride: options.stride.unwrap_or(0) as usize,
+            strategy: TruncationStrategy::LongestFirst,
+            direction: TruncationDirection::Right,
+        };
+        let (mut first, mut second) =
+            tokenizers::truncate_encodings(first, second, &params).map_err(failed)?;
+        if options.stride.is_none() {
+            first.take_overflowing();
+            if let Some(second) = second.as_mut() {
+                second.take_overflowing();
+            }
+        }
+        Ok((first, second))
+    }
+
+    /// Turns ids back into text.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizerError> {
+        let vocab = self.vocab_size();
+        if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
+            return Err(TokenizerError::InvalidArgument(format!(
+                "id {bad} is outside the tokenizer's vocabulary of {vocab} tokens"
+            )));
+        }
+        self.base
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| TokenizerError::Failed(format!("decoding failed: {e}")))
+    }
+
+    /// Tokens the tokenizer adds around one text (or a pair).
+    fn added_tokens(&self, is_pair: bool) -> usize {
+        self.base
+            .get_post_processor()
+            .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, is_pair))
+    }
+
+    /// Refuses options the tokenizer would reject with a less clear message.
+    fn check(&self, options: EncodeOptions, is_pair: bool) -> Result<(), TokenizerError> {
+        let invalid = |m: String| Err(TokenizerError::InvalidArgument(m));
+        let added = if options.add_special_tokens {
+            self.added_tokens(is_pair)
+        } else {
+            0
+        };
+        match (options.max_length, options.stride) {
+            (None, Some(_)) => invalid("stride needs max-length (the window size)".into()),
+            (None, None) if options.pad_to_max_length => {
+                invalid("pad-to-max-length needs max-length".into())
+            }
+            (Some(max), _) if (max as usize) <= added => invalid(format!(
+                "max-length {max} leaves no room for text: this tokenizer adds {added} \
+                 special tokens"
+            )),
+            (Some(max), Some(stride)) if (stride as usize) >= max as usize - added => {
+                invalid(format!(
+                    "stride {stride} must be smaller than the {} text tokens a window of \
+                     max-length {max} holds",
+                    max as usize - added
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fixed padding with the tokenizer's own pad token: the one its file
+    /// names, else the usual spellings, else id 0.
+    fn padding(&self, length: usize) -> PaddingParams {
+        let (pad_id, pad_type_id, pad_token) = match self.base.get_padding() {
+            Some(p) => (p.pad_id, p.pad_type_id, p.pad_token.clone()),
+            None => ["[PAD]", "<pad>", "<|pad|>", "<|padding|>"]
+                .iter()
+                .find_map(|t| self.base.token_to_id(t).map(|id| (id, 0, (*t).to_owned())))
+                .unwrap_or((0, 0, "[PAD]".to_owned())),
+        };
+        PaddingParams {
+            strategy: PaddingStrategy::Fixed(length),
+            direction: PaddingDirection::Right,
+            pad_to_multiple_of: None,
+            pad_id,
+            pad_type_id,
+            pad_token,
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> TokenizerError {
+    TokenizerError::Failed(format!("tokenizing failed: {e}"))
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
