@@ -18,8 +18,9 @@ use crate::image::{Image, ImageSize};
 
 /// The model metadata keys [`Context::class_names`] looks in, in this
 /// order: ultralytics' `names`, the `labels` and `classes` of many
-/// exporters, PaddleOCR's `character`.
-pub const CLASS_NAME_KEYS: &[&str] = &["names", "labels", "classes", "character"];
+/// exporters, PaddleOCR's `character`, and `id2label`, which the host adds
+/// from a transformer's `config.json` when the graph has none.
+pub const CLASS_NAME_KEYS: &[&str] = &["names", "labels", "classes", "character", "id2label"];
 
 /// The call's context: task, labeling config, model description.
 #[derive(Debug)]

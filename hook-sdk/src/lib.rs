@@ -30,6 +30,7 @@
 //! - [`ops`]: softmax, argmax, top-k.
 //! - [`boxes`]: [`BBox`] conversions, percent coordinates, [`Nms`].
 //! - [`detection`]: GFL/PicoDet heads (DFL box decoding).
+//! - [`entities`]: token classification (NER) logits to character spans and `labels` regions.
 //! - [`contours`]: masks and probability maps to blobs and outlines.
 //! - [`polygon`]: simplification, unclip, hulls, minimum-area rectangles.
 //! - [`rle`]: Label Studio brush RLE.
@@ -57,6 +58,7 @@ pub mod boxes;
 pub mod context;
 pub mod contours;
 pub mod detection;
+pub mod entities;
 pub mod error;
 pub mod export;
 pub mod image;

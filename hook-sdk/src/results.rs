@@ -156,6 +156,43 @@ impl Region {
             })
     }
 
+    /// Every class the control knows whose probability is at least
+    /// `threshold`, most probable first, as one `choices` region (multi-label
+    /// classification: `<Choices choice="multiple">`, probabilities from a
+    /// sigmoid), scored with the highest of them. `None` when no known class
+    /// reaches the threshold.
+    ///
+    /// ```
+    /// use hook_sdk::labelconfig::LabelConfig;
+    /// use hook_sdk::Region;
+    ///
+    /// let config = LabelConfig::parse(r#"<View><Text name="text" value="$text"/>
+    ///   <Choices name="topics" toName="text" choice="multiple">
+    ///     <Choice value="sport"/><Choice value="politics"/><Choice value="science"/></Choices></View>"#)?;
+    /// let names = ["sport", "politics", "science"].map(String::from);
+    /// let region = Region::choices_above(&config.choices_for_text()?, &names, &[0.7, 0.2, 0.9], 0.5).unwrap();
+    /// assert_eq!(region.value()["choices"], serde_json::json!(["science", "sport"]));
+    /// assert_eq!(region.score(), Some(0.9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn choices_above(
+        binding: &labelconfig::Binding<'_>,
+        class_names: &[String],
+        probabilities: &[f32],
+        threshold: f32,
+    ) -> Option<Self> {
+        let chosen: Vec<(&str, f32)> = crate::ops::top_k(probabilities, probabilities.len())
+            .into_iter()
+            .filter(|&(_, p)| p >= threshold)
+            .filter_map(|(class, p)| Some((binding.resolve_label(class_names.get(class)?)?, p)))
+            .collect();
+        let best = chosen.first()?.1;
+        Some(
+            Self::choices(binding, chosen.into_iter().map(|(label, _)| label))
+                .with_score(crate::ops::widen(best)),
+        )
+    }
+
     /// `labels` on text: the characters `start..end` (offsets in Unicode
     /// code points, as Label Studio counts them in `<Text>`), with the span's text.
     pub fn text_span<S: Into<String>>(

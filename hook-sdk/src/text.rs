@@ -224,6 +224,63 @@ impl Encoding {
     }
 }
 
+/// The windows a pre-hook passed on as its carry, `{"windows": [...]}`
+/// with each window's fields named as in [`Encoding`]: what the built-in
+/// pre-hook sends when it tokenizes a task's text, so a post-hook can map
+/// token outputs back to characters.
+///
+/// ```
+/// let carry = r#"{"windows": [{"ids": [101, 7592, 102], "type_ids": [0, 0, 0],
+///     "attention_mask": [1, 1, 1], "special_tokens_mask": [1, 0, 1],
+///     "word_ids": [null, 0, null], "offsets": [[0, 0], [0, 5], [0, 0]],
+///     "tokens": ["[CLS]", "hello", "[SEP]"]}]}"#;
+/// let windows = hook_sdk::text::windows_from_carry(carry)?;
+/// assert_eq!(windows[0].span(1), Some((0, 5)));
+/// # Ok::<(), hook_sdk::HookError>(())
+/// ```
+pub fn windows_from_carry(carry: &str) -> Result<Vec<Encoding>, HookError> {
+    let bad = |why: &str| {
+        HookError::bad_config(format_args!(
+            "the carry holds no tokenizer windows ({why}); the pre-hook must pass them on as \
+             {{\"windows\": [...]}}, as the built-in pre-hook does"
+        ))
+    };
+    let value: serde_json::Value = serde_json::from_str(carry).map_err(|_| bad("not JSON"))?;
+    let windows = value["windows"]
+        .as_array()
+        .ok_or_else(|| bad("no \"windows\" list"))?;
+    windows
+        .iter()
+        .map(|w| window_from_json(w).ok_or_else(|| bad("a window lacks a field")))
+        .collect()
+}
+
+fn window_from_json(w: &serde_json::Value) -> Option<Encoding> {
+    fn list<T>(
+        v: &serde_json::Value,
+        f: impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        v.as_array()?.iter().map(f).collect()
+    }
+    let number = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    let byte = |v: &serde_json::Value| v.as_u64().and_then(|n| u8::try_from(n).ok());
+    Some(Encoding {
+        ids: list(&w["ids"], number)?,
+        type_ids: list(&w["type_ids"], number)?,
+        attention_mask: list(&w["attention_mask"], byte)?,
+        special_tokens_mask: list(&w["special_tokens_mask"], byte)?,
+        word_ids: list(&w["word_ids"], |v| {
+            if v.is_null() {
+                Some(None)
+            } else {
+                number(v).map(Some)
+            }
+        })?,
+        offsets: list(&w["offsets"], |v| Some((number(&v[0])?, number(&v[1])?)))?,
+        tokens: list(&w["tokens"], |v| v.as_str().map(str::to_owned))?,
+    })
+}
+
 /// A `[1, n]` tensor of `values` in the integer type `spec` declares.
 fn integer_tensor(spec: &TensorSpec, values: &[u32]) -> Result<Tensor, HookError> {
     let shape = [1, values.len()];
@@ -338,6 +395,15 @@ mod tests {
         assert_eq!(char_slice(text, 9, 14), "👩‍👩‍👧");
         assert_eq!(char_slice(text, 14, 15), "!");
         assert_eq!(char_slice(text, 20, 30), "");
+    }
+
+    #[test]
+    fn a_carry_without_windows_is_a_config_error_saying_what_to_pass() {
+        for carry in ["not json", "{}", r#"{"windows": [{"ids": [1]}]}"#] {
+            let e = windows_from_carry(carry).unwrap_err();
+            assert!(matches!(e, HookError::BadConfig(_)), "{e}");
+            assert!(e.message().contains("\"windows\""), "{e}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@ Writes  <models-dir>/text_sentiment.onnx
         <models-dir>/mlflow/sklearn_only/          sklearn flavor only: "no onnx flavor" error
         <models-dir>/mlflow/bad_signature/         signature input the graph lacks: error
         <models-dir>/mlflow/token_ids/             input_ids in, their sum out, with
-                                                   all-MiniLM-L6-v2's tokenizer.json as
-                                                   extra_files (the tokenizer's plumbing)
+                                                   all-MiniLM-L6-v2's tokenizer.json and a
+                                                   config.json with id2label as extra_files
+                                                   (the plumbing of a text model's files)
 
 The MLflow folders are what `mlflow.onnx.save_model` writes (no server); the
 same layout a download from a tracking server produces.
@@ -267,7 +268,14 @@ def make_token_ids_folder(models: Path, mlflow_dir: Path) -> None:
     (sums,) = session.run(None, {"input_ids": ids})
     assert sums.tolist() == [2203.0], sums
     tokenizer = models / "all-minilm-l6-v2" / "tokenizer.json"
-    save_onnx_folder(mlflow_dir / "token_ids", model, save_as_external_data=False, extra_files=[str(tokenizer)])
+    # A token-classification head's config.json: its label names.
+    config = mlflow_dir / ".token_ids_config" / "config.json"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(json.dumps({"architectures": ["BertForTokenClassification"],
+                                  "id2label": {"0": "O", "1": "B-PER", "2": "I-PER"}}))
+    save_onnx_folder(mlflow_dir / "token_ids", model, save_as_external_data=False,
+                     extra_files=[str(tokenizer), str(config)])
+    shutil.rmtree(config.parent)
     assert (mlflow_dir / "token_ids" / "extra_files" / "tokenizer.json").is_file()
 
 

@@ -22,7 +22,7 @@ inputs), :mod:`~cls_hooks.context` (``Context``, ``Datapoints``),
 No NumPy: it does not exist for WASI.
 """
 
-from . import log, ops, rle, text
+from . import entities, log, ops, rle, text
 from .context import CLASS_NAME_KEYS, Context, Datapoint, Datapoints, TensorSpec, nchw_size, parse_class_names
 from .errors import BadConfig, BadInput, Failed, HookError
 from .export import PreOutput, RawJson, export_post_hook, export_pre_hook
@@ -33,7 +33,7 @@ from .tensor import Array, Outputs, Tensor, string_tensor, tensor, tensor_from_b
 
 __all__ = [
     "Array", "BBox", "BadConfig", "BadInput", "Binding", "CLASS_NAME_KEYS", "Context", "Control", "Datapoint",
-    "Datapoints", "Failed", "HookError", "IMAGENET_MEAN", "IMAGENET_STD", "Image", "ImageSize",
+    "Datapoints", "Failed", "entities", "HookError", "IMAGENET_MEAN", "IMAGENET_STD", "Image", "ImageSize",
     "LabelConfig", "Object", "Outputs", "PreOutput", "Prediction", "RawJson", "Region",
     "RegionIds", "Target", "Tensor", "TensorSpec", "Transform", "export_post_hook",
     "export_pre_hook", "imagenet", "log", "nchw_size", "ops", "parse_class_names", "rle",

@@ -22,7 +22,7 @@ from .tensor import dtype_of
 #: The model metadata keys :meth:`Context.class_names` looks in, in this
 #: order: ultralytics' ``names``, the ``labels`` and ``classes`` of many
 #: exporters, PaddleOCR's ``character``. The Rust SDK's list, key for key.
-CLASS_NAME_KEYS = ("names", "labels", "classes", "character")
+CLASS_NAME_KEYS = ("names", "labels", "classes", "character", "id2label")
 
 TensorSpec = namedtuple("TensorSpec", "name dtype shape")
 TensorSpec.__doc__ = "A declared model input/output: name, dtype (``f32``, …), shape (-1 = dynamic)."

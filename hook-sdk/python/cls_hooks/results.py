@@ -175,6 +175,23 @@ class Region:
         return None
 
     @classmethod
+    def choices_above(cls, binding, class_names, probabilities, threshold):
+        """Every class the control knows whose probability is at least
+        ``threshold``, most probable first, as one ``choices`` region
+        (multi-label classification), scored with the highest of them;
+        ``None`` when no known class reaches the threshold."""
+        chosen = []
+        for index, p in ops.top_k(probabilities, len(probabilities)):
+            if p < ops.f32(threshold) or index >= len(class_names):
+                continue
+            label = binding.resolve_label(class_names[index])
+            if label is not None:
+                chosen.append((label, p))
+        if not chosen:
+            return None
+        return cls.choices(binding, [label for label, _ in chosen]).with_score(ops.widen(chosen[0][1]))
+
+    @classmethod
     def text_span(cls, target, start, end, text, labels):
         """``labels`` on text: characters ``start..end`` (code points, as
         Label Studio counts them in ``<Text>``), with the span's text."""

@@ -117,6 +117,29 @@ def span(encoding, index):
     return (start, end) if end > start else None
 
 
+def windows_from_carry(carry):
+    """The windows a pre-hook passed on as its carry (``{"windows": [...]}``,
+    fields named as in the WIT ``encoding``): what the built-in pre-hook sends
+    when it tokenizes a task's text. Each window is a ``SimpleNamespace``.
+
+    >>> w = windows_from_carry('{"windows": [{"ids": [101, 7592, 102], "special_tokens_mask": [1, 0, 1], '
+    ...                        '"word_ids": [null, 0, null], "offsets": [[0, 0], [0, 5], [0, 0]]}]}')
+    >>> span(w[0], 1)
+    (0, 5)
+    """
+    import json
+    from types import SimpleNamespace
+
+    try:
+        windows = json.loads(carry)["windows"]
+        return [SimpleNamespace(**{k: (list(map(tuple, v)) if k == "offsets" else v) for k, v in w.items()}) for w in windows]
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise BadConfig(
+            'the carry holds no tokenizer windows; the pre-hook must pass them on as {"windows": [...]}, '
+            "as the built-in pre-hook does"
+        ) from None
+
+
 def to_inputs(encoding, model_inputs):
     """One window as the model's inputs, shape ``[1, tokens]``: a tensor per
     declared input named ``input_ids``, ``attention_mask`` or

@@ -36,7 +36,7 @@ def main():
         )
         sys.path[:0] = [bindings, SDK, HERE]
         suite = unittest.defaultTestLoader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
-        for name in ("context", "errors", "image", "jsonenc", "labelconfig", "ops", "results", "rle", "tensor", "text"):
+        for name in ("context", "entities", "errors", "image", "jsonenc", "labelconfig", "ops", "results", "rle", "tensor", "text"):
             suite.addTests(doctest.DocTestSuite(importlib.import_module("cls_hooks." + name)))
         result = unittest.TextTestRunner(verbosity=1).run(suite)
         passed = result.testsRun - len(result.failures) - len(result.errors)

@@ -320,6 +320,91 @@ class Results(unittest.TestCase):
         self.assertEqual((empty.result, empty.score), ([], None))
 
 
+class Entities(unittest.TestCase):
+    """The same cases as the Rust SDK's `entities` tests, with the same answers."""
+
+    @staticmethod
+    def window(first_word, words):
+        from collections import namedtuple
+
+        W = namedtuple("W", "ids special_tokens_mask word_ids offsets")
+        ids, special, word_ids, offsets = [101], [1], [None], [(0, 0)]
+        for i, pieces in enumerate(words):
+            for span in pieces:
+                ids.append(1000)
+                special.append(0)
+                word_ids.append(first_word + i)
+                offsets.append(span)
+        return W(ids + [102], special + [1], word_ids + [None], offsets + [(0, 0)])
+
+    @staticmethod
+    def logits(tags, n_labels, strength):
+        return [strength if l == t else 0.0 for t in tags for l in range(n_labels)]
+
+    def spans(self, found):
+        return [(e.label, e.start, e.end) for e in found]
+
+    def test_bio_and_sub_words(self):
+        from cls_hooks.entities import entities
+
+        w = self.window(0, [[(0, 3)], [(4, 8), (8, 12)], [(13, 16)], [(17, 24)], [(25, 28), (28, 32)], [(33, 35)], [(36, 42)]])
+        found = entities([(w, self.logits([0, 1, 2, 0, 0, 1, 2, 3, 0, 3, 0], 5, 6.0))], ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+        self.assertEqual(self.spans(found), [("PER", 0, 12), ("PER", 17, 32), ("LOC", 36, 42)])
+
+    def test_bilou_io_and_type_changes(self):
+        from cls_hooks.entities import entities
+
+        w = self.window(0, [[(0, 2)], [(3, 5)], [(6, 8)], [(9, 11)]])
+        bilou = entities([(w, self.logits([0, 1, 3, 4, 4, 0], 5, 6.0))], ["O", "B-X", "I-X", "L-X", "U-X"])
+        self.assertEqual(self.spans(bilou), [("X", 0, 5), ("X", 6, 8), ("X", 9, 11)])
+        io = entities([(w, self.logits([0, 1, 1, 2, 0, 0], 3, 6.0))], ["O", "PER", "ORG"])
+        self.assertEqual(self.spans(io), [("PER", 0, 5), ("ORG", 6, 8)])
+
+    def test_an_entity_across_a_window_border_comes_out_whole_and_once(self):
+        from cls_hooks.entities import entities
+
+        a = self.window(0, [[(0, 1)], [(2, 3)], [(4, 5)], [(6, 7)]])
+        b = self.window(2, [[(4, 5)], [(6, 7)], [(8, 9)], [(10, 11)]])
+        found = entities(
+            [(a, self.logits([0, 0, 0, 0, 1, 0], 3, 2.0)), (b, self.logits([0, 0, 1, 2, 0, 0], 3, 6.0))],
+            ["O", "B-ORG", "I-ORG"],
+        )
+        self.assertEqual(self.spans(found), [("ORG", 6, 9)])
+
+    def test_nothing_found_and_bad_shapes(self):
+        from cls_hooks.entities import entities
+
+        w = self.window(0, [[(0, 2)]])
+        self.assertEqual(entities([(w, self.logits([0, 0, 0], 2, 6.0))], ["O", "B-X"]), [])
+        with self.assertRaises(BadConfig) as e:
+            entities([(w, [0.0] * 5)], ["O", "B-X"])
+        self.assertIn("5 values for 3 tokens and 2 labels", str(e.exception))
+
+    def test_regions_carry_the_original_text_and_the_configs_label(self):
+        from cls_hooks.entities import Entity
+
+        config = LabelConfig.parse(
+            '<View><Text name="text" value="$text"/><Labels name="ner" toName="text"><Label value="Person"/></Labels></View>'
+        )
+        binding = config.labels_for_text()
+        region = Entity("person", 10, 16, 0.9).to_region(binding, "Zoë 🎉 met Łukasz")
+        self.assertEqual((region.value["text"], region.value["labels"]), ("Łukasz", ["Person"]))
+        self.assertIsNone(Entity("MISC", 10, 16, 0.9).to_region(binding, "Zoë 🎉 met Łukasz"))
+
+
+class MultiLabel(unittest.TestCase):
+    def test_choices_above_a_threshold_most_probable_first(self):
+        config = LabelConfig.parse(
+            '<View><Text name="text" value="$text"/><Choices name="topics" toName="text" choice="multiple">'
+            '<Choice value="sport"/><Choice value="politics"/><Choice value="science"/></Choices></View>'
+        )
+        binding = config.choices_for_text()
+        region = Region.choices_above(binding, ["sport", "politics", "science"], [0.7, 0.2, 0.9], 0.5)
+        self.assertEqual(region.value["choices"], ["science", "sport"])
+        self.assertEqual(region.score, ops.widen(ops.f32(0.9)))
+        self.assertIsNone(Region.choices_above(binding, ["sport", "politics", "science"], [0.1, 0.2, 0.3], 0.5))
+
+
 class Rle(unittest.TestCase):
     def test_matches_the_converter_bit_for_bit(self):
         bits = "00000000000000000000000000001100" "00111" "0010" "0011" "0111" "1111" "1" "00" "111" "00000000" "1" "00" "011" "11111111"

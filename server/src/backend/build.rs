@@ -96,6 +96,7 @@ impl Loader {
             identity,
             pinned,
             tokenizer,
+            config_labels,
             lease,
         } = loaded;
         let mut config = config.clone();
@@ -103,6 +104,7 @@ impl Loader {
         let model_version = config.model_version.clone().unwrap_or_else(|| {
             derived_version(&label, &identity, pre.as_deref(), &post, &config.params)
         });
+        let model_metadata = model_metadata(&model, config_labels);
         let backend = Backend {
             name: p.name.clone(),
             config,
@@ -110,6 +112,7 @@ impl Loader {
             model_description: description,
             model,
             tokenizer,
+            model_metadata,
             pre_hook: pre,
             post_hook: Arc::new(post),
             limits,
@@ -126,6 +129,27 @@ impl Loader {
         Ok(backend)
     }
 }
+
+/// The model's ONNX metadata, plus the head's label names from its
+/// `config.json` as `id2label` (a JSON list) when the graph names none
+/// under that key: hooks find class names in one place.
+fn model_metadata(
+    model: &crate::model::OnnxModel,
+    config_labels: Option<Vec<String>>,
+) -> Vec<(String, String)> {
+    let mut metadata = model.metadata().to_vec();
+    let named = metadata.iter().any(|(k, _)| k == ID2LABEL_KEY);
+    if let Some(labels) = config_labels.filter(|_| !named) {
+        metadata.push((
+            ID2LABEL_KEY.to_owned(),
+            serde_json::Value::from(labels).to_string(),
+        ));
+    }
+    metadata
+}
+
+/// The metadata key a transformer head's label names are given under.
+const ID2LABEL_KEY: &str = "id2label";
 
 /// `<model>-<8 hex>`: changes whenever the model, a hook or the hook params
 /// change, so Label Studio re-predicts tasks after a reconfiguration and

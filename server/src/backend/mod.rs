@@ -308,6 +308,9 @@ pub struct Backend {
     pub model: Arc<OnnxModel>,
     /// The model's tokenizer, given to hooks that ask for it.
     pub tokenizer: crate::model::ModelTokenizer,
+    /// What hooks see as the model's metadata: the graph's, plus the
+    /// label names of a transformer head's `config.json`.
+    pub model_metadata: Vec<(String, String)>,
     pub pre_hook: Option<Arc<Hook>>,
     pub post_hook: Arc<Hook>,
     pub limits: HookLimits,

@@ -14,7 +14,7 @@ use super::mlmodel::{ExecutionMode, GraphOptimizationLevel, MlModel, SignatureSp
 use super::registry::ProgressFn;
 use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
 use super::source::{MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri};
-use super::tokenizer::ModelTokenizer;
+use super::tokenizer::{ModelTokenizer, config_label_names};
 use crate::secret::Secret;
 use crate::tensor::{ElementType, TensorSpec};
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,8 @@ pub struct LoadedModel {
     pub pinned: Option<ModelUri>,
     /// The `tokenizer.json` found with the model, loaded, or why there is none.
     pub tokenizer: ModelTokenizer,
+    /// The head's label names from a `config.json` beside the graph.
+    pub config_labels: Option<Vec<String>>,
     /// Held for as long as a backend uses the model (blocks cache eviction).
     pub lease: Box<dyn Send + Sync>,
 }
@@ -187,11 +189,14 @@ impl ModelLoader {
             check_signature("input", &signature.inputs, model.inputs())?;
             check_signature("output", &signature.outputs, model.outputs())?;
         }
-        let tokenizer = {
+        let (tokenizer, config_labels) = {
             let (dir, onnx) = (cached.dir.clone(), cached.onnx_path.clone());
-            tokio::task::spawn_blocking(move || ModelTokenizer::find(&dir, &onnx))
-                .await
-                .map_err(|e| ModelLoadError::Config(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                let tokenizer = ModelTokenizer::find(&dir, &onnx);
+                (tokenizer, config_label_names(&dir, &onnx))
+            })
+            .await
+            .map_err(|e| ModelLoadError::Config(e.to_string()))?
         };
         Ok(LoadedModel {
             model,
@@ -199,6 +204,7 @@ impl ModelLoader {
             identity,
             pinned: cached.pinned,
             tokenizer,
+            config_labels,
             description: cached.description,
             lease: Box::new(cached.lease),
         })

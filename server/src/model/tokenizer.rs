@@ -1,7 +1,8 @@
 //! The model's own tokenizer: the `tokenizer.json` that transformer exports
 //! keep beside the graph (Hugging Face Optimum, `torch.onnx`, MLflow's
 //! transformers flavor), loaded once per backend and shared by every hook
-//! call, so a text hook neither ships a vocabulary nor reloads one per task.
+//! call, so a text hook neither ships a vocabulary nor reloads one per task;
+//! and the label names of its head (`config.json`'s `id2label`).
 //!
 //! Encodings give offsets in characters (Unicode code points) of the
 //! original text, as Label Studio counts span `start`/`end`, and split a long
@@ -22,6 +23,19 @@ use crate::size::human;
 
 /// The file name transformer exports use.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// A transformers model's configuration, with its head's `id2label`.
+const CONFIG_FILE: &str = "config.json";
+
+/// Where `config.json` is looked for after the ONNX file's folder.
+const CONFIG_PLACES: [&str; 3] = [
+    CONFIG_FILE,
+    "extra_files/config.json",
+    "components/config.json",
+];
+
+/// Largest `config.json` read (they are a few KiB).
+const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
 
 /// Largest `tokenizer.json` loaded: the largest common vocabularies (e.g.
 /// 256k-token SentencePiece models) take ~35 MB.
@@ -110,6 +124,38 @@ impl ModelTokenizer {
     }
 }
 
+/// The label names of a transformer head, from the `config.json` beside
+/// its graph (`id2label`, ordered by id), for models whose ONNX metadata
+/// names no classes. `None` when there is no such file or it names none.
+pub fn config_label_names(dir: &Path, onnx_path: &Path) -> Option<Vec<String>> {
+    let beside = onnx_path.parent().map(|p| p.join(CONFIG_FILE));
+    let path = beside
+        .into_iter()
+        .chain(CONFIG_PLACES.iter().map(|p| dir.join(p)))
+        .find(|p| p.is_file())?;
+    let small = std::fs::metadata(&path).is_ok_and(|m| m.len() <= MAX_CONFIG_FILE_BYTES);
+    let text = std::fs::read_to_string(&path).ok().filter(|_| small)?;
+    let names = id2label(&text);
+    if names.is_none() {
+        tracing::debug!(path = %path.display(), "config.json names no labels (no usable id2label)");
+    }
+    names
+}
+
+/// `id2label` of a transformers `config.json`, in id order; `None` unless
+/// the ids are exactly 0..n.
+fn id2label(config: &str) -> Option<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_str(config).ok()?;
+    let map = value.get("id2label")?.as_object()?;
+    let mut pairs: Vec<(usize, String)> = map
+        .iter()
+        .map(|(id, name)| Some((id.parse().ok()?, name.as_str()?.to_owned())))
+        .collect::<Option<_>>()?;
+    pairs.sort_by_key(|(id, _)| *id);
+    let contiguous = pairs.iter().enumerate().all(|(i, (id, _))| i == *id);
+    (contiguous && !pairs.is_empty()).then(|| pairs.into_iter().map(|(_, n)| n).collect())
+}
+
 /// How to tokenize one text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct EncodeOptions {
@@ -176,6 +222,9 @@ impl Encoding {
 pub struct Tokenizer {
     base: tokenizers::Tokenizer,
     source: PathBuf,
+    /// The truncation length the file was saved with (the model's maximum
+    /// sequence length, for most exports).
+    saved_max_length: Option<u32>,
 }
 
 impl Tokenizer {
@@ -199,6 +248,9 @@ impl Tokenizer {
                  tokenizers JSON file (tokenizer.save(\"tokenizer.json\"))"
             ))
         })?;
+        let saved_max_length = base
+            .get_truncation()
+            .and_then(|t| u32::try_from(t.max_length).ok());
         base.with_truncation(None)
             .map_err(|e| failed(e.to_string()))?
             .with_padding(None);
@@ -208,12 +260,18 @@ impl Tokenizer {
         Ok(Self {
             base,
             source: path.to_owned(),
+            saved_max_length,
         })
     }
 
     /// Where it was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// The maximum sequence length the file was saved with, if any.
+    pub fn max_length(&self) -> Option<u32> {
+        self.saved_max_length
     }
 
     /// Tokens in the vocabulary, added tokens included.
@@ -386,4 +444,21 @@ fn display_name(path: &Path) -> String {
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id2label_is_read_in_id_order_and_only_when_complete() {
+        let config = r#"{"architectures": ["BertForTokenClassification"],
+            "id2label": {"2": "I-PER", "0": "O", "1": "B-PER"}}"#;
+        assert_eq!(id2label(config).unwrap(), ["O", "B-PER", "I-PER"]);
+        assert_eq!(id2label(r#"{"id2label": {"0": "O", "2": "X"}}"#), None);
+        assert_eq!(id2label(r#"{"id2label": {"zero": "O"}}"#), None);
+        assert_eq!(id2label(r#"{"id2label": {}}"#), None);
+        assert_eq!(id2label(r#"{"hidden_size": 384}"#), None);
+        assert_eq!(id2label("not json"), None);
+    }
 }

@@ -1,5 +1,12 @@
 //! The pre-hook used when a backend has none: text becomes a string tensor,
-//! an image becomes the tensor the model's input shape asks for.
+//! or the model's tokens when it takes `input_ids` and has a tokenizer; an
+//! image becomes the tensor the model's input shape asks for.
+//!
+//! Text for a transformer is tokenized with the model's own tokenizer into
+//! one window: as long as the input's fixed sequence length (padded), else
+//! at most [`MAX_DYNAMIC_TOKENS`] (or what `tokenizer.json` truncates to).
+//! The window's offsets, word ids and tokens go to the post-hook as the
+//! carry (`{"windows": [...]}`), so it can map token outputs to spans.
 //!
 //! Images are resized (stretched) to the input's height and width, scaled to
 //! 0–1 for `f32` inputs (raw 0–255 for `u8`), RGB (or grey for one channel),
@@ -9,7 +16,16 @@
 
 use crate::hooks::{Datapoint, DatapointInfo, PreOutput};
 use crate::imageops::{self, Channels, Image, Layout, TensorOptions};
-use crate::tensor::{ElementType, Tensor, TensorSpec};
+use crate::model::{EncodeOptions, Encoding, ModelTokenizer};
+use crate::tensor::{ElementType, Tensor, TensorData, TensorSpec};
+
+/// Longest window of tokens fed to a model whose sequence length is open
+/// and whose `tokenizer.json` names no maximum: BERT-sized models' limit.
+pub const MAX_DYNAMIC_TOKENS: u32 = 512;
+
+/// The model inputs the built-in pre-hook fills from the tokenizer, by the
+/// names transformer exports use.
+const TOKEN_INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"];
 
 /// Largest side used for an image input whose size the model leaves open.
 pub const MAX_DYNAMIC_SIDE: u32 = 1024;
@@ -21,14 +37,20 @@ pub const MAX_DYNAMIC_SIDE: u32 = 1024;
 pub fn run(
     datapoints: &[Datapoint],
     inputs: &[TensorSpec],
+    tokenizer: &ModelTokenizer,
     max_decode_bytes: usize,
 ) -> Result<(PreOutput, Vec<DatapointInfo>), String> {
     let mut infos: Vec<DatapointInfo> = datapoints.iter().map(describe).collect();
     let mut tensors = Vec::with_capacity(inputs.len());
+    let window = match inputs.iter().find(|s| is_token_input(s)) {
+        Some(spec) => Some(tokenize(spec, inputs, datapoints, tokenizer)?),
+        None => None,
+    };
     for spec in inputs {
-        let tensor = match spec.element_type {
-            Some(ElementType::String) => text_tensor(spec, datapoints)?,
-            Some(ty @ (ElementType::F32 | ElementType::U8)) if spec.shape.len() == 4 => {
+        let tensor = match (spec.element_type, &window) {
+            (_, Some(window)) if is_token_input(spec) => token_tensor(spec, window)?,
+            (Some(ElementType::String), _) => text_tensor(spec, datapoints)?,
+            (Some(ty @ (ElementType::F32 | ElementType::U8)), _) if spec.shape.len() == 4 => {
                 image_tensor(spec, ty, datapoints, &mut infos, max_decode_bytes)?
             }
             _ => {
@@ -43,13 +65,103 @@ pub fn run(
         };
         tensors.push(tensor);
     }
+    let carry = window.as_ref().map(window_carry);
     Ok((
         PreOutput {
             inputs: tensors,
-            carry: None,
+            carry,
         },
         infos,
     ))
+}
+
+/// An integer input named like a tokenizer output.
+fn is_token_input(spec: &TensorSpec) -> bool {
+    TOKEN_INPUTS.contains(&spec.name.as_str())
+        && matches!(spec.element_type, Some(ElementType::I64 | ElementType::I32))
+}
+
+/// The task's text as one window of the model's tokens, as long as the
+/// model's sequence dimension allows.
+fn tokenize(
+    spec: &TensorSpec,
+    inputs: &[TensorSpec],
+    datapoints: &[Datapoint],
+    tokenizer: &ModelTokenizer,
+) -> Result<Encoding, String> {
+    let tokenizer = tokenizer.get().map_err(|e| {
+        format!(
+            "model input '{}' takes token ids, and {e}; or upload a pre_hook",
+            spec.name
+        )
+    })?;
+    let text = first_text(spec, datapoints)?;
+    let fixed = inputs
+        .iter()
+        .filter(|s| is_token_input(s))
+        .find_map(|s| s.shape.get(1).copied().filter(|&d| d > 0))
+        .map(|d| u32::try_from(d).unwrap_or(u32::MAX));
+    let options = EncodeOptions {
+        add_special_tokens: true,
+        max_length: Some(
+            fixed.unwrap_or_else(|| tokenizer.max_length().unwrap_or(MAX_DYNAMIC_TOKENS)),
+        ),
+        stride: None,
+        pad_to_max_length: fixed.is_some(),
+    };
+    let mut windows = tokenizer
+        .encode(&text, None, options)
+        .map_err(|e| e.to_string())?;
+    windows
+        .pop()
+        .ok_or_else(|| "the tokenizer returned no window".to_owned())
+}
+
+/// One token input `[1, tokens]` of the window, in the declared type.
+fn token_tensor(spec: &TensorSpec, window: &Encoding) -> Result<Tensor, String> {
+    let values: Vec<i64> = match spec.name.as_str() {
+        "input_ids" => window.ids.iter().map(|&v| i64::from(v)).collect(),
+        "attention_mask" => window
+            .attention_mask
+            .iter()
+            .map(|&v| i64::from(v))
+            .collect(),
+        _ => window.type_ids.iter().map(|&v| i64::from(v)).collect(),
+    };
+    let (element_type, bytes) = if spec.element_type == Some(ElementType::I32) {
+        let bytes = values
+            .iter()
+            .flat_map(|&v| (v as i32).to_le_bytes())
+            .collect();
+        (ElementType::I32, bytes)
+    } else {
+        (
+            ElementType::I64,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
+    };
+    let shape = vec![1, values.len() as u64];
+    Tensor::new(
+        spec.name.clone(),
+        element_type,
+        shape,
+        TensorData::Bytes(bytes),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// What a post-hook needs to map the window's token outputs to characters.
+fn window_carry(window: &Encoding) -> String {
+    serde_json::json!({"windows": [{
+        "ids": window.ids,
+        "type_ids": window.type_ids,
+        "attention_mask": window.attention_mask,
+        "special_tokens_mask": window.special_tokens_mask,
+        "word_ids": window.word_ids,
+        "offsets": window.offsets,
+        "tokens": window.tokens,
+    }]})
+    .to_string()
 }
 
 /// A warning for models whose image input leaves its height or width open
@@ -151,7 +263,8 @@ fn looks_like_image(d: &Datapoint) -> bool {
     d.content_type.starts_with("image/") || d.uri.is_some() && !d.content_type.starts_with("text/")
 }
 
-fn text_tensor(spec: &TensorSpec, datapoints: &[Datapoint]) -> Result<Tensor, String> {
+/// The task's first text field, for model input `spec`.
+fn first_text(spec: &TensorSpec, datapoints: &[Datapoint]) -> Result<String, String> {
     let text = datapoints
         .iter()
         .find(|d| d.content_type.starts_with("text/"))
@@ -161,7 +274,11 @@ fn text_tensor(spec: &TensorSpec, datapoints: &[Datapoint]) -> Result<Tensor, St
                 spec.name
             )
         })?;
-    let value = String::from_utf8_lossy(&text.data).into_owned();
+    Ok(String::from_utf8_lossy(&text.data).into_owned())
+}
+
+fn text_tensor(spec: &TensorSpec, datapoints: &[Datapoint]) -> Result<Tensor, String> {
+    let value = first_text(spec, datapoints)?;
     // One element, shaped like the spec with every dynamic dimension as 1.
     let shape: Vec<u64> = spec
         .shape

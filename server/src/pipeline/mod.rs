@@ -445,7 +445,7 @@ fn base_context(
         interactive_context: interactive,
         model_inputs: backend.model.inputs().to_vec(),
         model_outputs: backend.model.outputs().to_vec(),
-        model_metadata: backend.model.metadata().to_vec(),
+        model_metadata: backend.model_metadata.clone(),
         datapoints: Vec::new(),
         carry: None,
         params: backend.config.params.clone(),
@@ -485,9 +485,10 @@ async fn prepare(
         None => {
             let inputs = backend.model.inputs().to_vec();
             let max_decode = backend.limits.memory_bytes;
+            let tokenizer = backend.tokenizer.clone();
             // Off the async workers, one decode per core.
             crate::compute::pool()
-                .run(move || builtin_pre::run(&datapoints, &inputs, max_decode))
+                .run(move || builtin_pre::run(&datapoints, &inputs, &tokenizer, max_decode))
                 .await
                 .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?
                 .map_err(|e| TaskError::new(Stage::PreHook, format!("built-in pre-hook: {e}")))?

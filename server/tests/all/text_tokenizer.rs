@@ -371,9 +371,10 @@ async fn a_pre_hook_tokenizes_through_the_host_with_the_backends_tokenizer() {
 }
 
 /// Through a real server: a backend on an MLflow model folder whose
-/// `tokenizer.json` was logged as `extra_files` gives it to the pre-hook; a
-/// backend on a model without one fails each task with what to add, and the
-/// other tasks of the request are not affected.
+/// `tokenizer.json` and `config.json` were logged as `extra_files` gives the
+/// tokenizer to the pre-hook and the head's `id2label` to the post-hook as
+/// class names; a backend on a model without a tokenizer fails each task
+/// with what to add.
 #[test]
 fn a_backend_hands_its_model_folders_tokenizer_to_the_pre_hook() {
     use harness::{Configure, Server, ServerOptions, client};
@@ -426,6 +427,11 @@ fn a_backend_hands_its_model_folders_tokenizer_to_the_pre_hook() {
             json!(0.5),
             "tokenized and predicted: {body}"
         );
+        assert_eq!(
+            result["class_names"],
+            json!(["O", "B-PER", "I-PER"]),
+            "config.json's id2label: {body}"
+        );
     }
     let body = predict("plain");
     for result in body["results"].as_array().expect("results") {
@@ -434,5 +440,64 @@ fn a_backend_hands_its_model_folders_tokenizer_to_the_pre_hook() {
             error.contains("no tokenizer.json") && error.contains("extra_files"),
             "{body}"
         );
+    }
+}
+
+/// Without a pre-hook, a model that takes `input_ids` and has a tokenizer
+/// gets the task's text tokenized: one window as long as the tokenizer was
+/// saved to truncate at, the window's offsets as the carry.
+#[test]
+fn the_builtin_pre_hook_tokenizes_text_for_a_model_that_takes_token_ids() {
+    use harness::{Configure, Server, ServerOptions, client};
+    let folder = require!(
+        "the token_ids model folder (scripts/py/make_models.py)",
+        model("mlflow/token_ids")
+    );
+    let tokenizer = Tokenizer::load(&folder.join("extra_files/tokenizer.json")).expect("load");
+    let server = Server::start(ServerOptions::default());
+    let request = Configure {
+        config: json!({"model": {"uri": folder.display().to_string()}}),
+        post_hook: Some(read(&fixture_hook("echoes-outputs"))),
+        ..Configure::default()
+    };
+    let response = client()
+        .put(format!("{}/backends/auto", server.url))
+        .multipart(request.form())
+        .send()
+        .expect("configure");
+    assert!(response.status().is_success(), "{:?}", response.text());
+
+    let texts = ["Zoë flew to Kraków 🎉".to_owned(), long_text()];
+    let tasks: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"id": i + 1, "data": {"text": t}}))
+        .collect();
+    let body: Value = client()
+        .post(format!("{}/backends/auto/predict", server.url))
+        .json(&json!({ "tasks": tasks }))
+        .send()
+        .expect("predict")
+        .json()
+        .expect("JSON");
+    let max = tokenizer.max_length().unwrap_or(512);
+    for (text, result) in texts
+        .iter()
+        .zip(body["results"].as_array().expect("results"))
+    {
+        let window = tokenizer
+            .encode(text, None, options(true, Some(max), None, false))
+            .expect("encode")
+            .remove(0);
+        let sum: u64 = window.ids.iter().map(|&i| u64::from(i)).sum();
+        assert_eq!(
+            result["outputs"]["id_sum"],
+            json!([sum as f32]),
+            "the model got the text's tokens: {result}"
+        );
+        let carry: Value =
+            serde_json::from_str(result["carry"].as_str().expect("a carry")).expect("JSON");
+        assert_eq!(carry["windows"][0]["offsets"], as_json(&window)["offsets"]);
+        assert!(window.ids.len() <= max as usize);
     }
 }

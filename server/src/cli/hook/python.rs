@@ -45,6 +45,7 @@ const SDK: &[(&str, &str)] = sdk_files!(
     "__init__.py",
     "_wit.py",
     "context.py",
+    "entities.py",
     "errors.py",
     "export.py",
     "image.py",

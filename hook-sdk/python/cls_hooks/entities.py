@@ -1,0 +1,130 @@
+"""Token classification (NER) to Label Studio spans: per-token logits of one
+or more tokenizer windows become :class:`Entity` spans with character
+offsets in the original text, then ``labels`` regions (the twin of the Rust
+SDK's ``entities`` module, with the same results).
+
+Words are labelled by their first sub-token; a word seen in several
+overlapping windows keeps its most confident prediction, so an entity cut
+by a window border comes out whole. Tags follow BIO/IOB2 (``B-PER``,
+``I-PER``, ``O``), BILOU/BIOES (``U-``/``S-`` single, ``L-``/``E-`` last) or
+plain IO (``PER``).
+
+>>> from collections import namedtuple
+>>> W = namedtuple("W", "ids special_tokens_mask word_ids offsets")
+>>> # "Ada Lovelace wrote": [CLS] ada love ##lace wrote [SEP]
+>>> w = W([101, 1, 2, 3, 4, 102], [1, 0, 0, 0, 0, 1], [None, 0, 1, 1, 2, None],
+...       [(0, 0), (0, 3), (4, 8), (8, 12), (13, 18), (0, 0)])
+>>> logits = [0, 0, 0,  0, 5, 0,  0, 0, 5,  5, 0, 0,  5, 0, 0,  0, 0, 0]
+>>> [(e.label, e.start, e.end) for e in entities([(w, logits)], ["O", "B-PER", "I-PER"])]
+[('PER', 0, 12)]
+"""
+
+from . import ops
+from .errors import BadConfig
+from .results import Region
+
+
+class Entity:
+    """A span of the text with one label; ``start``/``end`` in characters."""
+
+    __slots__ = ("label", "start", "end", "score")
+
+    def __init__(self, label, start, end, score):
+        self.label, self.start, self.end, self.score = label, start, end, score
+
+    def __repr__(self):
+        return "Entity(%r, %d, %d, %.3f)" % (self.label, self.start, self.end, self.score)
+
+    def to_region(self, binding, text):
+        """A ``labels`` region on ``text``, the label resolved against the
+        control; ``None`` when the labeling config does not know it."""
+        label = binding.resolve_label(self.label)
+        if label is None:
+            return None
+        return Region.text_span(binding, self.start, self.end, text[self.start : self.end], [label]).with_score(
+            self.score
+        )
+
+
+def regions(found, binding, text):
+    """``labels`` regions for every entity the labeling config knows."""
+    return [r for r in (e.to_region(binding, text) for e in found) if r is not None]
+
+
+def _parse_tag(tag):
+    if tag in ("O", ""):
+        return "outside", ""
+    if len(tag) > 2 and tag[1] in "-_":
+        position = {"B": "begin", "I": "inside", "L": "last", "E": "last", "U": "single", "S": "single"}.get(tag[0])
+        if position:
+            return position, tag[2:]
+    return "inside", tag
+
+
+def _span(window, index):
+    if index >= len(window.offsets) or window.special_tokens_mask[index]:
+        return None
+    start, end = window.offsets[index]
+    return (start, end) if end > start else None
+
+
+def _word_labels(windows, n_labels):
+    words = {}
+    for window, logits in windows:
+        tokens = len(window.ids)
+        if n_labels == 0 or len(logits) != tokens * n_labels:
+            raise BadConfig(
+                "token logits hold %d values for %d tokens and %d labels; expected [tokens, labels] per window"
+                % (len(logits), tokens, n_labels)
+            )
+        previous = None
+        for index in range(tokens):
+            span = _span(window, index)
+            if span is None:
+                previous = None
+                continue
+            word = window.word_ids[index]
+            if word is None:
+                continue
+            first = previous != word
+            previous = word
+            if first:
+                label, score = ops.argmax(ops.softmax(logits[index * n_labels : (index + 1) * n_labels]))
+                best = words.get(word)
+                if best is None:
+                    words[word] = [span[0], span[1], label, score]
+                elif score > best[3]:
+                    words[word] = [min(best[0], span[0]), max(best[1], span[1]), label, score]
+            elif word in words:
+                words[word][1] = max(words[word][1], span[1])
+    return [words[w] for w in sorted(words)]
+
+
+def entities(windows, labels):
+    """Entities in ``windows`` (pairs of a tokenizer window and its flat
+    ``tokens × labels`` logits), in text order."""
+    found, open_ = [], None
+
+    def close():
+        nonlocal open_
+        if open_ is not None:
+            entity, n = open_
+            entity.score = ops.f32(entity.score / n)
+            found.append(entity)
+            open_ = None
+
+    for start, end, label, score in _word_labels(windows, len(labels)):
+        tag = labels[label] if label < len(labels) else "O"
+        position, kind = _parse_tag(tag)
+        if position in ("inside", "last") and open_ is not None and open_[0].label == kind:
+            open_[0].end = end
+            open_[0].score = ops.f32(open_[0].score + score)
+            open_ = (open_[0], open_[1] + 1)
+        else:
+            close()
+            if position != "outside":
+                open_ = (Entity(kind, start, end, score), 1)
+        if position in ("last", "single"):
+            close()
+    close()
+    return found
