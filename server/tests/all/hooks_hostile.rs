@@ -242,11 +242,11 @@ async fn hooks_read_the_params_of_their_context() {
     };
     assert_eq!(
         call(json!({})).await.expect("runs"),
-        r#"{"result":[],"score":0.5}"#
+        r#"{"result":[],"score":0.5,"class_names":null}"#
     );
     assert_eq!(
         call(json!({"score": 0.75})).await.expect("runs"),
-        r#"{"result":[],"score":0.75}"#
+        r#"{"result":[],"score":0.75,"class_names":null}"#
     );
     let err = call(json!({"score": [1]}))
         .await
