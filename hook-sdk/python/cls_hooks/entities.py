@@ -3,9 +3,10 @@ or more tokenizer windows become :class:`Entity` spans with character
 offsets in the original text, then ``labels`` regions (the twin of the Rust
 SDK's ``entities`` module, with the same results).
 
-Words are labelled by their first sub-token; a word seen in several
-overlapping windows keeps its most confident prediction, so an entity cut
-by a window border comes out whole. Tags follow BIO/IOB2 (``B-PER``,
+Words are labelled by their first sub-token. A word seen in several
+overlapping windows takes its label from the window where it has the most
+context (the most tokens on its nearer side; ties go to the more
+confident), so an entity cut by a window border comes out whole. Tags follow BIO/IOB2 (``B-PER``,
 ``I-PER``, ``O``), BILOU/BIOES (``U-``/``S-`` single, ``L-``/``E-`` last) or
 plain IO (``PER``).
 
@@ -51,6 +52,33 @@ def regions(found, binding, text):
     return [r for r in (e.to_region(binding, text) for e in found) if r is not None]
 
 
+def window_scores(windows, logits):
+    """Pairs each window with its rows of a token-classification output
+    (an :class:`~cls_hooks.tensor.Array`, ``[windows, tokens, labels]`` or
+    ``[tokens, labels]``): the step between the model's logits and
+    :func:`entities`.
+
+    >>> from collections import namedtuple
+    >>> from cls_hooks.tensor import Array
+    >>> W = namedtuple("W", "ids")
+    >>> [len(rows) for _, rows in window_scores([W([1, 2, 3])], Array([1, 3, 2], [0.0] * 6))]
+    [6]
+    """
+    n_labels = logits.shape[-1] if logits.shape else 0
+    tokens = sum(len(w.ids) for w in windows)
+    if n_labels == 0 or len(logits.data) != tokens * n_labels:
+        raise BadConfig(
+            "token logits of shape %s do not fit %d tokenizer windows of %d tokens in all; "
+            "expected [windows, tokens, labels]" % (list(logits.shape), len(windows), tokens)
+        )
+    pairs, at = [], 0
+    for w in windows:
+        size = len(w.ids) * n_labels
+        pairs.append((w, logits.data[at : at + size]))
+        at += size
+    return pairs
+
+
 def _parse_tag(tag):
     if tag in ("O", ""):
         return "outside", ""
@@ -77,6 +105,8 @@ def _word_labels(windows, n_labels):
                 "token logits hold %d values for %d tokens and %d labels; expected [tokens, labels] per window"
                 % (len(logits), tokens, n_labels)
             )
+        text_tokens = [i for i in range(tokens) if _span(window, i) is not None]
+        first_text, last_text = (text_tokens[0], text_tokens[-1]) if text_tokens else (0, 0)
         previous = None
         for index in range(tokens):
             span = _span(window, index)
@@ -90,11 +120,12 @@ def _word_labels(windows, n_labels):
             previous = word
             if first:
                 label, score = ops.argmax(ops.softmax(logits[index * n_labels : (index + 1) * n_labels]))
+                context = min(index - first_text, last_text - index)
                 best = words.get(word)
                 if best is None:
-                    words[word] = [span[0], span[1], label, score]
-                elif score > best[3]:
-                    words[word] = [min(best[0], span[0]), max(best[1], span[1]), label, score]
+                    words[word] = [span[0], span[1], label, score, context]
+                elif (context, score) > (best[4], best[3]):
+                    words[word] = [min(best[0], span[0]), max(best[1], span[1]), label, score, context]
             elif word in words:
                 words[word][1] = max(words[word][1], span[1])
     return [words[w] for w in sorted(words)]
@@ -113,7 +144,7 @@ def entities(windows, labels):
             found.append(entity)
             open_ = None
 
-    for start, end, label, score in _word_labels(windows, len(labels)):
+    for start, end, label, score, _ in _word_labels(windows, len(labels)):
         tag = labels[label] if label < len(labels) else "O"
         position, kind = _parse_tag(tag)
         if position in ("inside", "last") and open_ is not None and open_[0].label == kind:

@@ -127,17 +127,91 @@ def windows_from_carry(carry):
     >>> span(w[0], 1)
     (0, 5)
     """
+    return _windows_in(_parse_carry(carry))
+
+
+def _bad_carry(why):
+    return BadConfig(
+        'the carry holds no tokenizer windows (%s); the pre-hook must pass them on as {"text": ..., '
+        '"windows": [...]} (TokenizedText.to_carry), as the built-in pre-hook does' % why
+    )
+
+
+def _parse_carry(carry):
     import json
+
+    try:
+        return json.loads(carry)
+    except (TypeError, ValueError):
+        raise _bad_carry("not JSON") from None
+
+
+def _windows_in(carry):
     from types import SimpleNamespace
 
     try:
-        windows = json.loads(carry)["windows"]
-        return [SimpleNamespace(**{k: (list(map(tuple, v)) if k == "offsets" else v) for k, v in w.items()}) for w in windows]
-    except (TypeError, ValueError, KeyError, AttributeError):
-        raise BadConfig(
-            'the carry holds no tokenizer windows; the pre-hook must pass them on as {"windows": [...]}, '
-            "as the built-in pre-hook does"
-        ) from None
+        return [
+            SimpleNamespace(**{k: (list(map(tuple, v)) if k == "offsets" else v) for k, v in w.items()})
+            for w in carry["windows"]
+        ]
+    except (TypeError, KeyError, AttributeError):
+        raise _bad_carry('no "windows" list') from None
+
+
+_WINDOW_FIELDS = ("ids", "type_ids", "attention_mask", "special_tokens_mask", "word_ids", "offsets", "tokens")
+
+
+class TokenizedText:
+    """A text and the windows of tokens it was cut into: what a text pre-hook
+    passes on to its post-hook as the carry (:meth:`to_carry`), so token
+    outputs map back to characters of this text. The built-in pre-hook
+    passes the same on when it tokenizes a task.
+
+    >>> # in a pre-hook:
+    >>> # t = TokenizedText.new(Tokenizer.open(), text, sliding(256, 64, pad=True))
+    >>> # return PreOutput(t.to_inputs(ctx.model_inputs), carry=t.to_carry())
+    >>> t = TokenizedText.from_carry('{"text": "hello", "windows": [{"ids": [101, 7592, 102], '
+    ...     '"special_tokens_mask": [1, 0, 1], "word_ids": [null, 0, null], "offsets": [[0, 0], [0, 5], [0, 0]]}]}')
+    >>> (t.text, span(t.windows[0], 1))
+    ('hello', (0, 5))
+    """
+
+    def __init__(self, text, windows):
+        self.text = text
+        self.windows = list(windows)
+
+    @classmethod
+    def new(cls, tokenizer, text, options=None):
+        """Tokenizes ``text`` with ``tokenizer``."""
+        return cls(text, tokenizer.encode(text, options))
+
+    @classmethod
+    def from_context(cls, ctx):
+        """What the pre-hook passed on to this post-hook (see :meth:`from_carry`)."""
+        if ctx.carry is None:
+            raise _bad_carry("the pre-hook passed no carry")
+        return cls.from_carry(ctx.carry)
+
+    @classmethod
+    def from_carry(cls, carry):
+        """What :meth:`to_carry` (or the built-in pre-hook) passed on."""
+        value = _parse_carry(carry)
+        text = value.get("text") if isinstance(value, dict) else None
+        if not isinstance(text, str):
+            raise _bad_carry('no "text"')
+        return cls(text, _windows_in(value))
+
+    def to_carry(self):
+        """The carry for the post-hook: ``{"text": ..., "windows": [...]}``."""
+        import json
+
+        windows = [{k: list(getattr(w, k)) for k in _WINDOW_FIELDS if hasattr(w, k)} for w in self.windows]
+        return json.dumps({"text": self.text, "windows": windows})
+
+    def to_inputs(self, model_inputs):
+        """Every window as the model's inputs, stacked ``[windows, tokens]``
+        (see :func:`to_inputs`); the windows must be padded to one length."""
+        return _stacked_inputs(self.windows, model_inputs)
 
 
 def to_inputs(encoding, model_inputs):
@@ -153,16 +227,27 @@ def to_inputs(encoding, model_inputs):
     >>> [t.to_list() for t in inputs]
     [[101, 7592, 102], [1, 1, 1]]
     """
-    fields = {INPUT_IDS: encoding.ids, ATTENTION_MASK: encoding.attention_mask, TOKEN_TYPE_IDS: encoding.type_ids}
+    return _stacked_inputs([encoding], model_inputs)
+
+
+def _stacked_inputs(windows, model_inputs):
+    width = len(windows[0].ids) if windows else 0
+    for w in windows:
+        if len(w.ids) != width:
+            raise BadConfig(
+                "tokenizer windows of %d and %d tokens cannot be stacked into one input; "
+                "pad them to one length (pad=True)" % (width, len(w.ids))
+            )
     out = []
     for spec in model_inputs:
-        if spec.name not in fields:
+        field = {INPUT_IDS: "ids", ATTENTION_MASK: "attention_mask", TOKEN_TYPE_IDS: "type_ids"}.get(spec.name)
+        if field is None:
             raise BadConfig(
                 "the model input '%s' is not one a tokenizer fills (%s, %s, %s); fill it in the pre-hook"
                 % (spec.name, INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
             )
         if spec.dtype not in ("i64", "i32"):
             raise BadConfig("the model input '%s' is %s; token inputs are int64 or int32" % (spec.name, spec.dtype))
-        values = list(fields[spec.name])
-        out.append(tensor(spec.name, [1, len(values)], values, dtype=spec.dtype))
+        values = [v for w in windows for v in getattr(w, field)]
+        out.append(tensor(spec.name, [len(windows), width], values, dtype=spec.dtype))
     return out

@@ -82,8 +82,8 @@ pub(crate) fn invalid(location: impl Into<String>, message: impl Into<String>) -
     }
 }
 
-/// A short name for a JSON value's type, for messages.
-pub(crate) fn json_type(value: &Value) -> &'static str {
+/// A short name for a JSON value's type, for messages (`a number`, `a list`).
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

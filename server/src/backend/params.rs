@@ -41,7 +41,9 @@ impl HookParams {
     /// Checks `value` and keeps it.
     pub fn new(value: Value) -> Result<Self, InvalidParams> {
         let Value::Object(values) = value else {
-            return Err(InvalidParams::NotAnObject(json_kind(&value)));
+            return Err(InvalidParams::NotAnObject(crate::labelconfig::json_type(
+                &value,
+            )));
         };
         let json = Value::Object(values.clone()).to_string();
         if json.len() > MAX_PARAMS_BYTES {
@@ -85,17 +87,6 @@ impl Default for HookParams {
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl Serialize for HookParams {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.values.serialize(s)
@@ -130,7 +121,7 @@ mod tests {
     #[test]
     fn anything_but_an_object_is_refused_by_kind() {
         let err = HookParams::new(json!([0.5])).unwrap_err();
-        assert_eq!(err, InvalidParams::NotAnObject("an array"));
+        assert_eq!(err, InvalidParams::NotAnObject("a list"));
         assert!(err.to_string().contains("must be a JSON object"), "{err}");
     }
 

@@ -2,7 +2,9 @@
 //! --render`: an SVG per task (the image embedded as a `data:` URI, one
 //! shape per region, label and score beside it, whole-object results such
 //! as choices and text as captions underneath), or one HTML page holding
-//! every task's SVG, its verdict and its JSON.
+//! every task's SVG, its verdict and its JSON. On the HTML page a text
+//! task's text is shown whole with its predicted spans highlighted (the
+//! span's `start`/`end` are characters, as in Label Studio).
 //!
 //! Each region's shape carries `class="region <type>"` and each caption
 //! `class="caption"`, so a test (or a script) can count them. Output is
@@ -582,6 +584,71 @@ fn decode_rle(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A text span result (`labels` and the like with `start`/`end` on the text).
+struct Span<'a> {
+    start: usize,
+    end: usize,
+    result: &'a Value,
+}
+
+/// The spans of every prediction, in text order; a span overlapping one
+/// before it is left out (it stays in the captions).
+fn text_spans(predictions: &[Value], chars: usize) -> Vec<Span<'_>> {
+    let mut spans: Vec<Span<'_>> = results(predictions)
+        .filter_map(|(_, r)| {
+            let start = usize::try_from(r["value"]["start"].as_u64()?).ok()?;
+            let end = usize::try_from(r["value"]["end"].as_u64()?).ok()?;
+            (start < end && end <= chars).then_some(Span {
+                start,
+                end,
+                result: r,
+            })
+        })
+        .collect();
+    spans.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+    let mut kept: Vec<Span<'_>> = Vec::with_capacity(spans.len());
+    for span in spans {
+        if kept.last().is_none_or(|last| span.start >= last.end) {
+            kept.push(span);
+        }
+    }
+    kept
+}
+
+/// The whole text as an HTML paragraph, each predicted span a `<mark>` in
+/// its label's colour with the label (and score) after it; empty when the
+/// predictions have no span.
+fn highlighted_text(text: &str, predictions: &[Value]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let spans = text_spans(predictions, chars.len());
+    if spans.is_empty() {
+        return String::new();
+    }
+    let piece = |from: usize, to: usize| escape(&chars[from..to].iter().collect::<String>());
+    let mut out = String::from(r#"<p class="highlighted-text">"#);
+    let mut at = 0;
+    for span in &spans {
+        out.push_str(&piece(at, span.start));
+        let label = labels_of(span.result).join(", ");
+        let (r, g, b) = rgb(color(&label));
+        let score = span.result["score"]
+            .as_f64()
+            .map(|s| format!(" {s:.2}"))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            r#"<mark class="span" style="background: rgba({r}, {g}, {b}, 0.35)" title="{title}">{text}<sup>{label}{score}</sup></mark>"#,
+            title = escape(&caption(span.result)),
+            text = piece(span.start, span.end),
+            label = escape(&label),
+        );
+        at = span.end;
+    }
+    out.push_str(&piece(at, chars.len()));
+    out.push_str("</p>\n");
+    out
+}
+
 /// Distinct colours; a label always gets the same one.
 const PALETTE: [&str; 10] = [
     "#ff4d4f", "#52c41a", "#1890ff", "#fadb14", "#eb2f96", "#13c2c2", "#fa8c16", "#722ed1",
@@ -667,11 +734,15 @@ pub fn html(heading: &str, details: &str, tasks: &[Task]) -> String {
             ),
         };
         let drawing = svg(task);
+        let highlighted = match (&task.subject, task.outcome) {
+            (Subject::Text(text), Ok(predictions)) => highlighted_text(text, predictions),
+            _ => String::new(),
+        };
         let _ = write!(
             sections,
             r#"<section class="task">
 <h2>{title} <span class="{class}">{verdict}</span></h2>
-<div class="drawing">{drawing}</div>
+{highlighted}<div class="drawing">{drawing}</div>
 <details><summary>{summary}</summary><pre>{json}</pre></details>
 </section>
 "#,
@@ -698,6 +769,9 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa;
 .ok {{ color: #2e7d32; font-size: 0.8em; }}
 .failed {{ color: #c62828; font-size: 0.8em; }}
 pre {{ background: #fff; border: 1px solid #ddd; padding: 0.5rem; overflow: auto; }}
+.highlighted-text {{ background: #fff; border: 1px solid #ccc; padding: 0.75rem; line-height: 1.9; white-space: pre-wrap; }}
+mark.span {{ border-radius: 3px; padding: 0.1em 0.2em; }}
+mark.span sup {{ font-size: 0.65em; font-weight: 600; margin-left: 0.2em; }}
 </style>
 </head>
 <body>
@@ -757,6 +831,43 @@ mod tests {
         assert!(
             svg.contains("x=\"20.0\" y=\"10.0\" width=\"40.0\" height=\"30.0\""),
             "{svg}"
+        );
+    }
+
+    #[test]
+    fn text_spans_are_highlighted_by_characters_in_the_html_view() {
+        let text = "Zoë met Ada Lovelace in New York & more";
+        let outcome: TaskResult = Ok(vec![json!({"result": [
+            {"type": "labels", "from_name": "label", "to_name": "text", "score": 0.91,
+             "value": {"start": 8, "end": 20, "text": "Ada Lovelace", "labels": ["PER"]}},
+            {"type": "labels", "from_name": "label", "to_name": "text",
+             "value": {"start": 24, "end": 32, "text": "New York", "labels": ["LOC"]}},
+            {"type": "labels", "from_name": "label", "to_name": "text",
+             "value": {"start": 10, "end": 14, "text": "a Lo", "labels": ["ORG"]}},
+            {"type": "choices", "from_name": "topic", "to_name": "text", "value": {"choices": ["Food"]}},
+        ]})]);
+        let task = Task {
+            title: "t".into(),
+            subject: Subject::Text(text.into()),
+            outcome: &outcome,
+        };
+        let page = html("try", "", std::slice::from_ref(&task));
+        assert_eq!(
+            page.matches("<mark class=\"span\"").count(),
+            2,
+            "overlaps are left out: {page}"
+        );
+        assert!(
+            page.contains(">Ada Lovelace<sup>PER 0.91</sup></mark>"),
+            "{page}"
+        );
+        assert!(
+            page.contains(">New York<sup>LOC</sup></mark> &amp; more</p>"),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"<p class="highlighted-text">Zoë met <mark"#),
+            "{page}"
         );
     }
 

@@ -119,18 +119,10 @@ fn as_task(item: Value) -> anyhow::Result<Value> {
             Ok(Value::Object(map))
         }
         Value::Object(map) => Ok(json!({ "data": map })),
-        other => bail!("a task must be a JSON object, not {}", kind_of(&other)),
-    }
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+        other => bail!(
+            "a task must be a JSON object, not {}",
+            cls::labelconfig::json_type(&other)
+        ),
     }
 }
 

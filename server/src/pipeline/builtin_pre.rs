@@ -5,8 +5,13 @@
 //! Text for a transformer is tokenized with the model's own tokenizer into
 //! one window: as long as the input's fixed sequence length (padded), else
 //! at most [`MAX_DYNAMIC_TOKENS`] (or what `tokenizer.json` truncates to).
-//! The window's offsets, word ids and tokens go to the post-hook as the
-//! carry (`{"windows": [...]}`), so it can map token outputs to spans.
+//! Windows are not padded to a shared length so that tasks could stack: on
+//! the CPU one stacked batch runs on one session while separate tasks run
+//! on all of them (16 sentences padded to 32 tokens: 115 tasks/s stacked,
+//! 266 apart; `cargo bench --bench text`).
+//! The text and the window (offsets, word ids, tokens) go to the post-hook
+//! as the carry (`{"text": …, "windows": [...]}`, the SDK's
+//! `TokenizedText`), so it can map token outputs to spans of the text.
 //!
 //! Images are resized (stretched) to the input's height and width, scaled to
 //! 0–1 for `f32` inputs (raw 0–255 for `u8`), RGB (or grey for one channel),
@@ -42,10 +47,11 @@ pub fn run(
 ) -> Result<(PreOutput, Vec<DatapointInfo>), String> {
     let mut infos: Vec<DatapointInfo> = datapoints.iter().map(describe).collect();
     let mut tensors = Vec::with_capacity(inputs.len());
-    let window = match inputs.iter().find(|s| is_token_input(s)) {
+    let tokenized = match inputs.iter().find(|s| is_token_input(s)) {
         Some(spec) => Some(tokenize(spec, inputs, datapoints, tokenizer)?),
         None => None,
     };
+    let window = tokenized.as_ref().map(|(_, window)| window);
     for spec in inputs {
         let tensor = match (spec.element_type, &window) {
             (_, Some(window)) if is_token_input(spec) => token_tensor(spec, window)?,
@@ -65,7 +71,9 @@ pub fn run(
         };
         tensors.push(tensor);
     }
-    let carry = window.as_ref().map(window_carry);
+    let carry = tokenized
+        .as_ref()
+        .map(|(text, window)| window_carry(text, window));
     Ok((
         PreOutput {
             inputs: tensors,
@@ -81,14 +89,14 @@ fn is_token_input(spec: &TensorSpec) -> bool {
         && matches!(spec.element_type, Some(ElementType::I64 | ElementType::I32))
 }
 
-/// The task's text as one window of the model's tokens, as long as the
-/// model's sequence dimension allows.
+/// The task's text and its one window of the model's tokens, as long as
+/// the model's sequence dimension allows.
 fn tokenize(
     spec: &TensorSpec,
     inputs: &[TensorSpec],
     datapoints: &[Datapoint],
     tokenizer: &ModelTokenizer,
-) -> Result<Encoding, String> {
+) -> Result<(String, Encoding), String> {
     let tokenizer = tokenizer.get().map_err(|e| {
         format!(
             "model input '{}' takes token ids, and {e}; or upload a pre_hook",
@@ -112,9 +120,10 @@ fn tokenize(
     let mut windows = tokenizer
         .encode(&text, None, options)
         .map_err(|e| e.to_string())?;
-    windows
+    let window = windows
         .pop()
-        .ok_or_else(|| "the tokenizer returned no window".to_owned())
+        .ok_or_else(|| "the tokenizer returned no window".to_owned())?;
+    Ok((text, window))
 }
 
 /// One token input `[1, tokens]` of the window, in the declared type.
@@ -150,9 +159,45 @@ fn token_tensor(spec: &TensorSpec, window: &Encoding) -> Result<Tensor, String> 
     .map_err(|e| e.to_string())
 }
 
-/// What a post-hook needs to map the window's token outputs to characters.
-fn window_carry(window: &Encoding) -> String {
-    serde_json::json!({"windows": [{
+/// Inputs holding only the largest id the tokenizer can produce, for a
+/// model that takes nothing but token inputs: a model whose embedding is
+/// smaller than the tokenizer's vocabulary fails on them, which shows a
+/// tokenizer.json that does not belong to the model at configure time
+/// instead of on the first long task. Returns the vocabulary size with
+/// them; `None` without a tokenizer or with other inputs.
+pub fn vocabulary_probe(
+    inputs: &[TensorSpec],
+    tokenizer: &ModelTokenizer,
+) -> Option<(u32, Vec<Tensor>)> {
+    let tokenizer = tokenizer.get().ok()?;
+    if inputs.is_empty() || !inputs.iter().all(is_token_input) {
+        return None;
+    }
+    let vocabulary = tokenizer.vocab_size();
+    let largest = vocabulary.checked_sub(1)?;
+    // Two tokens unless the model fixes its sequence length.
+    let len = inputs
+        .iter()
+        .find_map(|s| s.shape.get(1).copied().filter(|&d| d > 0))
+        .map_or(2, |d| usize::try_from(d).unwrap_or(2));
+    let window = Encoding {
+        ids: vec![largest; len],
+        type_ids: vec![0; len],
+        attention_mask: vec![1; len],
+        ..Encoding::default()
+    };
+    let tensors = inputs
+        .iter()
+        .map(|spec| token_tensor(spec, &window))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some((vocabulary, tensors))
+}
+
+/// What a post-hook needs to map the window's token outputs to characters
+/// of the text.
+fn window_carry(text: &str, window: &Encoding) -> String {
+    serde_json::json!({"text": text, "windows": [{
         "ids": window.ids,
         "type_ids": window.type_ids,
         "attention_mask": window.attention_mask,

@@ -638,6 +638,18 @@ fn task_fields(task: &Value, label_config: Option<&LabelConfig>) -> Result<Vec<F
                         ),
                     ));
                 };
+                if matches!(value, Value::Object(_) | Value::Array(_) | Value::Null) {
+                    return Err(TaskError::new(
+                        Stage::Fetch,
+                        format!(
+                            "task data field '{name}' (read by <{} name=\"{}\">) is {}, not \
+                             text or a URL",
+                            object.kind,
+                            object.name,
+                            crate::labelconfig::json_type(value)
+                        ),
+                    ));
+                }
                 let source = if object.value_is_url() {
                     Source::Url(as_text(value))
                 } else {

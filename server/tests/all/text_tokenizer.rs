@@ -498,6 +498,58 @@ fn the_builtin_pre_hook_tokenizes_text_for_a_model_that_takes_token_ids() {
         let carry: Value =
             serde_json::from_str(result["carry"].as_str().expect("a carry")).expect("JSON");
         assert_eq!(carry["windows"][0]["offsets"], as_json(&window)["offsets"]);
+        assert_eq!(carry["text"], json!(text));
         assert!(window.ids.len() <= max as usize);
     }
+}
+
+#[test]
+fn a_tokenizer_whose_vocabulary_does_not_fit_the_model_is_refused_at_configure() {
+    use harness::{Configure, Server, ServerOptions, client};
+    require!("ONNX Runtime", harness::ort_library());
+    let wrong = require!(
+        "the small_vocab model folder (scripts/py/make_models.py)",
+        model("mlflow/small_vocab")
+    );
+    let right = require!(
+        "the token_ids model folder (scripts/py/make_models.py)",
+        model("mlflow/token_ids")
+    );
+    let server = Server::start(ServerOptions::default());
+    let configure = |name: &str, folder: &std::path::Path| {
+        let request = Configure {
+            config: json!({"model": {"uri": folder.display().to_string()}}),
+            post_hook: Some(read(&fixture_hook("echoes-outputs"))),
+            ..Configure::default()
+        };
+        let response = client()
+            .put(format!("{}/backends/{name}", server.url))
+            .multipart(request.form())
+            .send()
+            .expect("configure");
+        (response.status(), response.text().unwrap_or_default())
+    };
+    let (status, _) = configure("right", &right);
+    assert!(status.is_success(), "{status}");
+    let (status, body) = configure("wrong", &wrong);
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("tokenizer.json has 30522 tokens")
+            && body.contains("fails on token id 30521")
+            && body.contains("does not belong to this model"),
+        "{body}"
+    );
+    let listed: Value = client()
+        .get(format!("{}/backends", server.url))
+        .send()
+        .and_then(|r| r.json())
+        .expect("backends");
+    let names: Vec<&str> = listed["backends"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, ["right"], "{listed}");
 }

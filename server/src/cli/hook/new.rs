@@ -68,6 +68,12 @@ pub enum Template {
     Polygons,
     /// Text classification to `choices` with the built-in pre-hook (text_sentiment.onnx).
     Text,
+    /// Token classification (NER) transformer to `labels` spans on `<Text>`,
+    /// tokenized by the host with the model's `tokenizer.json`.
+    Ner,
+    /// Sequence-classification transformer to `choices` on `<Text>`,
+    /// tokenized by the host with the model's `tokenizer.json`.
+    TextTransformer,
 }
 
 /// One example crate's embedded files.
@@ -102,7 +108,9 @@ impl Template {
             Self::Classification => Some(example!("classification-pre")),
             Self::Detection => Some(example!("detection-pre")),
             Self::Polygons => Some(example!("polygons-pre")),
-            Self::Text => None,
+            // Windows over long texts; the built-in pre-hook feeds only the first.
+            Self::Ner => Some(example!("ner-pre")),
+            Self::Text | Self::TextTransformer => None,
         }
     }
 
@@ -112,6 +120,8 @@ impl Template {
             Self::Detection => example!("detection-post"),
             Self::Polygons => example!("polygons-post"),
             Self::Text => example!("text-post"),
+            Self::Ner => example!("ner-post"),
+            Self::TextTransformer => example!("text-classification-post"),
         }
     }
 
@@ -121,6 +131,8 @@ impl Template {
             Self::Detection => "detection",
             Self::Polygons => "polygons",
             Self::Text => "text",
+            Self::Ner => "ner",
+            Self::TextTransformer => "text-transformer",
         }
     }
 
@@ -131,13 +143,16 @@ impl Template {
             Self::Detection => "layout_cdla.onnx",
             Self::Polygons => "ch_PP-OCRv4_det_infer.onnx",
             Self::Text => "text_sentiment.onnx",
+            // A folder: the graph with its tokenizer.json and config.json.
+            Self::Ner => "my-ner-model/",
+            Self::TextTransformer => "my-text-classifier/",
         }
     }
 
     /// A sample input for the README's `try` line.
     fn sample(self) -> &'static str {
         match self {
-            Self::Text => "review.txt",
+            Self::Text | Self::Ner | Self::TextTransformer => "review.txt",
             _ => "picture.png",
         }
     }
@@ -398,7 +413,9 @@ fn python_app(template: Template) -> Option<&'static str> {
         Template::Text => Some(include_str!(
             "../../../../examples/hooks/text-post-py/app.py"
         )),
-        Template::Detection | Template::Polygons => None,
+        Template::Detection | Template::Polygons | Template::Ner | Template::TextTransformer => {
+            None
+        }
     }
 }
 
@@ -407,8 +424,8 @@ fn python_app(template: Template) -> Option<&'static str> {
 fn python_scaffold(template: Template, name: &str) -> anyhow::Result<Vec<(String, String)>> {
     let Some(app) = python_app(template) else {
         bail!(
-            "there is no Python {} template yet: the Python SDK lacks the detection and \
-             contour helpers; use --lang rust, or start from --template classification",
+            "there is no Python {} template yet (there are: classification, text); use \
+             --lang rust",
             template.name()
         );
     };

@@ -240,6 +240,16 @@ impl LabelStudio {
         assert_eq!(body["task_count"], json!(images.len()), "{body}");
     }
 
+    /// Imports tasks given as JSON (`POST /api/projects/{id}/import`), e.g.
+    /// `[{"data": {"text": "…"}}]`: one task each.
+    pub fn import_tasks(&self, project: u64, tasks: &[Value]) {
+        let body = self.post(
+            &format!("/api/projects/{project}/import"),
+            &Value::Array(tasks.to_vec()),
+        );
+        assert_eq!(body["task_count"], json!(tasks.len()), "{body}");
+    }
+
     /// Copies the images into a fresh directory under the local-files root,
     /// adds it as the project's local-files storage and syncs it: one task
     /// each, `data.image = /data/local-files/?d=<dir>/<name>`. The directory
