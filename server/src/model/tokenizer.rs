@@ -302,7 +302,11 @@ impl Tokenizer {
         options: EncodeOptions,
     ) -> Result<Vec<Encoding>, TokenizerError> {
         self.check(options, pair.is_some())?;
-        let first = self.tokenize(text, 0)?;
+        let first = match (options.max_length, options.stride, pair) {
+            // One window of one text: its start is enough.
+            (Some(max), None, None) => self.tokenize_start(text, max)?,
+            _ => self.tokenize(text, 0)?,
+        };
         let second = pair.map(|p| self.tokenize(p, 1)).transpose()?;
         let (first, second) = match options.max_length {
             Some(max) => self.cut_into_windows(first, second, max, options)?,
@@ -333,6 +337,23 @@ impl Tokenizer {
             encoding.set_type_ids(vec![type_id; encoding.len()]);
         }
         Ok(encoding)
+    }
+
+    /// The tokens of the shortest start of `text`, cut at whitespace, that
+    /// holds more than `max` tokens (or of the whole text): a text truncated
+    /// to one window is not tokenized whole. Tokenizers split words at
+    /// whitespace, so a start's tokens are the text's first tokens; the
+    /// start grows fourfold until it holds enough.
+    fn tokenize_start(&self, text: &str, max: u32) -> Result<tokenizers::Encoding, TokenizerError> {
+        let mut chars = (max as usize).saturating_mul(START_CHARS_PER_TOKEN);
+        while let Some(cut) = whitespace_before_char(text, chars) {
+            let start = self.tokenize(&text[..cut], 0)?;
+            if start.len() > max as usize {
+                return Ok(start);
+            }
+            chars = chars.saturating_mul(4);
+        }
+        self.tokenize(text, 0)
     }
 
     /// Truncates to `max` tokens (special tokens included); with a stride
@@ -435,6 +456,18 @@ impl Tokenizer {
     }
 }
 
+/// Characters first tried per token of a window when only its start of a
+/// text is tokenized (English averages about 4.5).
+const START_CHARS_PER_TOKEN: usize = 8;
+
+/// The byte index of the last whitespace before character `chars` of
+/// `text`; `None` when the text is not longer than that, or has no
+/// whitespace there to cut at.
+fn whitespace_before_char(text: &str, chars: usize) -> Option<usize> {
+    let (end, _) = text.char_indices().nth(chars)?;
+    text[..end].rfind(char::is_whitespace)
+}
+
 fn failed(e: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::Failed(format!("tokenizing failed: {e}"))
 }
@@ -449,6 +482,14 @@ fn display_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_is_cut_at_whitespace_only_inside_a_longer_text() {
+        // Character 8 of "Zoë and Ada" is the "A"; the cut is at the space before it.
+        assert_eq!(whitespace_before_char("Zoë and Ada", 8), Some(8));
+        assert_eq!(whitespace_before_char("Zoë and Ada", 11), None);
+        assert_eq!(whitespace_before_char("東京タワー東京タワー", 3), None);
+    }
 
     #[test]
     fn id2label_is_read_in_id_order_and_only_when_complete() {

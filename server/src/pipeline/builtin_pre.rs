@@ -104,11 +104,7 @@ fn tokenize(
         )
     })?;
     let text = first_text(spec, datapoints)?;
-    let fixed = inputs
-        .iter()
-        .filter(|s| is_token_input(s))
-        .find_map(|s| s.shape.get(1).copied().filter(|&d| d > 0))
-        .map(|d| u32::try_from(d).unwrap_or(u32::MAX));
+    let fixed = fixed_sequence_length(inputs);
     let options = EncodeOptions {
         add_special_tokens: true,
         max_length: Some(
@@ -124,6 +120,15 @@ fn tokenize(
         .pop()
         .ok_or_else(|| "the tokenizer returned no window".to_owned())?;
     Ok((text, window))
+}
+
+/// The sequence length the model's token inputs fix, if they fix one.
+fn fixed_sequence_length(inputs: &[TensorSpec]) -> Option<u32> {
+    inputs
+        .iter()
+        .filter(|s| is_token_input(s))
+        .find_map(|s| s.shape.get(1).copied().filter(|&d| d > 0))
+        .map(|d| u32::try_from(d).unwrap_or(u32::MAX))
 }
 
 /// One token input `[1, tokens]` of the window, in the declared type.
@@ -176,10 +181,7 @@ pub fn vocabulary_probe(
     let vocabulary = tokenizer.vocab_size();
     let largest = vocabulary.checked_sub(1)?;
     // Two tokens unless the model fixes its sequence length.
-    let len = inputs
-        .iter()
-        .find_map(|s| s.shape.get(1).copied().filter(|&d| d > 0))
-        .map_or(2, |d| usize::try_from(d).unwrap_or(2));
+    let len = fixed_sequence_length(inputs).map_or(2, |d| d as usize);
     let window = Encoding {
         ids: vec![largest; len],
         type_ids: vec![0; len],
