@@ -2,22 +2,29 @@
 //! (built-in pre-hook tokenizing with the host tokenizer → ONNX Runtime →
 //! `ner-post` in WebAssembly → validation) against the limit: the same
 //! backend's model sessions fed by the same native tokenizer, nothing
-//! else. Also the host tokenizer's cost per task.
+//! else. Also the tokenizer's cost per task: natively in the host, in a
+//! pre-hook through the host tokenizer, and in a pre-hook that tokenizes
+//! inside the guest (the `guest-tokenizer` fixture, built here).
 //!
 //! Run: `cargo bench -p configurable-ls-backend --bench text` (needs the
 //! `ner_minilm` model of `scripts/setup.sh` and the example hooks built).
 //! `CLS_BENCH_SECONDS` sets each measurement's length (default 10).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cls::backend::{Backend, BackendConfig, BackendName, PersistedBackend};
-use cls::model::EncodeOptions;
+use bytes::Bytes;
+use cls::backend::{Backend, BackendConfig, BackendName, HookParams, PersistedBackend};
+use cls::hooks::{Datapoint, Hook, HookContext, HookKind, HookLimits, HookRuntime};
+use cls::model::{EncodeOptions, Encoding};
 use cls::pipeline::{self, PredictRequest};
 use cls::runtime::{Runtime, RuntimeSettings};
 use cls::tensor::{ElementType, Tensor, TensorData};
 use futures::future::join_all;
-use harness::{NER_CONFIG, example_hook, model, ort_library, read, text_held_out};
+use harness::{
+    NER_CONFIG, example_hook, fixture_hook, model, ort_library, read, repo_root, text_held_out,
+};
 use serde_json::{Value, json};
 
 /// Tasks per request, as Label Studio's Retrieve Predictions batches them.
@@ -65,6 +72,8 @@ async fn run() {
         "host tokenizer: {:.1} µs per task",
         per_task.as_secs_f64() * 1e6
     );
+
+    host_vs_guest(&runtime, &backend, &texts).await;
 
     // Warm both paths (sessions, hook instances) before measuring.
     limit_request(&backend, &texts).await;
@@ -138,33 +147,45 @@ where
 }
 
 /// The limit: every text tokenized natively and run through the backend's
-/// model sessions, all at once, outputs dropped.
+/// model sessions, all at once, outputs dropped. Texts of the same token
+/// length run as one batch, as the pipeline stacks them.
 async fn limit_request(backend: &Backend, texts: &[String]) {
     let tokenizer = backend.tokenizer.get().expect("the model's tokenizer");
-    let runs = texts.iter().map(|text| {
+    let mut by_length: BTreeMap<usize, Vec<Encoding>> = BTreeMap::new();
+    for text in texts {
         let window = tokenizer
             .encode(text, None, options())
             .expect("tokens")
             .remove(0);
-        let columns = [
-            ("input_ids", &window.ids),
-            ("token_type_ids", &window.type_ids),
+        by_length.entry(window.ids.len()).or_default().push(window);
+    }
+    let runs = by_length.into_values().map(|windows| {
+        let column = |values: &dyn Fn(&Encoding) -> Vec<i64>| -> Vec<i64> {
+            windows.iter().flat_map(values).collect()
+        };
+        let shape = [windows.len(), windows[0].ids.len()];
+        let inputs = vec![
+            int64_tensor("input_ids", shape, column(&|w| ids(&w.ids))),
+            int64_tensor("token_type_ids", shape, column(&|w| ids(&w.type_ids))),
+            int64_tensor(
+                "attention_mask",
+                shape,
+                column(&|w| w.attention_mask.iter().map(|&v| i64::from(v)).collect()),
+            ),
         ];
-        let mut inputs: Vec<Tensor> = columns
-            .iter()
-            .map(|(name, values)| int64_tensor(name, values.iter().map(|&v| i64::from(v))))
-            .collect();
-        let mask = window.attention_mask.iter().map(|&v| i64::from(v));
-        inputs.push(int64_tensor("attention_mask", mask));
         let model = backend.model.clone();
         async move { model.run(inputs).await.expect("inference") }
     });
     std::hint::black_box(join_all(runs).await);
 }
 
-fn int64_tensor(name: &str, values: impl Iterator<Item = i64>) -> Tensor {
-    let bytes: Vec<u8> = values.flat_map(i64::to_le_bytes).collect();
-    let shape = vec![1, (bytes.len() / 8) as u64];
+fn ids(values: &[u32]) -> Vec<i64> {
+    values.iter().map(|&v| i64::from(v)).collect()
+}
+
+fn int64_tensor(name: &str, [rows, columns]: [usize; 2], values: Vec<i64>) -> Tensor {
+    let bytes: Vec<u8> = values.into_iter().flat_map(i64::to_le_bytes).collect();
+    let shape = vec![rows as u64, columns as u64];
     Tensor::new(name, ElementType::I64, shape, TensorData::Bytes(bytes)).expect("tensor")
 }
 
@@ -186,4 +207,116 @@ async fn pipeline_request(runtime: &Runtime, backend: &Arc<Backend>, texts: &[St
     .await
     .expect("the memory budget has room");
     assert!(results.iter().all(Result::is_ok), "every task predicts");
+}
+
+/// Tokenizing in a pre-hook, per task with the instance: through the host
+/// tokenizer (`reads-tokenizer`: encode and decode over the WIT) and inside
+/// the guest (`guest-tokenizer`: the vocabulary parsed on every call). Both
+/// must give the same ids.
+async fn host_vs_guest(runtime: &Runtime, backend: &Backend, texts: &[String]) {
+    let hooks = &runtime.services.hooks;
+    let tokenizer = backend.tokenizer.get().expect("the model's tokenizer");
+    let vocabulary = Bytes::from(read(tokenizer.source()));
+    let via_host = load_pre(runtime, &fixture_hook("reads-tokenizer")).await;
+    let in_guest = load_pre(runtime, &guest_tokenizer_hook()).await;
+    let tasks: Vec<(Vec<Datapoint>, HookContext)> = texts
+        .iter()
+        .map(|text| {
+            let datapoints = vec![
+                datapoint("text", "text/plain", Bytes::from(text.clone().into_bytes())),
+                datapoint("tokenizer", "application/json", vocabulary.clone()),
+            ];
+            let ctx = HookContext {
+                task_json: json!({"id": 1, "data": {"text": text}}).to_string(),
+                task_id: Some(1),
+                label_config: NER_CONFIG.to_owned(),
+                model_inputs: backend.model.inputs().to_vec(),
+                params: HookParams::default(),
+                tokenizer: backend.tokenizer.clone(),
+                ..HookContext::default()
+            };
+            (datapoints, ctx)
+        })
+        .collect();
+    let limits = &backend.limits;
+    assert!(
+        pre_ids(hooks, &via_host, &tasks, limits).await
+            == pre_ids(hooks, &in_guest, &tasks, limits).await,
+        "the guest's tokenizer gives other ids than the host's"
+    );
+    for (label, hook, rounds) in [
+        ("pre-hook using the host tokenizer", &via_host, 40),
+        ("pre-hook tokenizing in the guest", &in_guest, 4),
+    ] {
+        let started = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(pre_ids(hooks, hook, &tasks, limits).await);
+        }
+        let per_task = started.elapsed() / (rounds * tasks.len()) as u32;
+        println!("{label}: {:.1} µs per task", per_task.as_secs_f64() * 1e6);
+    }
+}
+
+/// Each task's `input_ids` from a pre-hook, as bytes.
+async fn pre_ids(
+    hooks: &HookRuntime,
+    hook: &Hook,
+    tasks: &[(Vec<Datapoint>, HookContext)],
+    limits: &HookLimits,
+) -> Vec<Vec<u8>> {
+    let mut all = Vec::with_capacity(tasks.len());
+    for (datapoints, ctx) in tasks {
+        let out = hook
+            .call_pre(hooks, datapoints, ctx, limits, "bench")
+            .await
+            .expect("pre-hook");
+        let ids = out.inputs.into_iter().find(|t| t.name() == "input_ids");
+        match ids.map(|t| t.into_parts().3) {
+            Some(TensorData::Bytes(bytes)) => all.push(bytes),
+            _ => panic!("no int input_ids"),
+        }
+    }
+    all
+}
+
+async fn load_pre(runtime: &Runtime, path: &std::path::Path) -> Hook {
+    runtime
+        .services
+        .hooks
+        .load(HookKind::Pre, Bytes::from(read(path)))
+        .await
+        .expect("pre-hook loads")
+}
+
+fn datapoint(field: &str, content_type: &str, data: Bytes) -> Datapoint {
+    Datapoint {
+        field: field.into(),
+        uri: None,
+        content_type: content_type.into(),
+        data,
+    }
+}
+
+/// The `guest-tokenizer` fixture, which the suite does not build (it is
+/// not a default member of the fixtures workspace).
+fn guest_tokenizer_hook() -> std::path::PathBuf {
+    let dir = repo_root().join("tests/fixtures/hooks");
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--quiet",
+                "-p",
+                "guest-tokenizer",
+            ])
+            .current_dir(&dir)
+            .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "building guest-tokenizer failed"
+    );
+    dir.join("target/wasm32-wasip2/release/guest_tokenizer.wasm")
 }

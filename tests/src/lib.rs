@@ -8,6 +8,7 @@
 //! `CLS_REQUIRE_E2E=1` (set by `scripts/test.sh`, the README's command).
 
 pub mod fleet;
+pub mod upstream;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

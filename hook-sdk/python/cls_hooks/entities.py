@@ -42,8 +42,9 @@ class Entity:
         label = binding.resolve_label(self.label)
         if label is None:
             return None
+        # As JSON the Rust SDK writes the f32 score's shortest form.
         return Region.text_span(binding, self.start, self.end, text[self.start : self.end], [label]).with_score(
-            self.score
+            ops.widen(self.score)
         )
 
 

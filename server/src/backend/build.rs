@@ -99,6 +99,10 @@ impl Loader {
             config_labels,
             lease,
         } = loaded;
+        if pre.is_none() {
+            crate::pipeline::builtin_pre::TextWindows::for_model(model.inputs(), &config.params)
+                .map_err(ConfigureError::Config)?;
+        }
         let mut config = config.clone();
         config.model = config.model.pinned(pinned.as_ref());
         let model_version = config.model_version.clone().unwrap_or_else(|| {

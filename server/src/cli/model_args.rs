@@ -17,6 +17,12 @@ pub struct ModelArgs {
     /// `runs:/<run_id>/<path>`, an MLflow model folder or a `.onnx` file.
     #[arg(long, value_name = "URI_OR_PATH")]
     pub model: String,
+    /// Where the tokenizer is, when the model folder does not hold its
+    /// `tokenizer.json` where exports put it: a path inside the model
+    /// folder, an MLflow URI (`runs:/<run_id>/<path>/tokenizer.json`,
+    /// `models:/<name>/<version>`) or an http(s) URL of the file.
+    #[arg(long, value_name = "PATH_OR_URI")]
+    pub tokenizer: Option<String>,
     /// MLflow tracking server, for `models:/` and `runs:/` URIs.
     #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
     pub tracking_uri: Option<String>,
@@ -62,6 +68,7 @@ impl ModelArgs {
             username: non_empty(&self.mlflow_username).map(str::to_owned),
             password: non_empty(&self.mlflow_password).map(Secret::new),
             token: non_empty(&self.mlflow_token).map(Secret::new),
+            tokenizer: non_empty(&self.tokenizer).map(str::to_owned),
             // One session is plenty for a handful of files.
             sessions: Some(1),
             resolved_from: None,
@@ -79,6 +86,7 @@ impl ModelArgs {
             }
         };
         put("uri", uri);
+        put("tokenizer", non_empty(&self.tokenizer));
         put("tracking_uri", non_empty(&self.tracking_uri));
         put("username", non_empty(&self.mlflow_username));
         put("password", non_empty(&self.mlflow_password));

@@ -15,6 +15,7 @@ use super::registry::ProgressFn;
 use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
 use super::source::{MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri};
 use super::tokenizer::{ModelTokenizer, config_label_names};
+use super::tokenizer_source::TokenizerSource;
 use crate::secret::Secret;
 use crate::tensor::{ElementType, TensorSpec};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,11 @@ pub struct ModelConfig {
     pub password: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// Where the tokenizer is when the model folder does not hold it where
+    /// exports put it: a path inside the model folder, an MLflow URI, or an
+    /// http(s) URL (see [`TokenizerSource`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
     /// Sessions in the pool; default one per core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<usize>,
@@ -163,6 +169,12 @@ impl ModelLoader {
                 ));
             }
         };
+        let tokenizer_source = config
+            .tokenizer
+            .as_deref()
+            .map(TokenizerSource::parse)
+            .transpose()
+            .map_err(|e| ModelLoadError::Config(e.to_string()))?;
         let mlflow = MlflowConfig::from_settings(&MlflowSettings {
             tracking_uri: config.tracking_uri.clone(),
             username: config.username.clone(),
@@ -189,14 +201,34 @@ impl ModelLoader {
             check_signature("input", &signature.inputs, model.inputs())?;
             check_signature("output", &signature.outputs, model.outputs())?;
         }
+        let configured = match &tokenizer_source {
+            Some(source @ TokenizerSource::InModel(path)) => {
+                Some((cached.dir.join(path), source.to_string()))
+            }
+            Some(source) => Some((
+                self.cache.tokenizer_file(source, mlflow.as_ref()).await?,
+                source.to_string(),
+            )),
+            None => None,
+        };
         let (tokenizer, config_labels) = {
             let (dir, onnx) = (cached.dir.clone(), cached.onnx_path.clone());
             tokio::task::spawn_blocking(move || {
-                let tokenizer = ModelTokenizer::find(&dir, &onnx);
+                let tokenizer = match configured {
+                    Some((path, shown)) => ModelTokenizer::load_configured(&path, &shown),
+                    None => Ok(ModelTokenizer::find(&dir, &onnx)),
+                };
                 (tokenizer, config_label_names(&dir, &onnx))
             })
             .await
             .map_err(|e| ModelLoadError::Config(e.to_string()))?
+        };
+        let tokenizer = tokenizer.map_err(|e| ModelLoadError::Config(format!("tokenizer: {e}")))?;
+        // A tokenizer from elsewhere changes what the model predicts as
+        // much as its weights do: it is part of what the model is.
+        let identity = match (&tokenizer_source, tokenizer.get()) {
+            (Some(_), Ok(loaded)) => format!("{identity}+tokenizer:{}", loaded.sha256()),
+            _ => identity,
         };
         Ok(LoadedModel {
             model,

@@ -16,6 +16,7 @@ mod registry;
 pub mod session;
 mod source;
 mod tokenizer;
+mod tokenizer_source;
 
 pub use archive::{
     ArchiveError, ArchiveLimits, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_UNPACKED_BYTES, UploadKind,
@@ -43,3 +44,4 @@ pub use tokenizer::{
     EncodeOptions, Encoding, MAX_TOKENIZER_FILE_BYTES, ModelTokenizer, TOKENIZER_FILE, Tokenizer,
     TokenizerError,
 };
+pub use tokenizer_source::{InvalidTokenizerSource, TokenizerSource};

@@ -601,7 +601,7 @@ pub(crate) fn display_url(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()
 }
 
-fn redact_url_text(text: &str) -> String {
+pub(crate) fn redact_url_text(text: &str) -> String {
     match Url::parse(text.trim()) {
         Ok(url) if url.has_host() => display_url(&url),
         // Not a URL with a host: drop anything that could be userinfo.
@@ -784,6 +784,16 @@ pub enum ModelSourceError {
         /// The upload's sha256.
         sha256: String,
     },
+    /// A tokenizer kept outside the model folder could not be fetched.
+    #[error("cannot get the tokenizer {from}: {detail}")]
+    Tokenizer {
+        /// Where it was asked from, without credentials.
+        from: String,
+        /// What went wrong.
+        detail: String,
+        /// Whether trying again later may work (network, HTTP 5xx/429).
+        transient: bool,
+    },
     /// The HTTP client cannot be created (TLS initialisation failed).
     #[error("cannot create the HTTP client for MLflow: {0}")]
     HttpClient(String),
@@ -815,6 +825,7 @@ impl ModelSourceError {
         match self {
             Self::Unreachable { .. } | Self::Download { .. } => true,
             Self::Http { status, .. } => *status >= 500 || *status == 429,
+            Self::Tokenizer { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -19,6 +19,8 @@ use tokenizers::{
     TruncationStrategy,
 };
 
+use sha2::Digest as _;
+
 use crate::size::human;
 
 /// The file name transformer exports use.
@@ -44,7 +46,7 @@ pub const MAX_TOKENIZER_FILE_BYTES: u64 = 64 << 20;
 /// Where in a model folder a tokenizer is looked for, after the ONNX file's
 /// own folder: the folder's root, where `extra_files` of `mlflow.onnx`
 /// land, then MLflow's transformers flavor layout.
-const TOKENIZER_PLACES: [&str; 4] = [
+pub(crate) const TOKENIZER_PLACES: [&str; 4] = [
     TOKENIZER_FILE,
     "extra_files/tokenizer.json",
     "components/tokenizer/tokenizer.json",
@@ -113,6 +115,27 @@ impl ModelTokenizer {
                 Self::Missing(Arc::from(e.to_string()))
             }
         }
+    }
+
+    /// The tokenizer the backend config names (`model.tokenizer`): a file,
+    /// or a folder holding `tokenizer.json`. Unlike one found by
+    /// [`ModelTokenizer::find`], it must load.
+    /// `shown` names it in errors (e.g. `tok/tokenizer.json in the model
+    /// folder`).
+    pub fn load_configured(path: &Path, shown: &str) -> Result<Self, TokenizerError> {
+        let file = if path.is_dir() {
+            path.join(TOKENIZER_FILE)
+        } else {
+            path.to_owned()
+        };
+        if !file.is_file() {
+            let folder = file.parent().map(list_folder).unwrap_or_default();
+            return Err(TokenizerError::NotFound(format!(
+                "{shown}: there is no {} there ({folder})",
+                display_name(&file)
+            )));
+        }
+        Tokenizer::load(&file).map(|t| Self::Loaded(Arc::new(t)))
     }
 
     /// The tokenizer, or [`TokenizerError::NotFound`] saying why there is none.
@@ -225,6 +248,8 @@ pub struct Tokenizer {
     /// The truncation length the file was saved with (the model's maximum
     /// sequence length, for most exports).
     saved_max_length: Option<u32>,
+    /// Lower-case hex SHA-256 of the file.
+    sha256: String,
 }
 
 impl Tokenizer {
@@ -242,7 +267,9 @@ impl Tokenizer {
                 human(MAX_TOKENIZER_FILE_BYTES)
             )));
         }
-        let mut base = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+        let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+        let mut base = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
             failed(format!(
                 "not a tokenizer this server can read ({e}); it must be a Hugging Face \
                  tokenizers JSON file (tokenizer.save(\"tokenizer.json\"))"
@@ -261,12 +288,18 @@ impl Tokenizer {
             base,
             source: path.to_owned(),
             saved_max_length,
+            sha256,
         })
     }
 
     /// Where it was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// Lower-case hex SHA-256 of the file.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// The maximum sequence length the file was saved with, if any.
@@ -339,16 +372,25 @@ impl Tokenizer {
         Ok(encoding)
     }
 
-    /// The tokens of the shortest start of `text`, cut at whitespace, that
-    /// holds more than `max` tokens (or of the whole text): a text truncated
-    /// to one window is not tokenized whole. Tokenizers split words at
-    /// whitespace, so a start's tokens are the text's first tokens; the
-    /// start grows fourfold until it holds enough.
+    /// The tokens of the shortest start of `text` that holds the first `max`
+    /// tokens (or of the whole text): a text truncated to one window is not
+    /// tokenized whole. A start is cut at whitespace where it can be, since
+    /// tokenizers split words there and its tokens are then the text's
+    /// first tokens. A text without whitespace (Chinese, Japanese) is cut
+    /// inside a word, and the start counts only when that cut word's tokens
+    /// begin after the window. The start grows fourfold until it holds
+    /// enough.
     fn tokenize_start(&self, text: &str, max: u32) -> Result<tokenizers::Encoding, TokenizerError> {
-        let mut chars = (max as usize).saturating_mul(START_CHARS_PER_TOKEN);
-        while let Some(cut) = whitespace_before_char(text, chars) {
-            let start = self.tokenize(&text[..cut], 0)?;
-            if start.len() > max as usize {
+        let max = max as usize;
+        let mut chars = max.saturating_mul(START_CHARS_PER_TOKEN);
+        while let Some(cut) = start_cut(text, chars) {
+            let start = self.tokenize(&text[..cut.end], 0)?;
+            let holds_window = if cut.at_whitespace {
+                start.len() > max
+            } else {
+                first_token_of_last_word(&start).is_some_and(|first| first >= max)
+            };
+            if holds_window {
                 return Ok(start);
             }
             chars = chars.saturating_mul(4);
@@ -460,12 +502,56 @@ impl Tokenizer {
 /// text is tokenized (English averages about 4.5).
 const START_CHARS_PER_TOKEN: usize = 8;
 
-/// The byte index of the last whitespace before character `chars` of
-/// `text`; `None` when the text is not longer than that, or has no
-/// whitespace there to cut at.
-fn whitespace_before_char(text: &str, chars: usize) -> Option<usize> {
+/// Where a start of a text ends, in bytes, and whether it ends at
+/// whitespace (so that no word is cut).
+#[derive(Debug, PartialEq)]
+struct StartCut {
+    end: usize,
+    at_whitespace: bool,
+}
+
+/// The start of `text` before character `chars`: up to its last whitespace,
+/// else (no whitespace in it) the whole start. `None` when the text is not
+/// longer than that.
+fn start_cut(text: &str, chars: usize) -> Option<StartCut> {
     let (end, _) = text.char_indices().nth(chars)?;
-    text[..end].rfind(char::is_whitespace)
+    Some(match text[..end].rfind(char::is_whitespace) {
+        Some(space) if space > 0 => StartCut {
+            end: space,
+            at_whitespace: true,
+        },
+        _ => StartCut {
+            end,
+            at_whitespace: false,
+        },
+    })
+}
+
+/// The index of the first token of the encoding's last word; `None` when
+/// the tokenizer does not number words.
+fn first_token_of_last_word(encoding: &tokenizers::Encoding) -> Option<usize> {
+    let words = encoding.get_word_ids();
+    let last = words.iter().rev().find_map(|w| *w)?;
+    words.iter().position(|w| *w == Some(last))
+}
+
+/// What a folder holds, for an error message: up to ten names.
+fn list_folder(dir: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return "no such folder".to_owned();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let count = names.len();
+    names.truncate(10);
+    match count {
+        0 => "the folder is empty".to_owned(),
+        n if n > 10 => format!("the folder holds {}, … ({n} entries)", names.join(", ")),
+        _ => format!("the folder holds {}", names.join(", ")),
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> TokenizerError {
@@ -484,11 +570,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_start_is_cut_at_whitespace_only_inside_a_longer_text() {
+    fn a_start_is_cut_at_whitespace_where_there_is_some_inside_a_longer_text() {
         // Character 8 of "Zoë and Ada" is the "A"; the cut is at the space before it.
-        assert_eq!(whitespace_before_char("Zoë and Ada", 8), Some(8));
-        assert_eq!(whitespace_before_char("Zoë and Ada", 11), None);
-        assert_eq!(whitespace_before_char("東京タワー東京タワー", 3), None);
+        let cut = |end, at_whitespace| Some(StartCut { end, at_whitespace });
+        assert_eq!(start_cut("Zoë and Ada", 8), cut(8, true));
+        assert_eq!(start_cut("Zoë and Ada", 11), None);
+        // No whitespace: three characters of three bytes each.
+        assert_eq!(start_cut("東京タワー東京タワー", 3), cut(9, false));
     }
 
     #[test]

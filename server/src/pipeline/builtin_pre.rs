@@ -5,6 +5,10 @@
 //! Text for a transformer is tokenized with the model's own tokenizer into
 //! one window: as long as the input's fixed sequence length (padded), else
 //! at most [`MAX_DYNAMIC_TOKENS`] (or what `tokenizer.json` truncates to).
+//! With `params.stride` in the backend's config (the keys the `ner-pre`
+//! example reads, see [`TextWindows`]) a long text becomes overlapping
+//! windows of `params.max_length` tokens instead, padded to one length and
+//! fed as one batch `[windows, tokens]`.
 //! Windows are not padded to a shared length so that tasks could stack: on
 //! the CPU one stacked batch runs on one session while separate tasks run
 //! on all of them (16 sentences padded to 32 tokens: 115 tasks/s stacked,
@@ -19,6 +23,9 @@
 //! Dynamic height/width take the image's own size rounded to a multiple of
 //! 32, capped at [`MAX_DYNAMIC_SIDE`]. Anything else needs a real pre-hook.
 
+use serde_json::Value;
+
+use crate::backend::HookParams;
 use crate::hooks::{Datapoint, DatapointInfo, PreOutput};
 use crate::imageops::{self, Channels, Image, Layout, TensorOptions};
 use crate::model::{EncodeOptions, Encoding, ModelTokenizer};
@@ -35,6 +42,96 @@ const TOKEN_INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"
 /// Largest side used for an image input whose size the model leaves open.
 pub const MAX_DYNAMIC_SIDE: u32 = 1024;
 
+/// Windows the built-in pre-hook feeds for one text unless
+/// `params.max_windows` says otherwise: every window's attention runs in
+/// the one inference, so the count bounds the task's memory (64 windows of
+/// 128 tokens cover ~6,000 tokens).
+pub const DEFAULT_MAX_WINDOWS: u32 = 64;
+/// The most `params.max_windows` may allow.
+pub const MAX_WINDOWS: u32 = 1024;
+
+/// How the built-in pre-hook cuts a long text into windows, read from the
+/// backend's params: `stride` (tokens each window repeats from the one
+/// before; absent: the text is truncated to one window), `max_length`
+/// (tokens per window, special tokens included; default the model's fixed
+/// sequence length, else the tokenizer's, else [`MAX_DYNAMIC_TOKENS`]) and
+/// `max_windows` (default [`DEFAULT_MAX_WINDOWS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextWindows {
+    pub max_length: Option<u32>,
+    pub stride: Option<u32>,
+    pub max_windows: u32,
+}
+
+impl Default for TextWindows {
+    fn default() -> Self {
+        Self {
+            max_length: None,
+            stride: None,
+            max_windows: DEFAULT_MAX_WINDOWS,
+        }
+    }
+}
+
+impl TextWindows {
+    /// The windows for a model with `inputs`: read from `params` when the
+    /// model takes token ids (the built-in pre-hook reads them only then),
+    /// the defaults otherwise.
+    pub fn for_model(inputs: &[TensorSpec], params: &HookParams) -> Result<Self, String> {
+        if !inputs.iter().any(is_token_input) {
+            return Ok(Self::default());
+        }
+        let windows = Self::from_params(params)?;
+        match (fixed_sequence_length(inputs), windows.max_length) {
+            (Some(fixed), Some(max)) if fixed != max => Err(format!(
+                "params.max_length = {max}, but the model takes exactly {fixed} tokens"
+            )),
+            _ => Ok(windows),
+        }
+    }
+
+    /// Reads the window params, refusing values that cannot work.
+    fn from_params(params: &HookParams) -> Result<Self, String> {
+        let values = params.values();
+        let read = |key: &str, min: u32, max: u32| -> Result<Option<u32>, String> {
+            let Some(value) = values.get(key) else {
+                return Ok(None);
+            };
+            value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (min..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "params.{key} = {} cannot be used by the built-in pre-hook: \
+                         it takes a whole number from {min} to {max}",
+                        short_json(value)
+                    )
+                })
+        };
+        let windows = Self {
+            max_length: read("max_length", 4, 1 << 16)?,
+            stride: read("stride", 0, 1 << 16)?,
+            max_windows: read("max_windows", 1, MAX_WINDOWS)?.unwrap_or(DEFAULT_MAX_WINDOWS),
+        };
+        if let (Some(stride), Some(max)) = (windows.stride, windows.max_length)
+            && stride >= max / 2
+        {
+            return Err(format!(
+                "params.stride = {stride} must be less than half of params.max_length = \
+                 {max}, or windows would repeat more than they add"
+            ));
+        }
+        Ok(windows)
+    }
+}
+
+/// A param's JSON, shortened for a message.
+fn short_json(value: &Value) -> String {
+    value.to_string().chars().take(40).collect()
+}
+
 /// Builds one tensor per model input from the task's datapoints.
 ///
 /// An image is decoded only when its header declares a size whose pixels
@@ -43,18 +140,19 @@ pub fn run(
     datapoints: &[Datapoint],
     inputs: &[TensorSpec],
     tokenizer: &ModelTokenizer,
+    text_windows: TextWindows,
     max_decode_bytes: usize,
 ) -> Result<(PreOutput, Vec<DatapointInfo>), String> {
     let mut infos: Vec<DatapointInfo> = datapoints.iter().map(describe).collect();
     let mut tensors = Vec::with_capacity(inputs.len());
     let tokenized = match inputs.iter().find(|s| is_token_input(s)) {
-        Some(spec) => Some(tokenize(spec, inputs, datapoints, tokenizer)?),
+        Some(spec) => Some(tokenize(spec, inputs, datapoints, tokenizer, text_windows)?),
         None => None,
     };
-    let window = tokenized.as_ref().map(|(_, window)| window);
+    let windows = tokenized.as_ref().map(|(_, windows)| windows.as_slice());
     for spec in inputs {
-        let tensor = match (spec.element_type, &window) {
-            (_, Some(window)) if is_token_input(spec) => token_tensor(spec, window)?,
+        let tensor = match (spec.element_type, windows) {
+            (_, Some(windows)) if is_token_input(spec) => token_tensor(spec, windows)?,
             (Some(ElementType::String), _) => text_tensor(spec, datapoints)?,
             (Some(ty @ (ElementType::F32 | ElementType::U8)), _) if spec.shape.len() == 4 => {
                 image_tensor(spec, ty, datapoints, &mut infos, max_decode_bytes)?
@@ -73,7 +171,7 @@ pub fn run(
     }
     let carry = tokenized
         .as_ref()
-        .map(|(text, window)| window_carry(text, window));
+        .map(|(text, windows)| windows_carry(text, windows));
     Ok((
         PreOutput {
             inputs: tensors,
@@ -89,14 +187,16 @@ fn is_token_input(spec: &TensorSpec) -> bool {
         && matches!(spec.element_type, Some(ElementType::I64 | ElementType::I32))
 }
 
-/// The task's text and its one window of the model's tokens, as long as
-/// the model's sequence dimension allows.
+/// The task's text and its windows of the model's tokens: one, as long as
+/// the model's sequence dimension allows, unless `text_windows` asks for
+/// overlapping ones.
 fn tokenize(
     spec: &TensorSpec,
     inputs: &[TensorSpec],
     datapoints: &[Datapoint],
     tokenizer: &ModelTokenizer,
-) -> Result<(String, Encoding), String> {
+    text_windows: TextWindows,
+) -> Result<(String, Vec<Encoding>), String> {
     let tokenizer = tokenizer.get().map_err(|e| {
         format!(
             "model input '{}' takes token ids, and {e}; or upload a pre_hook",
@@ -105,21 +205,62 @@ fn tokenize(
     })?;
     let text = first_text(spec, datapoints)?;
     let fixed = fixed_sequence_length(inputs);
+    let max_length = window_length(text_windows, fixed, tokenizer.max_length());
     let options = EncodeOptions {
         add_special_tokens: true,
-        max_length: Some(
-            fixed.unwrap_or_else(|| tokenizer.max_length().unwrap_or(MAX_DYNAMIC_TOKENS)),
-        ),
-        stride: None,
-        pad_to_max_length: fixed.is_some(),
+        max_length: Some(max_length),
+        stride: text_windows.stride,
+        // Windows share one tensor, so they share one length.
+        pad_to_max_length: fixed.is_some() || text_windows.stride.is_some(),
     };
-    let mut windows = tokenizer
+    let windows = tokenizer
         .encode(&text, None, options)
         .map_err(|e| e.to_string())?;
-    let window = windows
-        .pop()
-        .ok_or_else(|| "the tokenizer returned no window".to_owned())?;
-    Ok((text, window))
+    if windows.is_empty() {
+        return Err("the tokenizer returned no window".to_owned());
+    }
+    if windows.len() > text_windows.max_windows as usize {
+        return Err(format!(
+            "the text needs {} windows of {max_length} tokens, more than the {} allowed \
+             (params.max_windows, at most {MAX_WINDOWS}; or raise params.max_length)",
+            windows.len(),
+            text_windows.max_windows
+        ));
+    }
+    Ok((text, windows))
+}
+
+/// Tokens per window: the params', else the model's fixed sequence length,
+/// else the length `tokenizer.json` was saved to truncate at, else
+/// [`MAX_DYNAMIC_TOKENS`].
+fn window_length(windows: TextWindows, fixed: Option<u32>, saved: Option<u32>) -> u32 {
+    windows
+        .max_length
+        .or(fixed)
+        .or(saved)
+        .unwrap_or(MAX_DYNAMIC_TOKENS)
+}
+
+/// The most one task's text can take in the built-in pre-hook, as
+/// `(windows, tokens per window)`; `None` when the model takes no token
+/// ids (or its window params cannot work, which configure refuses).
+pub fn token_bound(
+    inputs: &[TensorSpec],
+    params: &HookParams,
+    tokenizer: &ModelTokenizer,
+) -> Option<(u32, u32)> {
+    if !inputs.iter().any(is_token_input) {
+        return None;
+    }
+    let windows = TextWindows::for_model(inputs, params).ok()?;
+    let saved = tokenizer.get().ok().and_then(|t| t.max_length());
+    let tokens = window_length(windows, fixed_sequence_length(inputs), saved);
+    let count = if windows.stride.is_some() {
+        windows.max_windows
+    } else {
+        1
+    };
+    Some((count, tokens))
 }
 
 /// The sequence length the model's token inputs fix, if they fix one.
@@ -131,17 +272,17 @@ fn fixed_sequence_length(inputs: &[TensorSpec]) -> Option<u32> {
         .map(|d| u32::try_from(d).unwrap_or(u32::MAX))
 }
 
-/// One token input `[1, tokens]` of the window, in the declared type.
-fn token_tensor(spec: &TensorSpec, window: &Encoding) -> Result<Tensor, String> {
-    let values: Vec<i64> = match spec.name.as_str() {
-        "input_ids" => window.ids.iter().map(|&v| i64::from(v)).collect(),
-        "attention_mask" => window
-            .attention_mask
-            .iter()
-            .map(|&v| i64::from(v))
-            .collect(),
-        _ => window.type_ids.iter().map(|&v| i64::from(v)).collect(),
-    };
+/// One token input `[windows, tokens]` of equally long windows, in the
+/// declared type.
+fn token_tensor(spec: &TensorSpec, windows: &[Encoding]) -> Result<Tensor, String> {
+    let tokens = windows.first().map_or(0, |w| w.ids.len());
+    if windows.iter().any(|w| w.ids.len() != tokens) {
+        return Err("the tokenizer returned windows of different lengths".to_owned());
+    }
+    let values: Vec<i64> = windows
+        .iter()
+        .flat_map(|window| token_values(&spec.name, window))
+        .collect();
     let (element_type, bytes) = if spec.element_type == Some(ElementType::I32) {
         let bytes = values
             .iter()
@@ -154,7 +295,7 @@ fn token_tensor(spec: &TensorSpec, window: &Encoding) -> Result<Tensor, String> 
             values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         )
     };
-    let shape = vec![1, values.len() as u64];
+    let shape = vec![windows.len() as u64, tokens as u64];
     Tensor::new(
         spec.name.clone(),
         element_type,
@@ -162,6 +303,19 @@ fn token_tensor(spec: &TensorSpec, window: &Encoding) -> Result<Tensor, String> 
         TensorData::Bytes(bytes),
     )
     .map_err(|e| e.to_string())
+}
+
+/// The values of token input `name` in one window.
+fn token_values(name: &str, window: &Encoding) -> Vec<i64> {
+    match name {
+        "input_ids" => window.ids.iter().map(|&v| i64::from(v)).collect(),
+        "attention_mask" => window
+            .attention_mask
+            .iter()
+            .map(|&v| i64::from(v))
+            .collect(),
+        _ => window.type_ids.iter().map(|&v| i64::from(v)).collect(),
+    }
 }
 
 /// Inputs holding only the largest id the tokenizer can produce, for a
@@ -190,25 +344,30 @@ pub fn vocabulary_probe(
     };
     let tensors = inputs
         .iter()
-        .map(|spec| token_tensor(spec, &window))
+        .map(|spec| token_tensor(spec, std::slice::from_ref(&window)))
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
     Some((vocabulary, tensors))
 }
 
-/// What a post-hook needs to map the window's token outputs to characters
+/// What a post-hook needs to map the windows' token outputs to characters
 /// of the text.
-fn window_carry(text: &str, window: &Encoding) -> String {
-    serde_json::json!({"text": text, "windows": [{
-        "ids": window.ids,
-        "type_ids": window.type_ids,
-        "attention_mask": window.attention_mask,
-        "special_tokens_mask": window.special_tokens_mask,
-        "word_ids": window.word_ids,
-        "offsets": window.offsets,
-        "tokens": window.tokens,
-    }]})
-    .to_string()
+fn windows_carry(text: &str, windows: &[Encoding]) -> String {
+    let windows: Vec<Value> = windows
+        .iter()
+        .map(|window| {
+            serde_json::json!({
+                "ids": window.ids,
+                "type_ids": window.type_ids,
+                "attention_mask": window.attention_mask,
+                "special_tokens_mask": window.special_tokens_mask,
+                "word_ids": window.word_ids,
+                "offsets": window.offsets,
+                "tokens": window.tokens,
+            })
+        })
+        .collect();
+    serde_json::json!({"text": text, "windows": windows}).to_string()
 }
 
 /// A warning for models whose image input leaves its height or width open
@@ -419,6 +578,8 @@ fn image_tensor(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn spec(name: &str, element_type: ElementType, shape: &[i64]) -> TensorSpec {
@@ -455,5 +616,46 @@ mod tests {
             None,
             "no channel axis: not an image the built-in pre-hook takes"
         );
+    }
+
+    fn windows(inputs: &[TensorSpec], params: Value) -> Result<TextWindows, String> {
+        TextWindows::for_model(inputs, &HookParams::new(params).expect("params"))
+    }
+
+    #[test]
+    fn window_params_are_read_for_token_models_only_and_checked() {
+        let open = [spec("input_ids", ElementType::I64, &[-1, -1])];
+        let fixed = [spec("input_ids", ElementType::I64, &[-1, 128])];
+        let image = [spec("x", ElementType::F32, &[-1, 3, 224, 224])];
+        assert_eq!(
+            windows(&open, json!({"max_length": 128, "stride": 32})),
+            Ok(TextWindows {
+                max_length: Some(128),
+                stride: Some(32),
+                max_windows: DEFAULT_MAX_WINDOWS
+            })
+        );
+        assert_eq!(windows(&open, json!({})), Ok(TextWindows::default()));
+        // A post-hook's own "stride" is none of the built-in pre-hook's business.
+        assert_eq!(
+            windows(&image, json!({"stride": "wide"})),
+            Ok(TextWindows::default())
+        );
+        for (params, names) in [
+            (json!({"stride": "wide"}), "params.stride = \"wide\""),
+            (json!({"stride": -1}), "params.stride = -1"),
+            (json!({"max_length": 2}), "params.max_length = 2"),
+            (json!({"max_windows": 5000}), "params.max_windows = 5000"),
+            (
+                json!({"max_length": 64, "stride": 32}),
+                "half of params.max_length",
+            ),
+        ] {
+            let err = windows(&open, params.clone()).expect_err(&params.to_string());
+            assert!(err.contains(names), "{params}: {err}");
+        }
+        let err = windows(&fixed, json!({"max_length": 256})).expect_err("fixed 128");
+        assert!(err.contains("exactly 128 tokens"), "{err}");
+        assert!(windows(&fixed, json!({"max_length": 128, "stride": 16})).is_ok());
     }
 }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use futures::future::join_all;
 use serde_json::Value;
 
@@ -219,6 +220,16 @@ pub async fn predict(
         2 * crate::compute::pool().size(),
     );
     let request = Arc::new(request);
+    let scope = Scope {
+        services,
+        backend,
+        request: &request,
+        label: &label,
+        interactive: interactive.as_deref(),
+    };
+    if !stacks_tasks(backend) {
+        return stream_tasks_apart(scope, task_bytes, wave_len).await;
+    }
     let mut results = Vec::with_capacity(request.tasks.len());
     let mut times = StageTimes::default();
     for wave in chunks(request.tasks.len(), wave_len) {
@@ -235,13 +246,6 @@ pub async fn predict(
             .await;
         match reservation {
             Ok(_held) => {
-                let scope = Scope {
-                    services,
-                    backend,
-                    request: &request,
-                    label: &label,
-                    interactive: interactive.as_deref(),
-                };
                 let (wave_results, wave_times) = run_wave(scope, wave).await;
                 results.extend(wave_results);
                 times.add(&wave_times);
@@ -252,6 +256,44 @@ pub async fn predict(
             }
             Err(e) => return Err(e),
         }
+    }
+    Ok((results, times))
+}
+
+/// The request's tasks when they are not stacked: each goes through on
+/// its own (fetch + pre-hook, inference, post-hook), at most `wave_len` of
+/// them in flight, each holding its own slot and memory reservation. A
+/// task starts as soon as one finishes, so no wave waits for its slowest
+/// task while cores idle (NER in waves of 4 left 15 % of the CPU idle).
+async fn stream_tasks_apart(
+    scope: Scope<'_>,
+    task_bytes: u64,
+    wave_len: usize,
+) -> Result<(Vec<TaskResult>, StageTimes), BudgetError> {
+    let name = scope.backend.name.as_str();
+    let tasks = (0..scope.request.tasks.len()).map(|index| async move {
+        let _slot = scope.services.waves.acquire(name, 1, wave_len).await;
+        let reservation = scope
+            .services
+            .budget
+            .reserve(name, task_bytes, "1 task of this model")
+            .await;
+        match reservation {
+            Ok(_held) => Ok(run_task_apart(scope, index).await),
+            Err(e @ BudgetError::TooLarge { .. }) => Ok((
+                Err(TaskError::new(Stage::PreHook, e.to_string())),
+                StageTimes::default(),
+            )),
+            Err(e) => Err(e),
+        }
+    });
+    let mut in_order = futures::stream::iter(tasks).buffered(wave_len.max(1));
+    let mut results = Vec::with_capacity(scope.request.tasks.len());
+    let mut times = StageTimes::default();
+    while let Some(done) = in_order.next().await {
+        let (result, task_times) = done?;
+        times.add(&task_times);
+        results.push(result);
     }
     Ok((results, times))
 }
@@ -275,7 +317,7 @@ struct Scope<'a> {
 }
 
 /// Whether tasks of a wave can be stacked into one inference. When they
-/// cannot, each task goes through on its own ([`run_tasks_apart`]) instead
+/// cannot, each task goes through on its own ([`stream_tasks_apart`]) instead
 /// of waiting at each stage for the slowest task of its wave.
 fn stacks_tasks(backend: &Backend) -> bool {
     backend.model.batches_on_dim0()
@@ -283,12 +325,9 @@ fn stacks_tasks(backend: &Backend) -> bool {
         && waves::input_bytes(backend).saturating_mul(2) <= max_batch_bytes(&backend.model) as u64
 }
 
-/// One wave: every task's fetch + pre-hook, the wave's inference, every
-/// task's post-hook + validation. Results in task order.
+/// One wave of stacked tasks: every task's fetch + pre-hook, the wave's
+/// inference, every task's post-hook + validation. Results in task order.
 async fn run_wave(scope: Scope<'_>, wave: std::ops::Range<usize>) -> (Vec<TaskResult>, StageTimes) {
-    if !stacks_tasks(scope.backend) {
-        return run_tasks_apart(scope, wave).await;
-    }
     let mut times = StageTimes::default();
     let mut prepared: Vec<Result<Prepared, TaskError>> =
         join_all(wave.map(|index| prepare_task(scope, index)))
@@ -315,35 +354,19 @@ async fn run_wave(scope: Scope<'_>, wave: std::ops::Range<usize>) -> (Vec<TaskRe
     (results, times)
 }
 
-/// One wave whose tasks are not stacked: each task's fetch + pre-hook,
-/// inference and post-hook run one after the other, side by side with the
-/// wave's other tasks.
-async fn run_tasks_apart(
-    scope: Scope<'_>,
-    wave: std::ops::Range<usize>,
-) -> (Vec<TaskResult>, StageTimes) {
-    let tasks = wave.map(|index| async move {
-        let mut times = StageTimes::default();
-        let mut prepared = times.count_prepare(prepare_task(scope, index).await);
-        let started = Instant::now();
-        let outputs = infer(scope.backend, std::slice::from_mut(&mut prepared))
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(TaskError::new(Stage::Inference, "task was not scheduled")));
-        times.inference += started.elapsed();
-        let finished = finish_task(scope, prepared, outputs).await;
-        (times.count_finish(finished), times)
-    });
+/// One task that is not stacked with others: its fetch + pre-hook,
+/// inference and post-hook, one after the other.
+async fn run_task_apart(scope: Scope<'_>, index: usize) -> (TaskResult, StageTimes) {
     let mut times = StageTimes::default();
-    let results = join_all(tasks)
+    let mut prepared = times.count_prepare(prepare_task(scope, index).await);
+    let started = Instant::now();
+    let outputs = infer(scope.backend, std::slice::from_mut(&mut prepared))
         .await
-        .into_iter()
-        .map(|(result, task_times)| {
-            times.add(&task_times);
-            result
-        })
-        .collect();
-    (results, times)
+        .pop()
+        .unwrap_or_else(|| Err(TaskError::new(Stage::Inference, "task was not scheduled")));
+    times.inference += started.elapsed();
+    let finished = finish_task(scope, prepared, outputs).await;
+    (times.count_finish(finished), times)
 }
 
 /// Fetch + pre-hook of the request's task `index`, as a stage of its own.
@@ -486,9 +509,13 @@ async fn prepare(
             let inputs = backend.model.inputs().to_vec();
             let max_decode = backend.limits.memory_bytes;
             let tokenizer = backend.tokenizer.clone();
+            let windows = builtin_pre::TextWindows::for_model(&inputs, &backend.config.params)
+                .map_err(|e| TaskError::new(Stage::PreHook, format!("built-in pre-hook: {e}")))?;
             // Off the async workers, one decode per core.
             crate::compute::pool()
-                .run(move || builtin_pre::run(&datapoints, &inputs, &tokenizer, max_decode))
+                .run(move || {
+                    builtin_pre::run(&datapoints, &inputs, &tokenizer, windows, max_decode)
+                })
                 .await
                 .map_err(|e| TaskError::new(Stage::PreHook, e.to_string()))?
                 .map_err(|e| TaskError::new(Stage::PreHook, format!("built-in pre-hook: {e}")))?

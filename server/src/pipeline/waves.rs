@@ -3,11 +3,12 @@
 //! through a bounded amount of memory.
 //!
 //! The estimate is made from what the backend declares before any task is
-//! seen: the model's input and output shapes, the hooks' output cap and the
-//! built-in pre-hook's largest image side. It is an upper bound for fixed
-//! shapes and a cap for dynamic ones (a hook cannot return more than
-//! `max_output_mb`; the built-in pre-hook never exceeds
-//! [`MAX_DYNAMIC_SIDE`](super::builtin_pre::MAX_DYNAMIC_SIDE)).
+//! seen: the model's input and output shapes, the hooks' output cap, the
+//! built-in pre-hook's largest image side and its token windows. It is an
+//! upper bound for fixed shapes and a cap for dynamic ones (a hook cannot
+//! return more than `max_output_mb`; the built-in pre-hook never exceeds
+//! [`MAX_DYNAMIC_SIDE`](super::builtin_pre::MAX_DYNAMIC_SIDE), nor the
+//! windows and tokens of [`token_bound`](super::builtin_pre::token_bound)).
 
 use crate::backend::Backend;
 use crate::tensor::TensorSpec;
@@ -39,14 +40,14 @@ const TASK_OVERHEAD_BYTES: u64 = 256 << 10;
 /// [`TASK_OVERHEAD_BYTES`] plus the label config the hook context copies.
 pub fn task_bytes(backend: &Backend, label_config_len: usize) -> u64 {
     let cap = backend.limits.max_output_bytes as u64;
-    let inputs = input_bytes(backend);
+    let dims = Dims::of(backend);
     let outputs: u64 = backend
         .model
         .outputs()
         .iter()
-        .map(|s| spec_bytes(s, None).min(cap))
+        .map(|s| spec_bytes(s, dims.outputs).min(cap))
         .fold(0, u64::saturating_add);
-    inputs
+    input_bytes(backend)
         .saturating_mul(2)
         .saturating_add(outputs.saturating_mul(2))
         .saturating_add(TASK_OVERHEAD_BYTES)
@@ -55,25 +56,78 @@ pub fn task_bytes(backend: &Backend, label_config_len: usize) -> u64 {
 
 /// Upper bound of one task's model inputs.
 pub fn input_bytes(backend: &Backend) -> u64 {
-    let dynamic_side = if backend.pre_hook.is_some() {
-        None
-    } else {
-        Some(u64::from(super::builtin_pre::MAX_DYNAMIC_SIDE))
-    };
     let cap = backend.limits.max_output_bytes as u64;
+    let dims = Dims::of(backend).inputs;
     backend
         .model
         .inputs()
         .iter()
-        .map(|s| spec_bytes(s, dynamic_side).min(cap))
+        .map(|s| spec_bytes(s, dims))
+        .map(|bytes| bytes.min(cap))
         .fold(0, u64::saturating_add)
 }
 
-/// Bytes of one task's tensor of this spec. Dimension 0 is the batch (one
-/// task); other dynamic dimensions take `dynamic_side` when the built-in
-/// pre-hook fills them, else the hook output cap bounds them (the caller
-/// applies it), so they count as the cap here.
-fn spec_bytes(spec: &TensorSpec, dynamic_side: Option<u64>) -> u64 {
+/// What one task's dynamic dimensions are at most: `batch` for dimension
+/// 0, `side` for the others (`None`: unknown, bounded only by the hook
+/// output cap the caller applies).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Bound {
+    batch: u64,
+    side: Option<u64>,
+}
+
+/// The bounds of a backend's inputs and outputs.
+struct Dims {
+    inputs: Bound,
+    outputs: Bound,
+}
+
+impl Dims {
+    fn of(backend: &Backend) -> Self {
+        let unknown = Bound {
+            batch: 1,
+            side: None,
+        };
+        if backend.pre_hook.is_some() {
+            return Self {
+                inputs: unknown,
+                outputs: unknown,
+            };
+        }
+        let token_bound = super::builtin_pre::token_bound(
+            backend.model.inputs(),
+            &backend.config.params,
+            &backend.tokenizer,
+        );
+        match token_bound {
+            // The built-in pre-hook feeds at most this many windows of this
+            // many tokens. A token model's dynamic output dimensions follow
+            // its inputs' (logits `[windows, tokens, labels]` or
+            // `[windows, labels]`), so they take the same bounds.
+            Some((windows, tokens)) => {
+                let bound = Bound {
+                    batch: u64::from(windows),
+                    side: Some(u64::from(tokens)),
+                };
+                Self {
+                    inputs: bound,
+                    outputs: bound,
+                }
+            }
+            None => Self {
+                inputs: Bound {
+                    batch: 1,
+                    side: Some(u64::from(super::builtin_pre::MAX_DYNAMIC_SIDE)),
+                },
+                outputs: unknown,
+            },
+        }
+    }
+}
+
+/// Bytes of one task's tensor of this spec, dynamic dimensions at their
+/// `bound` (saturating where unknown).
+fn spec_bytes(spec: &TensorSpec, bound: Bound) -> u64 {
     let width = spec
         .element_type
         .and_then(|t| t.byte_width())
@@ -81,9 +135,9 @@ fn spec_bytes(spec: &TensorSpec, dynamic_side: Option<u64>) -> u64 {
     spec.shape
         .iter()
         .enumerate()
-        .map(|(i, &d)| match (d, i, dynamic_side) {
+        .map(|(i, &d)| match (d, i, bound.side) {
             (d, _, _) if d > 0 => d as u64,
-            (_, 0, _) => 1,
+            (_, 0, _) => bound.batch,
             (_, _, Some(side)) => side,
             (_, _, None) => u64::MAX,
         })
@@ -125,6 +179,10 @@ mod tests {
     use super::*;
     use crate::tensor::ElementType;
 
+    fn side(side: Option<u64>) -> Bound {
+        Bound { batch: 1, side }
+    }
+
     fn spec(shape: &[i64]) -> TensorSpec {
         TensorSpec {
             name: "x".into(),
@@ -136,24 +194,38 @@ mod tests {
     #[test]
     fn fixed_shapes_count_exactly_and_the_batch_dimension_as_one() {
         assert_eq!(
-            spec_bytes(&spec(&[-1, 3, 224, 224]), None),
+            spec_bytes(&spec(&[-1, 3, 224, 224]), side(None)),
             3 * 224 * 224 * 4
         );
-        assert_eq!(spec_bytes(&spec(&[1, 1000]), None), 4000);
+        assert_eq!(spec_bytes(&spec(&[1, 1000]), side(None)), 4000);
     }
 
     #[test]
     fn dynamic_image_sides_take_the_builtin_cap_or_saturate() {
         assert_eq!(
-            spec_bytes(&spec(&[-1, 3, -1, -1]), Some(1024)),
+            spec_bytes(&spec(&[-1, 3, -1, -1]), side(Some(1024))),
             3 * 1024 * 1024 * 4
         );
-        assert_eq!(spec_bytes(&spec(&[-1, 3, -1, -1]), None), u64::MAX);
+        assert_eq!(spec_bytes(&spec(&[-1, 3, -1, -1]), side(None)), u64::MAX);
+    }
+
+    #[test]
+    fn token_windows_bound_the_batch_and_sequence_dimensions() {
+        let windows = Bound {
+            batch: 64,
+            side: Some(128),
+        };
+        // NER logits [windows, tokens, 7 labels].
+        assert_eq!(spec_bytes(&spec(&[-1, -1, 7]), windows), 64 * 128 * 7 * 4);
+        assert_eq!(spec_bytes(&spec(&[-1, 3]), windows), 64 * 3 * 4);
     }
 
     #[test]
     fn absurd_declared_dims_saturate_instead_of_wrapping() {
-        assert_eq!(spec_bytes(&spec(&[1, 1 << 40, 1 << 40]), None), u64::MAX);
+        assert_eq!(
+            spec_bytes(&spec(&[1, 1 << 40, 1 << 40]), side(None)),
+            u64::MAX
+        );
     }
 
     #[test]

@@ -376,25 +376,70 @@ async fn ner_windows_over_a_text_ten_times_the_models_length_find_every_entity()
         cls::backend::HookParams::new(json!({"max_length": max_length, "stride": stride}))
             .expect("params");
     config.limits.hook_timeout_ms = 60_000;
-    let b = h
+    // The example pre-hook and the built-in one read the same params.
+    for pre_hook in [Some("ner-pre"), None] {
+        let b = h
+            .runtime
+            .loader
+            .build(&PersistedBackend {
+                name: BackendName::new("ner-windows").expect("name"),
+                config: config.clone(),
+                pre_hook: pre_hook.map(|name| read(&example_hook(name))),
+                post_hook: read(&example_hook("ner-post")),
+                model_upload: None,
+            })
+            .await
+            .expect("backend builds");
+        let predictions = predict(
+            &h,
+            &Arc::new(b),
+            vec![json!({"id": 1, "data": {"text": text}})],
+        )
+        .await;
+        let pre = pre_hook.unwrap_or("the built-in pre-hook");
+        assert_long_text_entities(&text, &expected, &predictions[0]["result"], pre);
+    }
+}
+
+#[tokio::test]
+async fn window_params_the_built_in_pre_hook_cannot_use_are_refused_at_configure() {
+    let h = require!("ONNX Runtime", harness());
+    let model_path = require!(
+        "the ner_minilm model folder (scripts/py/make_text_models.py)",
+        model("mlflow/ner_minilm")
+    );
+    let mut config = BackendConfig::empty();
+    config.model.uri = Some(model_path.display().to_string());
+    config.params =
+        cls::backend::HookParams::new(json!({"max_length": 128, "stride": 100})).expect("params");
+    let refused = h
         .runtime
         .loader
         .build(&PersistedBackend {
-            name: BackendName::new("ner-windows").expect("name"),
+            name: BackendName::new("ner-bad-windows").expect("name"),
             config,
-            pre_hook: Some(read(&example_hook("ner-pre"))),
+            pre_hook: None,
             post_hook: read(&example_hook("ner-post")),
             model_upload: None,
         })
         .await
-        .expect("backend builds");
-    let predictions = predict(
-        &h,
-        &Arc::new(b),
-        vec![json!({"id": 1, "data": {"text": text}})],
-    )
-    .await;
-    let found = entity_spans(&predictions[0]["result"]);
+        .err()
+        .expect("a stride of most of the window is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("params.stride = 100") && message.contains("params.max_length = 128"),
+        "{message}"
+    );
+}
+
+/// Spans found in the long text are its characters, and right often enough.
+fn assert_long_text_entities(
+    text: &str,
+    expected: &[(String, u64, u64, String)],
+    result: &Value,
+    pre: &str,
+) {
+    let found = entity_spans(result);
     // Every span is exactly its characters of the text, whichever window
     // it came from (an offset bug would shift every window after the first).
     for (_, start, end, span) in &found {
@@ -403,7 +448,7 @@ async fn ner_windows_over_a_text_ten_times_the_models_length_find_every_entity()
             .skip(*start as usize)
             .take((end - start) as usize)
             .collect();
-        assert_eq!(&chars, span, "span {start}..{end}");
+        assert_eq!(&chars, span, "{pre}: span {start}..{end}");
     }
     // The model is small and was fine-tuned on ~250 sentences: in a long
     // paragraph it slips on a few words, so this asserts its quality, not
@@ -417,13 +462,13 @@ async fn ner_windows_over_a_text_ten_times_the_models_length_find_every_entity()
         .take(10)
         .collect();
     println!(
-        "{right} of {} entities right, {} found",
+        "{pre}: {right} of {} entities right, {} found",
         expected.len(),
         found.len()
     );
     assert!(
         precision >= 0.95 && recall >= 0.95,
-        "precision {precision:.3}, recall {recall:.3} over {} entities; wrong: {wrong:?}",
+        "{pre}: precision {precision:.3}, recall {recall:.3} over {} entities; wrong: {wrong:?}",
         expected.len()
     );
 }
@@ -635,4 +680,21 @@ async fn python_twins_predict_exactly_what_the_rust_hooks_predict() {
         .map(|(i, t)| json!({"id": 10 + i, "data": {"text": t}}))
         .collect();
     assert_twins_agree(&h, &sentiment, None, "text-post", TEXT_CONFIG, tasks).await;
+
+    // Transformers: the held-out sentences, tokenized by the built-in pre-hook.
+    let held_out = require!("text_heldout.json (scripts/setup.sh)", text_held_out());
+    for (model_name, post, config, sentences) in [
+        ("mlflow/ner_minilm", "ner-post", NER_CONFIG, "ner"),
+        (
+            "mlflow/topic_minilm",
+            "text-classification-post",
+            TOPIC_CONFIG,
+            "topic",
+        ),
+    ] {
+        let folder = require!(model_name, model(model_name));
+        let sentences = held_out[sentences].as_array().expect("held-out sentences");
+        let tasks = held_out_tasks(sentences);
+        assert_twins_agree(&h, &folder, None, post, config, tasks).await;
+    }
 }

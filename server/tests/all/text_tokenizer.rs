@@ -211,6 +211,41 @@ fn windows_of_a_long_text_overlap_by_the_stride_and_cover_it() {
     assert!(covered.iter().all(|&c| c), "some tokens are in no window");
 }
 
+/// A text truncated to one window is tokenized from its start only; a
+/// start cut inside a word (no whitespace to cut at) must still give the
+/// window the whole text gives.
+#[test]
+fn a_truncated_window_is_the_same_whether_or_not_the_text_has_whitespace() {
+    let path = require!("all-MiniLM-L6-v2's tokenizer.json", minilm_tokenizer());
+    let tokenizer = Tokenizer::load(&path).expect("load");
+    let texts = [
+        "東京タワーは東京都港区芝公園にある総合電波塔です。".repeat(400),
+        "北京是中华人民共和国的首都".repeat(600),
+        "supercalifragilisticexpialidocious".repeat(300),
+        format!("Zoë {}", "naïve-café".repeat(500)),
+    ];
+    for text in &texts {
+        for max in [8, 32, 128] {
+            let truncated = tokenizer
+                .encode(text, None, options(true, Some(max), None, false))
+                .expect("truncated");
+            // With a stride every window is cut from the whole text.
+            let first_of_whole = tokenizer
+                .encode(text, None, options(true, Some(max), Some(2), false))
+                .expect("windows");
+            assert_eq!(truncated.len(), 1);
+            assert_eq!(
+                as_json(&truncated[0]),
+                as_json(&first_of_whole[0]),
+                "{max} tokens of {}…",
+                text.chars().take(12).collect::<String>()
+            );
+            // (A word over 100 characters is one [UNK] to WordPiece.)
+            assert!(truncated[0].ids.len() <= max as usize);
+        }
+    }
+}
+
 #[test]
 fn options_a_tokenizer_cannot_honour_are_refused_with_the_reason() {
     let path = require!("all-MiniLM-L6-v2's tokenizer.json", minilm_tokenizer());
@@ -552,4 +587,157 @@ fn a_tokenizer_whose_vocabulary_does_not_fit_the_model_is_refused_at_configure()
         .filter_map(|b| b["name"].as_str())
         .collect();
     assert_eq!(names, ["right"], "{listed}");
+}
+
+/// A copy of the `token_ids` model folder whose `tokenizer.json` sits at
+/// `vocab/tok.json`, where no search finds it; and the tokenizer's bytes.
+fn model_with_its_tokenizer_elsewhere() -> Option<(tempfile::TempDir, Vec<u8>)> {
+    let folder = model("mlflow/token_ids")?;
+    let moved = tempfile::tempdir().expect("temp dir");
+    for file in ["MLmodel", "model.onnx", "extra_files/config.json"] {
+        let to = moved.path().join(file);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("folder");
+        std::fs::copy(folder.join(file), &to).expect("copy");
+    }
+    let tokenizer = read(&folder.join("extra_files/tokenizer.json"));
+    std::fs::create_dir_all(moved.path().join("vocab")).expect("vocab folder");
+    std::fs::write(moved.path().join("vocab/tok.json"), &tokenizer).expect("tokenizer");
+    Some((moved, tokenizer))
+}
+
+/// Configures backend `name` on `folder` with `model.tokenizer` (and the
+/// MLflow server, when given); the status and the answer.
+fn configure_with_tokenizer(
+    server: &harness::Server,
+    name: &str,
+    folder: &std::path::Path,
+    tokenizer: &str,
+    tracking_uri: Option<&str>,
+) -> (reqwest::StatusCode, Value) {
+    let mut model = json!({"uri": folder.display().to_string(), "tokenizer": tokenizer});
+    if let Some(tracking_uri) = tracking_uri {
+        model["tracking_uri"] = json!(tracking_uri);
+    }
+    let request = harness::Configure {
+        config: json!({"model": model, "params": {"max_length": 32}}),
+        pre_hook: Some(read(&fixture_hook("reads-tokenizer"))),
+        post_hook: Some(read(&fixture_hook("reads-params"))),
+        ..harness::Configure::default()
+    };
+    let response = harness::client()
+        .put(format!("{}/backends/{name}", server.url))
+        .multipart(request.form())
+        .send()
+        .expect("configure");
+    (response.status(), response.json().unwrap_or(Value::Null))
+}
+
+/// Whether backend `name` tokenizes a task through the host (the fixtures
+/// score 0.5 when the pre-hook's tokens reach the model).
+fn tokenizes(server: &harness::Server, name: &str) -> bool {
+    let body: Value = harness::client()
+        .post(format!("{}/backends/{name}/predict", server.url))
+        .json(&json!({"tasks": [{"id": 1, "data": {"text": "Zoë flew to Kraków"}}]}))
+        .send()
+        .and_then(|r| r.json())
+        .expect("predict");
+    body["results"][0]["score"] == json!(0.5)
+}
+
+/// `model.tokenizer` names a tokenizer the model folder keeps where no
+/// search finds it: a path inside the folder, or an http(s) URL whose last
+/// copy serves while its host is down. What cannot work is refused at
+/// configure, naming why, and the backend keeps serving its last version.
+#[test]
+fn a_tokenizer_kept_elsewhere_is_named_by_model_tokenizer() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    require!("ONNX Runtime", harness::ort_library());
+    let (moved, bytes) = require!(
+        "the token_ids model folder (scripts/py/make_models.py)",
+        model_with_its_tokenizer_elsewhere()
+    );
+    let up = Arc::new(AtomicBool::new(true));
+    let host = harness::upstream::Upstream::start({
+        let up = Arc::clone(&up);
+        move |seen| match (seen.path.as_str(), up.load(Ordering::SeqCst)) {
+            ("/tokenizer.json", true) => (200, "application/json", bytes.clone()),
+            ("/tokenizer.json", false) => (503, "text/plain", b"down".to_vec()),
+            _ => (404, "text/plain", b"no such file".to_vec()),
+        }
+    });
+    let server = harness::Server::start(harness::ServerOptions::default());
+    let folder = moved.path();
+    let url = format!("{}/tokenizer.json", host.url);
+    for (name, tokenizer) in [("in-folder", "vocab/tok.json"), ("by-url", url.as_str())] {
+        let (status, body) = configure_with_tokenizer(&server, name, folder, tokenizer, None);
+        assert!(status.is_success(), "{name}: {status} {body}");
+        assert_eq!(
+            body["config"]["model"]["tokenizer"],
+            json!(tokenizer),
+            "{body}"
+        );
+        assert!(tokenizes(&server, name), "{name}");
+    }
+    // The host goes down: configuring again uses the copy downloaded before.
+    up.store(false, Ordering::SeqCst);
+    let (status, body) = configure_with_tokenizer(&server, "by-url", folder, &url, None);
+    assert!(status.is_success(), "host down: {status} {body}");
+    assert!(tokenizes(&server, "by-url"), "from the copy");
+    let gone = format!("{}/gone.json", host.url);
+    for (tokenizer, says) in [
+        ("../tokenizer.json", "must stay inside the model folder"),
+        ("vocab/missing.json", "the folder holds tok.json"),
+        (gone.as_str(), "HTTP 404"),
+    ] {
+        let (status, body) =
+            configure_with_tokenizer(&server, "in-folder", folder, tokenizer, None);
+        assert!(status.is_client_error(), "{tokenizer}: {status} {body}");
+        let error = body.to_string();
+        assert!(error.contains(says), "{tokenizer}: {error}");
+        assert!(
+            tokenizes(&server, "in-folder"),
+            "{tokenizer}: the last version serves"
+        );
+    }
+}
+
+/// A tokenizer logged with another MLflow model is named by that model's
+/// URI: the server finds `tokenizer.json` in its folder and downloads that
+/// one file.
+#[test]
+fn a_tokenizer_logged_with_another_mlflow_model_is_named_by_its_uri() {
+    require!("ONNX Runtime", harness::ort_library());
+    let tracking = require!(
+        "a running MLflow (CLS_MLFLOW_URI)",
+        std::env::var("CLS_MLFLOW_URI")
+            .ok()
+            .filter(|v| !v.is_empty())
+    );
+    let (moved, _) = require!(
+        "the token_ids model folder (scripts/py/make_models.py)",
+        model_with_its_tokenizer_elsewhere()
+    );
+    let server = harness::Server::start(harness::ServerOptions::default());
+    let (status, body) = configure_with_tokenizer(
+        &server,
+        "mlflow",
+        moved.path(),
+        "models:/ner_minilm/1",
+        Some(&tracking),
+    );
+    assert!(status.is_success(), "{status} {body}");
+    assert!(tokenizes(&server, "mlflow"));
+    let (status, body) = configure_with_tokenizer(
+        &server,
+        "no-tokenizer",
+        moved.path(),
+        "models:/orientation/1",
+        Some(&tracking),
+    );
+    assert!(status.is_client_error(), "{status} {body}");
+    let error = body.to_string();
+    assert!(
+        error.contains("models:/orientation/1 has no tokenizer.json") && error.contains("MLmodel"),
+        "{error}"
+    );
 }

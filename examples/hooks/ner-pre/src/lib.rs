@@ -6,8 +6,9 @@
 //! to [`ner-post`](../ner-post), which merges the windows' entities by word.
 //!
 //! `params.max_length` (default 256) and `params.stride` (default 64) in
-//! the backend's config tune the windows; without this hook the built-in
-//! pre-hook feeds only the first window.
+//! the backend's config tune the windows. The built-in pre-hook reads the
+//! same params (it cuts windows only when `stride` is set); this hook shows
+//! how, for models that need something else.
 
 use hook_sdk::text::{EncodeOptions, TokenizedText, Tokenizer};
 use hook_sdk::{Context, Datapoints, HookError, PreOutput};

@@ -108,7 +108,8 @@ impl Template {
             Self::Classification => Some(example!("classification-pre")),
             Self::Detection => Some(example!("detection-pre")),
             Self::Polygons => Some(example!("polygons-pre")),
-            // Windows over long texts; the built-in pre-hook feeds only the first.
+            // Windows over long texts, spelled out for authors to change (the
+            // built-in pre-hook cuts the same ones when params.stride is set).
             Self::Ner => Some(example!("ner-pre")),
             Self::Text | Self::TextTransformer => None,
         }
@@ -413,9 +414,14 @@ fn python_app(template: Template) -> Option<&'static str> {
         Template::Text => Some(include_str!(
             "../../../../examples/hooks/text-post-py/app.py"
         )),
-        Template::Detection | Template::Polygons | Template::Ner | Template::TextTransformer => {
-            None
-        }
+        // The built-in pre-hook tokenizes (in windows with params.stride).
+        Template::Ner => Some(include_str!(
+            "../../../../examples/hooks/ner-post-py/app.py"
+        )),
+        Template::TextTransformer => Some(include_str!(
+            "../../../../examples/hooks/text-classification-post-py/app.py"
+        )),
+        Template::Detection | Template::Polygons => None,
     }
 }
 
@@ -424,8 +430,8 @@ fn python_app(template: Template) -> Option<&'static str> {
 fn python_scaffold(template: Template, name: &str) -> anyhow::Result<Vec<(String, String)>> {
     let Some(app) = python_app(template) else {
         bail!(
-            "there is no Python {} template yet (there are: classification, text); use \
-             --lang rust",
+            "there is no Python {} template yet (there are: classification, text, ner, \
+             text-transformer); use --lang rust",
             template.name()
         );
     };
@@ -548,8 +554,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn python_scaffolds_exist_for_classification_and_text_only() {
-        for template in [Template::Classification, Template::Text] {
+    fn python_scaffolds_exist_for_classification_and_text_models_only() {
+        for template in [
+            Template::Classification,
+            Template::Text,
+            Template::Ner,
+            Template::TextTransformer,
+        ] {
             let files = python_scaffold(template, "mine").expect("python template");
             let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(

@@ -33,6 +33,7 @@ mod index;
 mod local;
 mod manifest;
 mod remote;
+mod tokenizer;
 
 use std::collections::HashMap;
 use std::fmt;
