@@ -181,13 +181,15 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
 
 #[test]
 fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
-    // Inside the repository, so hook-sdk is found by path. One target dir
-    // for all of them keeps this to one build of the dependencies.
+    // Inside the repository, so hook-sdk is found by path. Every scaffold
+    // builds into the one shared target dir under the CLI's cache (kept
+    // between runs here), so the dependencies build once for all of them.
     let parent = tempfile::Builder::new()
         .prefix("cli-hook-new-")
         .tempdir_in(harness::repo_root().join("target"))
         .expect("tempdir in target/");
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-new-target");
+    let cache_home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-new-cache");
+    let shared = cache_home.join("configurable-ls-backend/cli/hook-target");
     for (template, expected) in [
         ("classification", vec!["pre-hook", "post-hook"]),
         ("detection", vec!["pre-hook", "post-hook"]),
@@ -197,13 +199,13 @@ fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
         ("text-transformer", vec!["post-hook"]),
     ] {
         let dir = parent.path().join(format!("my-{template}"));
-        let out = run([
-            "hook".as_ref(),
-            "new".as_ref(),
-            dir.as_os_str(),
-            "--template".as_ref(),
-            template.as_ref(),
-        ])
+        let out = run_command(
+            cli()
+                .args(["hook", "new"])
+                .arg(&dir)
+                .args(["--template", template])
+                .env("XDG_CACHE_HOME", &cache_home),
+        )
         .ok();
         assert!(out.stdout.contains("created"), "{out}");
         let config =
@@ -219,7 +221,7 @@ fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
             cli()
                 .args(["hook", "build", "--json"])
                 .arg(&dir)
-                .env("CARGO_TARGET_DIR", &target_dir),
+                .env_remove("CARGO_TARGET_DIR"),
         )
         .ok();
         let report = out.json();
@@ -242,6 +244,14 @@ fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
                 .iter()
                 .all(|n| n.starts_with(&format!("my_{}_", template.replace('-', "_")))),
             "{names:?}"
+        );
+        for hook in report["hooks"].as_array().expect("hooks") {
+            let path = Path::new(hook["path"].as_str().unwrap_or_default());
+            assert!(path.starts_with(&shared), "{template}: built into {path:?}");
+        }
+        assert!(
+            !dir.join("target").exists(),
+            "{template}: a target/ of its own"
         );
     }
 }

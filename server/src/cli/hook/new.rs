@@ -193,6 +193,7 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
             args.template,
             &name,
             &sdk_dependency(args.sdk.as_deref(), &dir)?,
+            &shared_target_dir(),
         ),
         Lang::Python => python_scaffold(args.template, &name)?,
     };
@@ -354,7 +355,26 @@ fn toml_string(s: &str) -> String {
 }
 
 /// Every file of the scaffold, by path relative to its folder.
-fn scaffold(template: Template, name: &str, sdk: &str) -> Vec<(String, String)> {
+/// Where every Rust scaffold builds (`.cargo/config.toml`'s `target-dir`):
+/// the hook SDK and its dependencies compile once for all of them.
+fn shared_target_dir() -> PathBuf {
+    crate::cli::cache_dir().join("hook-target")
+}
+
+/// `.cargo/config.toml` of a scaffold: builds go to `target_dir`.
+fn cargo_config(target_dir: &Path) -> String {
+    // A TOML basic string: Rust's string escapes are TOML's for paths.
+    format!(
+        "# Every hook scaffolded by `configurable-ls-backend hook new` builds into\n\
+         # one shared folder, so the hook SDK and its dependencies compile once for\n\
+         # all of them. Delete this file to build into ./target instead.\n\
+         [build]\n\
+         target-dir = {:?}\n",
+        target_dir.display().to_string()
+    )
+}
+
+fn scaffold(template: Template, name: &str, sdk: &str, target_dir: &Path) -> Vec<(String, String)> {
     let pre = template.pre();
     let post = template.post();
     let mut members = Vec::new();
@@ -398,6 +418,7 @@ fn scaffold(template: Template, name: &str, sdk: &str) -> Vec<(String, String)> 
         files.push(("label-config.xml".to_owned(), config.to_owned()));
     }
     files.push((".gitignore".to_owned(), "/target\n".to_owned()));
+    files.push((".cargo/config.toml".to_owned(), cargo_config(target_dir)));
     files.push((
         "README.md".to_owned(),
         readme(template, name, pre.is_some()),
@@ -530,6 +551,11 @@ fn readme(template: Template, name: &str, has_pre: bool) -> String {
          configurable-ls-backend hook build .\n\
          ```\n\
          \n\
+         `.cargo/config.toml` sends the build to one folder shared by every\n\
+         scaffold (under the CLI's cache), so a second scaffold reuses the hook\n\
+         SDK's compiled dependencies and builds in seconds; `hook build` prints\n\
+         where each component is. Delete that file to build into `./target`.\n\
+         \n\
          ## Try on your own file, no server needed\n\
          \n\
          ```sh\n\
@@ -629,7 +655,13 @@ mod tests {
 
     #[test]
     fn the_scaffold_is_a_workspace_with_a_release_profile() {
-        let files = scaffold(Template::Text, "sentiment", "{ path = \"../hook-sdk\" }");
+        let shared = Path::new("/cache/my \"hooks\"/hook-target");
+        let files = scaffold(
+            Template::Text,
+            "sentiment",
+            "{ path = \"../hook-sdk\" }",
+            shared,
+        );
         let manifest = &files[0].1;
         assert!(manifest.contains("members = [\"post\"]"), "{manifest}");
         assert!(manifest.contains("[profile.release]"), "{manifest}");
@@ -637,6 +669,14 @@ mod tests {
             files
                 .iter()
                 .any(|(p, c)| p == "post/Cargo.toml" && c.contains("sentiment-post"))
+        );
+        let config = files
+            .iter()
+            .find_map(|(p, c)| (p == ".cargo/config.toml").then_some(c))
+            .expect(".cargo/config.toml");
+        assert!(
+            config.contains(r#"target-dir = "/cache/my \"hooks\"/hook-target""#),
+            "{config}"
         );
     }
 }
