@@ -99,10 +99,13 @@ impl Loader {
             config_labels,
             lease,
         } = loaded;
-        if pre.is_none() {
-            crate::pipeline::builtin_pre::TextWindows::for_model(model.inputs(), &config.params)
-                .map_err(ConfigureError::Config)?;
-        }
+        let text_windows = match pre {
+            None => {
+                crate::pipeline::builtin_pre::TextWindows::for_model(model.inputs(), &config.params)
+                    .map_err(ConfigureError::Config)?
+            }
+            Some(_) => crate::pipeline::builtin_pre::TextWindows::default(),
+        };
         let mut config = config.clone();
         config.model = config.model.pinned(pinned.as_ref());
         let model_version = config.model_version.clone().unwrap_or_else(|| {
@@ -116,6 +119,7 @@ impl Loader {
             model_description: description,
             model,
             tokenizer,
+            text_windows,
             model_metadata,
             pre_hook: pre,
             post_hook: Arc::new(post),

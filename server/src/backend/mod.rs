@@ -308,6 +308,9 @@ pub struct Backend {
     pub model: Arc<OnnxModel>,
     /// The model's tokenizer, given to hooks that ask for it.
     pub tokenizer: crate::model::ModelTokenizer,
+    /// How the built-in pre-hook cuts texts into windows, read from the
+    /// params once at build (the defaults when a pre-hook runs instead).
+    pub text_windows: crate::pipeline::builtin_pre::TextWindows,
     /// What hooks see as the model's metadata: the graph's, plus the
     /// label names of a transformer head's `config.json`.
     pub model_metadata: Vec<(String, String)>,

@@ -205,9 +205,9 @@ impl ModelLoader {
             Some(source @ TokenizerSource::InModel(path)) => {
                 Some((cached.dir.join(path), source.to_string()))
             }
-            Some(source) => Some((
-                self.cache.tokenizer_file(source, mlflow.as_ref()).await?,
-                source.to_string(),
+            Some(TokenizerSource::Remote(remote)) => Some((
+                self.cache.tokenizer_file(remote, mlflow.as_ref()).await?,
+                remote.to_string(),
             )),
             None => None,
         };

@@ -44,4 +44,4 @@ pub use tokenizer::{
     EncodeOptions, Encoding, MAX_TOKENIZER_FILE_BYTES, ModelTokenizer, TOKENIZER_FILE, Tokenizer,
     TokenizerError,
 };
-pub use tokenizer_source::{InvalidTokenizerSource, TokenizerSource};
+pub use tokenizer_source::{InvalidTokenizerSource, RemoteTokenizer, TokenizerSource};

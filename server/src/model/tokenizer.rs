@@ -535,7 +535,7 @@ fn first_token_of_last_word(encoding: &tokenizers::Encoding) -> Option<usize> {
     words.iter().position(|w| *w == Some(last))
 }
 
-/// What a folder holds, for an error message: up to ten names.
+/// What a folder holds, for an error message.
 fn list_folder(dir: &Path) -> String {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return "no such folder".to_owned();
@@ -545,12 +545,20 @@ fn list_folder(dir: &Path) -> String {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let count = names.len();
-    names.truncate(10);
-    match count {
-        0 => "the folder is empty".to_owned(),
-        n if n > 10 => format!("the folder holds {}, … ({n} entries)", names.join(", ")),
-        _ => format!("the folder holds {}", names.join(", ")),
+    if names.is_empty() {
+        "the folder is empty".to_owned()
+    } else {
+        format!("the folder holds {}", short_list(&names))
+    }
+}
+
+/// Up to ten names, for an error message, with the count when there are
+/// more.
+pub(crate) fn short_list(names: &[impl AsRef<str>]) -> String {
+    let shown: Vec<&str> = names.iter().take(10).map(AsRef::as_ref).collect();
+    match names.len() {
+        n if n > shown.len() => format!("{}, … ({n} in all)", shown.join(", ")),
+        _ => shown.join(", "),
     }
 }
 

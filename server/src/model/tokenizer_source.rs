@@ -22,6 +22,13 @@ pub enum TokenizerSource {
     /// A file (or a folder holding `tokenizer.json`) inside the model
     /// folder, relative to it.
     InModel(PathBuf),
+    /// A file downloaded into the model cache.
+    Remote(RemoteTokenizer),
+}
+
+/// A tokenizer outside the model folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteTokenizer {
     /// A folder in MLflow (any registry, run or artifact URI) holding
     /// `tokenizer.json` where exports put it, or `file` in it.
     Mlflow {
@@ -64,7 +71,7 @@ impl TokenizerSource {
                         .into(),
                 ));
             }
-            return Ok(Self::Url(url));
+            return Ok(Self::Remote(RemoteTokenizer::Url(url)));
         }
         if text.contains(':') {
             return Self::parse_mlflow(text).map_err(invalid);
@@ -84,7 +91,7 @@ impl TokenizerSource {
         if !folder.needs_tracking_server() {
             return Err(format!("not an MLflow URI; {FORMS}"));
         }
-        Ok(Self::Mlflow { folder, file })
+        Ok(Self::Remote(RemoteTokenizer::Mlflow { folder, file }))
     }
 
     fn parse_in_model(text: &str) -> Result<Self, String> {
@@ -105,6 +112,14 @@ impl fmt::Display for TokenizerSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InModel(path) => write!(f, "{} in the model folder", path.display()),
+            Self::Remote(remote) => remote.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for RemoteTokenizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::Mlflow { folder, file } => match file {
                 Some(file) => write!(f, "{}/{file}", folder.to_string().trim_end_matches('/')),
                 None => folder.fmt(f),
@@ -127,15 +142,18 @@ mod tests {
         let run = TokenizerSource::parse("runs:/0a1b/tok/tokenizer.json").expect("runs:/ file");
         assert_eq!(run.to_string(), "runs:/0a1b/tok/tokenizer.json");
         assert!(
-            matches!(run, TokenizerSource::Mlflow { file: Some(ref f), .. } if f == "tokenizer.json")
+            matches!(run, TokenizerSource::Remote(RemoteTokenizer::Mlflow { file: Some(ref f), .. }) if f == "tokenizer.json")
         );
         assert!(matches!(
             TokenizerSource::parse("models:/bert-base/3"),
-            Ok(TokenizerSource::Mlflow { file: None, .. })
+            Ok(TokenizerSource::Remote(RemoteTokenizer::Mlflow {
+                file: None,
+                ..
+            }))
         ));
         assert!(matches!(
             TokenizerSource::parse("https://huggingface.co/x/resolve/main/tokenizer.json"),
-            Ok(TokenizerSource::Url(_))
+            Ok(TokenizerSource::Remote(RemoteTokenizer::Url(_)))
         ));
     }
 

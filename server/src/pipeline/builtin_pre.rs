@@ -243,16 +243,15 @@ fn window_length(windows: TextWindows, fixed: Option<u32>, saved: Option<u32>) -
 
 /// The most one task's text can take in the built-in pre-hook, as
 /// `(windows, tokens per window)`; `None` when the model takes no token
-/// ids (or its window params cannot work, which configure refuses).
+/// ids.
 pub fn token_bound(
     inputs: &[TensorSpec],
-    params: &HookParams,
+    windows: TextWindows,
     tokenizer: &ModelTokenizer,
 ) -> Option<(u32, u32)> {
     if !inputs.iter().any(is_token_input) {
         return None;
     }
-    let windows = TextWindows::for_model(inputs, params).ok()?;
     let saved = tokenizer.get().ok().and_then(|t| t.max_length());
     let tokens = window_length(windows, fixed_sequence_length(inputs), saved);
     let count = if windows.stride.is_some() {

@@ -509,8 +509,7 @@ async fn prepare(
             let inputs = backend.model.inputs().to_vec();
             let max_decode = backend.limits.memory_bytes;
             let tokenizer = backend.tokenizer.clone();
-            let windows = builtin_pre::TextWindows::for_model(&inputs, &backend.config.params)
-                .map_err(|e| TaskError::new(Stage::PreHook, format!("built-in pre-hook: {e}")))?;
+            let windows = backend.text_windows;
             // Off the async workers, one decode per core.
             crate::compute::pool()
                 .run(move || {

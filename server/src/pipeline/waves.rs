@@ -39,15 +39,10 @@ const TASK_OVERHEAD_BYTES: u64 = 256 << 10;
 /// output tensors twice (the batch's and the task's split), and
 /// [`TASK_OVERHEAD_BYTES`] plus the label config the hook context copies.
 pub fn task_bytes(backend: &Backend, label_config_len: usize) -> u64 {
-    let cap = backend.limits.max_output_bytes as u64;
     let dims = Dims::of(backend);
-    let outputs: u64 = backend
-        .model
-        .outputs()
-        .iter()
-        .map(|s| spec_bytes(s, dims.outputs).min(cap))
-        .fold(0, u64::saturating_add);
-    input_bytes(backend)
+    let inputs = tensors_bytes(backend, backend.model.inputs(), dims.inputs);
+    let outputs = tensors_bytes(backend, backend.model.outputs(), dims.outputs);
+    inputs
         .saturating_mul(2)
         .saturating_add(outputs.saturating_mul(2))
         .saturating_add(TASK_OVERHEAD_BYTES)
@@ -56,14 +51,16 @@ pub fn task_bytes(backend: &Backend, label_config_len: usize) -> u64 {
 
 /// Upper bound of one task's model inputs.
 pub fn input_bytes(backend: &Backend) -> u64 {
+    tensors_bytes(backend, backend.model.inputs(), Dims::of(backend).inputs)
+}
+
+/// Upper bound of one task's tensors of these specs, each at most the hook
+/// output cap.
+fn tensors_bytes(backend: &Backend, specs: &[TensorSpec], bound: Bound) -> u64 {
     let cap = backend.limits.max_output_bytes as u64;
-    let dims = Dims::of(backend).inputs;
-    backend
-        .model
-        .inputs()
+    specs
         .iter()
-        .map(|s| spec_bytes(s, dims))
-        .map(|bytes| bytes.min(cap))
+        .map(|s| spec_bytes(s, bound).min(cap))
         .fold(0, u64::saturating_add)
 }
 
@@ -96,7 +93,7 @@ impl Dims {
         }
         let token_bound = super::builtin_pre::token_bound(
             backend.model.inputs(),
-            &backend.config.params,
+            backend.text_windows,
             &backend.tokenizer,
         );
         match token_bound {

@@ -11,10 +11,12 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use super::{ModelCache, TMP_DIR};
-use crate::model::registry::RegistryClient;
+use crate::model::registry::{RegistryClient, RemoteFile};
 use crate::model::source::{MlflowConfig, ModelSourceError, display_url};
-use crate::model::tokenizer::{MAX_TOKENIZER_FILE_BYTES, TOKENIZER_FILE, TOKENIZER_PLACES};
-use crate::model::tokenizer_source::TokenizerSource;
+use crate::model::tokenizer::{
+    MAX_TOKENIZER_FILE_BYTES, TOKENIZER_FILE, TOKENIZER_PLACES, short_list,
+};
+use crate::model::tokenizer_source::RemoteTokenizer;
 
 /// Where downloaded tokenizers live, under the cache folder.
 const TOKENIZERS_DIR: &str = ".tokenizers";
@@ -22,10 +24,9 @@ const TOKENIZERS_DIR: &str = ".tokenizers";
 impl ModelCache {
     /// The local copy of a tokenizer kept outside the model folder:
     /// downloaded afresh, or the last copy when the source is unreachable.
-    /// `source` must not be [`TokenizerSource::InModel`].
     pub async fn tokenizer_file(
         &self,
-        source: &TokenizerSource,
+        source: &RemoteTokenizer,
         mlflow: Option<&MlflowConfig>,
     ) -> Result<PathBuf, ModelSourceError> {
         let dir = self.shared.dir.join(TOKENIZERS_DIR);
@@ -57,7 +58,7 @@ impl ModelCache {
     /// Downloads the tokenizer into `staging`; returns the file's path.
     async fn download_tokenizer(
         &self,
-        source: &TokenizerSource,
+        source: &RemoteTokenizer,
         mlflow: Option<&MlflowConfig>,
         staging: &Path,
     ) -> Result<PathBuf, ModelSourceError> {
@@ -65,12 +66,12 @@ impl ModelCache {
             .await
             .map_err(|e| ModelSourceError::io("create", staging, e))?;
         match source {
-            TokenizerSource::Url(url) => {
+            RemoteTokenizer::Url(url) => {
                 let target = staging.join(TOKENIZER_FILE);
                 self.download_url(url, &target).await?;
                 Ok(target)
             }
-            TokenizerSource::Mlflow { folder, file } => {
+            RemoteTokenizer::Mlflow { folder, file } => {
                 let Some(mlflow) = mlflow else {
                     return Err(ModelSourceError::NoTrackingServer {
                         uri: source.to_string(),
@@ -93,7 +94,7 @@ impl ModelCache {
                             "{source} has no {} (looked for {}; the folder holds {})",
                             file.as_deref().unwrap_or(TOKENIZER_FILE),
                             wanted.join(", "),
-                            listing(files.iter().map(|f| f.path.as_str()))
+                            listing(&files)
                         ),
                     });
                 };
@@ -110,9 +111,6 @@ impl ModelCache {
                     .await?;
                 Ok(staging.join(&chosen.path))
             }
-            TokenizerSource::InModel(path) => Err(ModelSourceError::NotFound {
-                detail: format!("{} is read from the model folder", path.display()),
-            }),
         }
     }
 
@@ -164,10 +162,10 @@ impl ModelCache {
 }
 
 /// One file per source and tracking server.
-fn source_key(source: &TokenizerSource, mlflow: Option<&MlflowConfig>) -> String {
+fn source_key(source: &RemoteTokenizer, mlflow: Option<&MlflowConfig>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"cls-tokenizer/v1\n");
-    if let (TokenizerSource::Mlflow { .. }, Some(mlflow)) = (source, mlflow) {
+    if let (RemoteTokenizer::Mlflow { .. }, Some(mlflow)) = (source, mlflow) {
         hasher.update(mlflow.display_uri().as_bytes());
         hasher.update(b"\n");
     }
@@ -182,7 +180,7 @@ fn too_large_text() -> String {
     )
 }
 
-fn too_large(source: &TokenizerSource) -> ModelSourceError {
+fn too_large(source: &RemoteTokenizer) -> ModelSourceError {
     ModelSourceError::Tokenizer {
         from: source.to_string(),
         detail: too_large_text(),
@@ -190,12 +188,11 @@ fn too_large(source: &TokenizerSource) -> ModelSourceError {
     }
 }
 
-/// Up to ten paths, for an error message.
-fn listing<'a>(paths: impl Iterator<Item = &'a str>) -> String {
-    let paths: Vec<&str> = paths.collect();
-    match paths.len() {
-        0 => "no files".to_owned(),
-        n if n > 10 => format!("{}, … ({n} files)", paths[..10].join(", ")),
-        _ => paths.join(", "),
+/// A remote folder's files, for an error message.
+fn listing(files: &[RemoteFile]) -> String {
+    if files.is_empty() {
+        return "no files".to_owned();
     }
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    short_list(&paths)
 }
