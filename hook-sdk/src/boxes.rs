@@ -228,6 +228,25 @@ pub fn multiclass_nms(
     score_threshold: f32,
     nms: &Nms,
 ) -> Vec<Detection> {
+    multiclass_nms_indices(boxes, scores, num_classes, score_threshold, nms)
+        .into_iter()
+        .map(|(index, class)| Detection {
+            bbox: boxes[index],
+            score: scores[index * num_classes + class],
+            class,
+        })
+        .collect()
+}
+
+/// [`multiclass_nms`] as `(box index, class)` pairs, for callers that keep
+/// more per box than its corners (masks, keypoints, the row of a tensor).
+pub fn multiclass_nms_indices(
+    boxes: &[BBox],
+    scores: &[f32],
+    num_classes: usize,
+    score_threshold: f32,
+    nms: &Nms,
+) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     if num_classes == 0 {
         return out;
@@ -245,13 +264,11 @@ pub fn multiclass_nms(
             .iter()
             .map(|&i| scores[i * num_classes + class])
             .collect();
-        for k in nms.run(&class_boxes, &class_scores) {
-            out.push(Detection {
-                bbox: class_boxes[k],
-                score: class_scores[k],
-                class,
-            });
-        }
+        out.extend(
+            nms.run(&class_boxes, &class_scores)
+                .into_iter()
+                .map(|k| (picked[k], class)),
+        );
     }
     out
 }

@@ -28,6 +28,8 @@
 //! - [`tensor`]: building tensors and reading outputs as typed [`Array`]s; [`Outputs`].
 //! - [`image`]: host-side image decoding and transforms ([`Image`]), [`ImageTransform`] arithmetic.
 //! - [`ops`]: softmax, argmax, top-k.
+//! - [`native`]: the host's native ops on whole tensors (softmax along an axis, NMS, CTC, regions, brush RLE).
+//! - [`ctc`]: greedy CTC decoding for text recognizers, PaddleOCR's alphabet.
 //! - [`boxes`]: [`BBox`] conversions, percent coordinates, [`Nms`].
 //! - [`detection`]: GFL/PicoDet heads (DFL box decoding).
 //! - [`entities`]: token classification (NER) logits to character spans and `labels` regions.
@@ -57,12 +59,14 @@ pub use wit_bindgen::rt as __rt;
 pub mod boxes;
 pub mod context;
 pub mod contours;
+pub mod ctc;
 pub mod detection;
 pub mod entities;
 pub mod error;
 pub mod export;
 pub mod image;
 pub mod log;
+pub mod native;
 pub mod ops;
 pub mod polygon;
 pub mod results;

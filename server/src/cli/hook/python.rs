@@ -52,6 +52,7 @@ const SDK: &[(&str, &str)] = sdk_files!(
     "jsonenc.py",
     "labelconfig.py",
     "log.py",
+    "native.py",
     "ops.py",
     "results.py",
     "rle.py",
