@@ -62,7 +62,7 @@ async fn run() {
     let library = harness::ort_library().expect("ONNX Runtime missing: run scripts/setup.sh");
     let ort = OrtRuntime::init_from(&library).expect("load ONNX Runtime");
     python_vs_rust(&ort, &limits).await;
-    ocr_python_vs_rust(&ort, &limits).await;
+    python_twins_vs_rust(&ort, &limits).await;
 
     let jpeg = bench_jpeg();
     // Exactly what classification-pre (and the guest-image-decode fixture)
@@ -279,97 +279,136 @@ async fn python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
     );
 }
 
-/// PaddleOCR's recognizer reading one printed line: the Rust post-hook
-/// (CTC decoding in the guest), its Python twin (decoding in the host, the
-/// native op), the same Python decoding in the interpreter, and the model
-/// itself, per task; so the Python/Rust ratio can be read per hook call and
-/// per task.
-async fn ocr_python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
-    let (model, ctx) = model_and_context(ort, "ch_PP-OCRv4_rec_infer.onnx", OCR_CONFIG);
+/// Post-hooks compared per task on one model output: the first is the
+/// Rust hook, the others its Python twins (each a fresh instance per call,
+/// as in the server). The model is fed one image through `pre`.
+struct Twins {
+    title: &'static str,
+    model: &'static str,
+    label_config: &'static str,
+    pre: &'static str,
+    image_png: Vec<u8>,
+    /// What each post-hook is, its component, and how many calls to time.
+    posts: Vec<(&'static str, std::path::PathBuf, usize)>,
+}
+
+/// PaddleOCR's recognizer reading one printed line (Rust: CTC in the guest;
+/// Python: CTC in the host, and in the interpreter) and PicoDet finding the
+/// layout of a page (Rust in the guest; Python with the native top-k,
+/// softmax and NMS).
+async fn python_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
+    let page = read(&image("page.png").expect("run scripts/setup.sh for the test images"));
+    for case in [
+        Twins {
+            title: "OCR recognizer, the title line of page.png",
+            model: "ch_PP-OCRv4_rec_infer.onnx",
+            label_config: OCR_CONFIG,
+            pre: "ocr-rec-pre",
+            image_png: page_title_png(),
+            posts: vec![
+                (
+                    "Rust ocr-rec-post (CTC in the guest)",
+                    example_hook("ocr-rec-post"),
+                    300,
+                ),
+                (
+                    "Python ocr-rec-post (CTC in the host)",
+                    harness::python_example_hook("ocr-rec-post"),
+                    100,
+                ),
+                (
+                    "Python, CTC in the interpreter",
+                    harness::python_fixture_hook("ctc-interpreted"),
+                    30,
+                ),
+            ],
+        },
+        Twins {
+            title: "PicoDet layout detector, page.png",
+            model: "layout_cdla.onnx",
+            label_config: DETECTION_CONFIG,
+            pre: "detection-pre",
+            image_png: page.clone(),
+            posts: vec![
+                ("Rust detection-post", example_hook("detection-post"), 300),
+                (
+                    "Python detection-post (native top-k, softmax, NMS)",
+                    harness::python_example_hook("detection-post"),
+                    100,
+                ),
+            ],
+        },
+    ] {
+        compare_twins(ort, limits, case).await;
+    }
+}
+
+async fn compare_twins(ort: &OrtRuntime, limits: &HookLimits, case: Twins) {
+    let (model, mut ctx) = model_and_context(ort, case.model, case.label_config);
     let hooks = HookRuntime::new(RuntimeOptions {
         artefact_dir: Some(harness::cache_dir().join("test-hook-artefacts")),
         ..RuntimeOptions::default()
     })
     .expect("hook runtime");
-    let load = |bytes: Vec<u8>, kind: HookKind| {
-        let hooks = &hooks;
-        async move {
-            hooks
-                .load(kind, Bytes::from(bytes))
-                .await
-                .expect("hook loads")
-        }
+    let load = |path: &std::path::Path, kind: HookKind| {
+        let (hooks, bytes) = (&hooks, Bytes::from(read(path)));
+        async move { hooks.load(kind, bytes).await.expect("hook loads") }
     };
-    let pre = load(read(&example_hook("ocr-rec-pre")), HookKind::Pre).await;
-    let line = Datapoint {
+    let pre = load(&example_hook(case.pre), HookKind::Pre).await;
+    let datapoint = Datapoint {
         field: "image".into(),
         uri: None,
         content_type: "image/png".into(),
-        data: Bytes::from(page_title_png()),
+        data: Bytes::from(case.image_png),
     };
-    let inputs = pre
-        .call_pre(&hooks, &[line], &ctx, limits, "bench")
+    let prepared = pre
+        .call_pre(&hooks, &[datapoint], &ctx, limits, "bench")
         .await
-        .expect("pre-hook")
-        .inputs;
+        .expect("pre-hook");
+    // The post-hooks map boxes back through the pre-hook's transform.
+    ctx.carry = prepared.carry;
+    let inputs = prepared.inputs;
     let outputs = model.run(inputs.clone()).await.expect("inference");
     println!(
-        "\nOCR: a {:?} line, output {:?}",
+        "\n{}: input {:?}, outputs {:?}",
+        case.title,
         inputs[0].shape(),
-        outputs[0].shape()
+        outputs.iter().map(Tensor::shape).collect::<Vec<_>>()
     );
     let model_samples = measure(50, || async {
         model.run(inputs.clone()).await.expect("inference");
     })
     .await;
-    report("recognizer itself, per line", &model_samples, None);
+    report("the model itself", &model_samples, None);
 
-    let rust = load(read(&example_hook("ocr-rec-post")), HookKind::Post).await;
-    let native = load(
-        read(&harness::python_example_hook("ocr-rec-post")),
-        HookKind::Post,
-    )
-    .await;
-    let interpreted = load(
-        read(&harness::python_fixture_hook("ctc-interpreted")),
-        HookKind::Post,
-    )
-    .await;
     let mut medians = Vec::new();
     let mut answers = Vec::new();
-    for (what, hook, n) in [
-        ("Rust ocr-rec-post (CTC in the guest), per task", &rust, 300),
-        (
-            "Python ocr-rec-post (CTC in the host), per task",
-            &native,
-            100,
-        ),
-        ("Python, CTC in the interpreter, per task", &interpreted, 30),
-    ] {
+    for (what, path, n) in &case.posts {
+        let hook = load(path, HookKind::Post).await;
         answers.push(
             hook.call_post(&hooks, outputs.clone(), &ctx, limits, "bench")
                 .await
                 .expect("call"),
         );
-        let samples = measure(n, || async {
+        let samples = measure(*n, || async {
             hook.call_post(&hooks, outputs.clone(), &ctx, limits, "bench")
                 .await
                 .expect("call");
         })
         .await;
         medians.push(samples[samples.len() / 2]);
-        report(what, &samples, None);
+        report(&format!("{what}, per task"), &samples, None);
     }
     assert!(
         answers.iter().all(|a| a == &answers[0]),
-        "the three post-hooks disagree: {answers:?}"
+        "the post-hooks disagree: {answers:?}"
     );
     let model_median = model_samples[model_samples.len() / 2];
-    for (what, python) in [("host", medians[1]), ("interpreter", medians[2])] {
+    for ((what, _, _), python) in case.posts.iter().zip(&medians).skip(1) {
         println!(
-            "  Python ({what}) / Rust: {:.1} x per hook call, {:.2} x per task with the model",
+            "  {what} / Rust: {:.1} x per hook call, {:.2} x per task with the model",
             python.as_secs_f64() / medians[0].as_secs_f64(),
-            (python + model_median).as_secs_f64() / (medians[0] + model_median).as_secs_f64()
+            (*python + model_median).as_secs_f64() / (medians[0] + model_median).as_secs_f64()
         );
     }
 }
@@ -399,6 +438,9 @@ fn model_and_context(
     };
     (model, ctx)
 }
+
+/// The detection example's label config: layout_cdla.onnx's ten classes.
+const DETECTION_CONFIG: &str = r#"<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image"><Label value="text"/><Label value="title"/><Label value="figure"/><Label value="figure_caption"/><Label value="table"/><Label value="table_caption"/><Label value="header"/><Label value="footer"/><Label value="reference"/><Label value="equation"/></RectangleLabels></View>"#;
 
 /// The OCR example's label config: a transcription of the image.
 const OCR_CONFIG: &str = r#"<View><Image name="image" value="$image"/><TextArea name="transcription" toName="image"/></View>"#;

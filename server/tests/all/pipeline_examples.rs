@@ -802,3 +802,25 @@ async fn the_blank_template_feeds_fixed_and_dynamic_image_models_and_predicts_no
         );
     }
 }
+
+#[tokio::test]
+async fn the_python_detection_twin_finds_the_boxes_the_rust_hook_finds() {
+    let h = require!("ONNX Runtime", harness());
+    let model_path = require!("layout_cdla.onnx", model("layout_cdla.onnx"));
+    let mut tasks = Vec::new();
+    for (i, name) in ["page.png", "text.png", "astronaut.png"].iter().enumerate() {
+        let photo = require!(*name, image(name));
+        tasks.push(json!({"id": i + 1, "data": {"image": data_uri(&photo)}}));
+    }
+    let predictions = assert_twins_agree(
+        &h,
+        &model_path,
+        Some("detection-pre"),
+        "detection-post",
+        DETECTION_CONFIG,
+        tasks,
+    )
+    .await;
+    let page = predictions[0]["result"].as_array().expect("results");
+    assert!(!page.is_empty(), "a printed page has layout regions");
+}

@@ -462,7 +462,10 @@ fn python_app(template: Template) -> Option<&'static str> {
         Template::TextTransformer => Some(include_str!(
             "../../../../examples/hooks/text-classification-post-py/app.py"
         )),
-        Template::Detection | Template::Polygons => None,
+        Template::Detection => Some(include_str!(
+            "../../../../examples/hooks/detection-post-py/app.py"
+        )),
+        Template::Polygons => None,
     }
 }
 
@@ -472,7 +475,7 @@ fn python_scaffold(template: Template, name: &str) -> anyhow::Result<Vec<(String
     let Some(app) = python_app(template) else {
         bail!(
             "there is no Python {} template yet (there are: classification, text, ner, \
-             text-transformer, ocr, blank); use --lang rust",
+             text-transformer, ocr, blank, detection); use --lang rust",
             template.name()
         );
     };
@@ -497,6 +500,7 @@ fn python_readme(template: Template, name: &str) -> String {
         Template::Classification => " --pre-hook <classification-pre.wasm>",
         Template::Ocr => " --pre-hook <ocr-rec-pre.wasm>",
         Template::Blank => " --pre-hook <blank-pre.wasm>",
+        Template::Detection => " --pre-hook <detection-pre.wasm>",
         _ => "",
     };
     format!(
@@ -602,7 +606,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn python_scaffolds_exist_for_all_but_detection_and_polygons() {
+    fn python_scaffolds_exist_for_all_but_polygons() {
         for template in [
             Template::Classification,
             Template::Text,
@@ -610,6 +614,7 @@ mod tests {
             Template::TextTransformer,
             Template::Ocr,
             Template::Blank,
+            Template::Detection,
         ] {
             let files = python_scaffold(template, "mine").expect("python template");
             let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
@@ -619,7 +624,7 @@ mod tests {
             );
             assert!(files[0].1.contains("@export_post_hook"));
         }
-        let err = python_scaffold(Template::Detection, "mine").unwrap_err();
+        let err = python_scaffold(Template::Polygons, "mine").unwrap_err();
         assert!(err.to_string().contains("--lang rust"), "{err}");
     }
 
