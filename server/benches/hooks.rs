@@ -328,7 +328,7 @@ async fn python_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
             model: "layout_cdla.onnx",
             label_config: DETECTION_CONFIG,
             pre: "detection-pre",
-            image_png: page.clone(),
+            image_png: page,
             posts: vec![
                 ("Rust detection-post", example_hook("detection-post"), 300),
                 (

@@ -44,10 +44,15 @@ def _doc(obj):
 
 
 def _signature(obj):
+    """``obj``'s parameters as written, without a method's ``self``/``cls``."""
     try:
-        return str(inspect.signature(obj))
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return "(…)"
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("self", "cls"):
+        sig = sig.replace(parameters=params[1:])
+    return str(sig)
 
 
 def _public(module, obj):
@@ -55,11 +60,14 @@ def _public(module, obj):
 
 
 def _members(cls):
+    """``(name, member, heading prefix)`` of a class's public members."""
     for name, member in cls.__dict__.items():
         if name.startswith("_") and name != "__init__":
             continue
-        if isinstance(member, (staticmethod, classmethod)):
-            yield name, member.__func__, "static " if isinstance(member, staticmethod) else "class "
+        if isinstance(member, staticmethod):
+            yield name, member.__func__, "static method "
+        elif isinstance(member, classmethod):
+            yield name, member.__func__, "class method "
         elif isinstance(member, property):
             yield name, member, "property "
         elif inspect.isfunction(member):
@@ -70,12 +78,11 @@ def _render_class(name, cls):
     parts = ["### class `%s`" % name, _doc(cls)]
     for member_name, member, kind in _members(cls):
         if member_name == "__init__":
-            parts.append("#### `%s%s`" % (name, _signature(member).replace("(self, ", "(").replace("(self)", "()")))
+            parts.append("#### `%s%s`" % (name, _signature(member)))
         elif kind == "property ":
             parts.append("#### property `%s.%s`" % (name, member_name))
         else:
-            sig = _signature(member).replace("(self, ", "(").replace("(self)", "()").replace("(cls, ", "(").replace("(cls)", "()")
-            parts.append("#### %s`%s.%s%s`" % (kind.replace("static ", "static method ").replace("class ", "class method "), name, member_name, sig))
+            parts.append("#### %s`%s.%s%s`" % (kind, name, member_name, _signature(member)))
         doc = _doc(member)
         if doc:
             parts.append(doc)

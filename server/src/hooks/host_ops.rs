@@ -20,7 +20,9 @@ use super::bindings::ops::{
     Transcription,
 };
 use super::bindings::types::{ElementType, Tensor, TensorData};
+use super::convert::tensor_to_wit;
 use super::host::{HostState, on_pool};
+use crate::tensor::{self as host_tensor, element_count};
 
 /// What an op returns: a trap (the deadline) or the hook's `result<_, string>`.
 type OpResult<T> = wasmtime::Result<Result<T, String>>;
@@ -101,15 +103,17 @@ impl Values {
     }
 
     /// Calls `f` with every row along `axis` (gathered into one buffer), in
-    /// row-major order of the other axes.
-    fn for_each_row(&self, axis: i32, mut f: impl FnMut(&[f32])) -> Result<(), String> {
+    /// row-major order of the other axes, and the index of its first element
+    /// (the next is `inner` further on).
+    fn for_each_row(&self, axis: i32, mut f: impl FnMut(&[f32], usize)) -> Result<(), String> {
         let (outer, len, inner) = self.around(axis)?;
         let mut row = Vec::with_capacity(len);
         for o in 0..outer {
             for i in 0..inner {
+                let start = o * len * inner + i;
                 row.clear();
-                row.extend((0..len).map(|k| self.data[(o * len + k) * inner + i]));
-                f(&row);
+                row.extend((0..len).map(|k| self.data[start + k * inner]));
+                f(&row, start);
             }
         }
         Ok(())
@@ -138,35 +142,29 @@ fn decode(element_type: ElementType, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-fn f32_tensor(name: String, shape: Vec<u64>, values: &[f32]) -> Tensor {
-    Tensor {
-        name,
-        element_type: ElementType::F32,
-        shape,
-        data: TensorData::Bytes(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-    }
+fn f32_tensor(name: String, shape: Vec<u64>, values: &[f32]) -> Result<Tensor, String> {
+    host_tensor::Tensor::from_f32(name, shape, values)
+        .map(tensor_to_wit)
+        .map_err(|e| e.to_string())
 }
 
 /// Applies `f` to every row along `axis`, writing the results in place.
 fn map_rows(t: Tensor, axis: i32, f: fn(&[f32]) -> Vec<f32>) -> Result<Tensor, String> {
     let values = Values::read(&t)?;
-    let (_, len, inner) = values.around(axis)?;
+    let (_, _, inner) = values.around(axis)?;
     let mut out = vec![0.0f32; values.data.len()];
-    let mut row_index = 0usize;
-    values.for_each_row(axis, |row| {
-        let (o, i) = (row_index / inner.max(1), row_index % inner.max(1));
+    values.for_each_row(axis, |row, start| {
         for (k, v) in f(row).into_iter().enumerate() {
-            out[(o * len + k) * inner + i] = v;
+            out[start + k * inner] = v;
         }
-        row_index += 1;
     })?;
-    Ok(f32_tensor(t.name, t.shape, &out))
+    f32_tensor(t.name, t.shape, &out)
 }
 
 fn top_k(t: &Tensor, axis: i32, k: u32) -> Result<Vec<Vec<Ranked>>, String> {
     let values = Values::read(t)?;
     let mut rows = Vec::new();
-    values.for_each_row(axis, |row| {
+    values.for_each_row(axis, |row, _| {
         rows.push(
             hook_sdk::ops::top_k(row, k as usize)
                 .into_iter()
@@ -365,8 +363,10 @@ fn brush_rle(t: &Tensor, threshold: f32) -> Result<Vec<u8>, String> {
     Ok(hook_sdk::rle::encode_mask(&mask))
 }
 
+/// Elements of `t`; past `u64` (a hostile shape) as many as can be, so the
+/// op is refused as too large.
 fn elements(t: &Tensor) -> u64 {
-    t.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d))
+    element_count(&t.shape).unwrap_or(u64::MAX)
 }
 
 fn time_for(elements: u64) -> Duration {
@@ -415,7 +415,7 @@ impl ops::Host for HostState {
                 .iter()
                 .map(|&v| hook_sdk::ops::sigmoid(v))
                 .collect();
-            Ok(f32_tensor(t.name, t.shape, &out))
+            f32_tensor(t.name, t.shape, &out)
         })
         .await
     }

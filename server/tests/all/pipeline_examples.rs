@@ -51,9 +51,13 @@ fn data_uri(path: &std::path::Path) -> String {
     } else {
         "image/png"
     };
+    data_uri_of(mime, &read(path))
+}
+
+fn data_uri_of(mime: &str, bytes: &[u8]) -> String {
     format!(
         "data:{mime};base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(read(path))
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     )
 }
 
@@ -655,10 +659,7 @@ fn crop_uri(photo: &std::path::Path, (x, y, width, height): (u32, u32, u32, u32)
     page.crop_imm(x, y, width, height)
         .write_to(&mut png, image::ImageFormat::Png)
         .expect("PNG encodes");
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(png.into_inner())
-    )
+    data_uri_of("image/png", &png.into_inner())
 }
 
 #[tokio::test]

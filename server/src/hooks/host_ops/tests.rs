@@ -1,7 +1,12 @@
 use super::*;
 
 fn f32s(name: &str, shape: &[u64], values: &[f32]) -> Tensor {
-    f32_tensor(name.to_string(), shape.to_vec(), values)
+    Tensor {
+        name: name.to_string(),
+        element_type: ElementType::F32,
+        shape: shape.to_vec(),
+        data: TensorData::Bytes(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+    }
 }
 
 fn read(t: &Tensor) -> Vec<f32> {
