@@ -9,7 +9,7 @@
 #                                                 all-MiniLM-L6-v2 fine-tuned and exported
 #                                                 (scripts/py/make_text_models.py)
 #   assets/models/text_sentiment.onnx, mlflow/*   generated (scripts/py/make_models.py)
-#   assets/images/*                               test images (+ rocket_exif6.jpg)
+#   assets/images/*                               test images (+ rocket_exif6.jpg, phone_*.jpg)
 #   venv-tools/                                   mlflow, onnx, skl2onnx, Pillow
 #   venv-label-studio/                            label-studio (its pins clash with mlflow's)
 #   venv-deploy/                                  helm-python-sdk, kubernetes-validate (chart checks)
@@ -250,7 +250,7 @@ ensure_venv() {
 ensure_generated_images() {
   local stamp=$IMAGES_DIR/.make_images.stamp want
   want=$(hash_files "$SCRIPTS/py/make_images.py" "$TOOLS_VENV/.cls-stamp" "$CLS_CACHE/.assets.stamp")
-  if stamp_matches "$stamp" "$want" && [[ -f $IMAGES_DIR/rocket_exif6.jpg ]]; then
+  if stamp_matches "$stamp" "$want" && [[ -f $IMAGES_DIR/rocket_exif6.jpg && -f $IMAGES_DIR/phone_12mp_exif6.jpg ]]; then
     return
   fi
   log "generating test images"

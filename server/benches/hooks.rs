@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime, RuntimeOptions};
-use cls::imageops::{Channels, Image, Layout, TensorOptions};
+use cls::imageops::{Channels, Image, TensorOptions};
 use cls::model::{OnnxModel, OrtRuntime, SessionOptions};
 use cls::tensor::{ElementType, Tensor, TensorSpec};
 use harness::{CLASSIFICATION_CONFIG, example_hook, fixture_hook, image, read};
@@ -67,15 +67,7 @@ async fn run() {
     let jpeg = bench_jpeg();
     // Exactly what classification-pre (and the guest-image-decode fixture)
     // does: short side to 256 (Lanczos3), centre crop 224, BGR, ImageNet.
-    let options = TensorOptions {
-        name: "x".into(),
-        layout: Layout::Nchw,
-        channels: Channels::Bgr,
-        element_type: ElementType::F32,
-        scale: 1.0 / 255.0,
-        mean: vec![0.485, 0.456, 0.406],
-        std: vec![0.229, 0.224, 0.225],
-    };
+    let options = TensorOptions::imagenet("x", Channels::Bgr);
     let host = measure(30, || async {
         let img = Image::decode(&jpeg, true).expect("decode");
         let (w, h) = (img.width(), img.height());

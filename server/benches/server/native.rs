@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cls::imageops::{Channels, Filter, Image, Layout, TensorOptions, Transform};
+use bytes::Bytes;
+use cls::imageops::{Channels, EncodedImage, Filter, TensorOptions, Transform};
 use cls::model::{SessionOptions, read_metadata};
 use hook_sdk::contours::Mask;
 use hook_sdk::detection::GflHead;
@@ -259,8 +260,11 @@ impl Spec<'_> {
     /// the host's `cls::imageops` (what the hooks' image helpers call).
     fn prepare(&self, bytes: &[u8]) -> Prepared {
         let input = &self.inputs[0];
-        let image = Image::decode(bytes, true).expect("native decode");
+        // As the host does: the header first, pixels decoded (reduced for a
+        // large JPEG) by the first resize.
+        let image = EncodedImage::open(Bytes::copy_from_slice(bytes), true).expect("native decode");
         let (w, h) = (image.width(), image.height());
+        let budget = cls::imageops::MAX_DECODE_BYTES;
         let identity = ImageTransform::identity(w, h);
         let (image, transform, options) = match self.case.name {
             // examples/hooks/classification-pre: short side 256 (Lanczos3), centre crop 224.
@@ -270,7 +274,7 @@ impl Spec<'_> {
                 let nh = (f64::from(h) * ratio).round_ties_even().max(1.0) as u32;
                 let (x, y) = ((nw - 224) / 2, (nh - 224) / 2);
                 let image = image
-                    .resize(nw, nh, Filter::Lanczos3)
+                    .resize(nw, nh, Filter::Lanczos3, budget)
                     .and_then(|i| i.crop(x, y, 224, 224))
                     .expect("native resize");
                 let transform = identity.then_resize(nw, nh).then_crop(x, y, 224, 224);
@@ -280,7 +284,7 @@ impl Spec<'_> {
             "detection" => {
                 let (tw, th) = (input.shape[3] as u32, input.shape[2] as u32);
                 let image = image
-                    .resize(tw, th, Filter::Bilinear)
+                    .resize(tw, th, Filter::Bilinear, budget)
                     .expect("native resize");
                 (
                     image,
@@ -293,12 +297,12 @@ impl Spec<'_> {
                 let (size, letterbox) = polygons_model_size(w, h);
                 let (image, transform) = if letterbox {
                     let (boxed, t) = image
-                        .letterbox(size.width, size.height, 0)
+                        .letterbox(size.width, size.height, 0, budget)
                         .expect("native letterbox");
                     (boxed, transform_of(t))
                 } else {
                     let resized = image
-                        .resize(size.width, size.height, Filter::Bilinear)
+                        .resize(size.width, size.height, Filter::Bilinear, budget)
                         .expect("native resize");
                     (resized, identity.then_resize(size.width, size.height))
                 };
@@ -456,15 +460,7 @@ fn gcd(a: usize, b: usize) -> usize {
 
 /// NCHW f32, BGR order, ImageNet mean/std in that order (the examples' choice).
 fn imagenet_bgr(name: &str) -> TensorOptions {
-    TensorOptions {
-        name: name.to_owned(),
-        layout: Layout::Nchw,
-        channels: Channels::Bgr,
-        element_type: cls::tensor::ElementType::F32,
-        scale: 1.0 / 255.0,
-        mean: vec![0.485, 0.456, 0.406],
-        std: vec![0.229, 0.224, 0.225],
-    }
+    TensorOptions::imagenet(name, Channels::Bgr)
 }
 
 fn transform_of(t: Transform) -> ImageTransform {

@@ -43,9 +43,35 @@ pub const MAX_LOG_LINES_PER_CALL: u32 = 64;
 /// How much of stdout/stderr is kept for error reports.
 const STDIO_CAPTURE: usize = 8 * 1024;
 
-/// A decoded image owned by the host, handed to the guest as a resource.
-/// Shared with the compute pool while an operation on it runs.
-pub struct ImageHandle(Arc<imageops::Image>);
+/// An image owned by the host, handed to the guest as a resource, and
+/// shared with the compute pool while an operation on it runs.
+pub struct ImageHandle(Pixels);
+
+/// An image from `decode-image` is only its header until an operation needs
+/// its pixels, so that a resize can decode a large JPEG at reduced size
+/// ([`imageops::EncodedImage`]); anything else decodes it in full, once.
+#[derive(Clone)]
+enum Pixels {
+    Encoded(Arc<imageops::EncodedImage>),
+    Decoded(Arc<imageops::Image>),
+}
+
+impl Pixels {
+    /// Memory charged to the hook call for this image.
+    fn held_bytes(&self) -> u64 {
+        match self {
+            Pixels::Encoded(encoded) => encoded.byte_len() as u64,
+            Pixels::Decoded(image) => image.byte_len() as u64,
+        }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Pixels::Encoded(encoded) => (encoded.width(), encoded.height()),
+            Pixels::Decoded(image) => (image.width(), image.height()),
+        }
+    }
+}
 
 /// The data of one hook call's `Store`.
 pub struct HostState {
@@ -201,26 +227,94 @@ impl HostState {
     }
 
     fn keep_image(&mut self, image: imageops::Image) -> Result<Resource<ImageHandle>, ImageError> {
-        let bytes = image.byte_len() as u64;
-        if bytes > self.budget_left() {
-            return Err(ImageError::InvalidArgument(format!(
-                "images held by this hook call would take {}, over its {} budget \
-                 (limits.hook_memory_mb)",
-                human(self.image_bytes + bytes),
-                human(self.image_budget)
-            )));
-        }
-        self.image_bytes += bytes;
+        self.keep(Pixels::Decoded(Arc::new(image)))
+    }
+
+    fn keep(&mut self, pixels: Pixels) -> Result<Resource<ImageHandle>, ImageError> {
+        self.charge(pixels.held_bytes(), 0)?;
         self.table
-            .push(ImageHandle(Arc::new(image)))
+            .push(ImageHandle(pixels))
             .map_err(|e| ImageError::InvalidArgument(e.to_string()))
     }
 
-    fn image(&self, handle: &Resource<ImageHandle>) -> Result<Arc<imageops::Image>, ImageError> {
+    /// Charges `bytes` to this call's images while releasing `released`,
+    /// or refuses if that would go over the budget.
+    fn charge(&mut self, bytes: u64, released: u64) -> Result<(), ImageError> {
+        let held = self.image_bytes.saturating_sub(released);
+        if bytes > self.image_budget.saturating_sub(held) {
+            return Err(ImageError::InvalidArgument(format!(
+                "images held by this hook call would take {}, over its {} budget \
+                 (limits.hook_memory_mb)",
+                human(held + bytes),
+                human(self.image_budget)
+            )));
+        }
+        self.image_bytes = held + bytes;
+        Ok(())
+    }
+
+    fn pixels(&self, handle: &Resource<ImageHandle>) -> Result<Pixels, ImageError> {
         self.table
             .get(handle)
             .map(|h| h.0.clone())
             .map_err(|e| ImageError::InvalidArgument(e.to_string()))
+    }
+
+    /// The header `handle` still is, if a resize to `width`×`height` would
+    /// decode it at reduced size.
+    fn reduced(
+        &self,
+        handle: &Resource<ImageHandle>,
+        width: u32,
+        height: u32,
+    ) -> Option<Arc<imageops::EncodedImage>> {
+        match self.pixels(handle) {
+            Ok(Pixels::Encoded(encoded)) if encoded.reduction_for(width, height) > 1 => {
+                Some(encoded)
+            }
+            _ => None,
+        }
+    }
+
+    /// The decoded pixels of `handle`, decoding them in full (once) if it
+    /// is still only a header.
+    async fn image(&mut self, handle: &Resource<ImageHandle>) -> HostResult<Arc<imageops::Image>> {
+        let encoded = match self.pixels(handle) {
+            Ok(Pixels::Decoded(image)) => return Ok(Ok(image)),
+            Ok(Pixels::Encoded(encoded)) => encoded,
+            Err(e) => return Ok(Err(e)),
+        };
+        let size = *encoded.size();
+        let budget = self.budget_left();
+        let decoded = self
+            .pixel_work(
+                format!("decoding {}", size.describe()),
+                Ok(size.bytes),
+                size.pixels(),
+                ImageError::DecodeFailed,
+                move || encoded.decode(budget),
+            )
+            .await?;
+        Ok(decoded.and_then(|image| self.settle(handle, image)))
+    }
+
+    /// Replaces the header `handle` held by its decoded pixels.
+    fn settle(
+        &mut self,
+        handle: &Resource<ImageHandle>,
+        image: imageops::Image,
+    ) -> Result<Arc<imageops::Image>, ImageError> {
+        let entry = self
+            .table
+            .get(handle)
+            .map_err(|e| ImageError::InvalidArgument(e.to_string()))?;
+        let released = entry.0.held_bytes();
+        self.charge(image.byte_len() as u64, released)?;
+        let image = Arc::new(image);
+        if let Ok(entry) = self.table.get_mut(handle) {
+            entry.0 = Pixels::Decoded(image.clone());
+        }
+        Ok(image)
     }
 }
 
@@ -291,36 +385,33 @@ impl host::Host for HostState {
     ) -> HostResult<Resource<ImageHandle>> {
         // Even the header is read off the async worker: a hostile file may
         // make it slow.
-        let (bytes, size) = on_pool(self.deadline, move || {
-            let size = imageops::decoded_size(&bytes);
-            (bytes, size)
+        let opened = on_pool(self.deadline, move || {
+            imageops::EncodedImage::open(bytes.into(), apply_orientation)
         })
         .await?;
-        let size = match size {
-            Ok(size) => size,
+        let encoded = match opened {
+            Ok(encoded) => encoded,
             Err(e) => return Ok(Err(to_wit_error(e))),
         };
-        let budget = self.budget_left();
-        let decoded = self
-            .pixel_work(
-                format!("decoding {}", size.describe()),
-                Ok(size.bytes),
-                size.pixels(),
-                ImageError::DecodeFailed,
-                move || imageops::decode_within(&bytes, apply_orientation, budget),
-            )
-            .await?;
-        Ok(decoded.and_then(|image| self.keep_image(image)))
+        // Refused now if it could never be decoded in full, so that a hook
+        // learns it where it asked for the image.
+        let size = *encoded.size();
+        let work = format!("decoding {}", size.describe());
+        let estimate = imageops::estimated_time(size.pixels());
+        if let Err(refused) = self.admit(&work, size.bytes, estimate, ImageError::DecodeFailed)? {
+            return Ok(Err(refused));
+        }
+        Ok(self.keep(Pixels::Encoded(Arc::new(encoded))))
     }
 }
 
 impl host::HostImage for HostState {
     fn width(&mut self, this: Resource<ImageHandle>) -> u32 {
-        self.image(&this).map(|i| i.width()).unwrap_or(0)
+        self.pixels(&this).map(|p| p.size().0).unwrap_or(0)
     }
 
     fn height(&mut self, this: Resource<ImageHandle>) -> u32 {
-        self.image(&this).map(|i| i.height()).unwrap_or(0)
+        self.pixels(&this).map(|p| p.size().1).unwrap_or(0)
     }
 
     async fn resize(
@@ -336,7 +427,24 @@ impl host::HostImage for HostState {
             Filter::Cubic => imageops::Filter::Cubic,
             Filter::Lanczos3 => imageops::Filter::Lanczos3,
         };
-        let source = match self.image(&this) {
+        if let Some(encoded) = self.reduced(&this, width, height) {
+            let size = *encoded.size();
+            let budget = self.budget_left();
+            let resized = self
+                .pixel_work(
+                    format!(
+                        "decoding {} and resizing it to {width}×{height}",
+                        size.describe()
+                    ),
+                    Ok(size.bytes + imageops::rgb_bytes(width, height)),
+                    size.pixels() + area(width, height),
+                    ImageError::InvalidArgument,
+                    move || encoded.resize(width, height, filter, budget),
+                )
+                .await?;
+            return Ok(resized.and_then(|image| self.keep_image(image)));
+        }
+        let source = match self.image(&this).await? {
             Ok(image) => image,
             Err(e) => return Ok(Err(e)),
         };
@@ -364,7 +472,7 @@ impl host::HostImage for HostState {
         width: u32,
         height: u32,
     ) -> HostResult<Resource<ImageHandle>> {
-        let source = match self.image(&this) {
+        let source = match self.image(&this).await? {
             Ok(image) => image,
             Err(e) => return Ok(Err(e)),
         };
@@ -387,23 +495,37 @@ impl host::HostImage for HostState {
         height: u32,
         fill: u8,
     ) -> HostResult<(Resource<ImageHandle>, ImageTransform)> {
-        let source = match self.image(&this) {
-            Ok(image) => image,
+        let (original_w, original_h) = match self.pixels(&this) {
+            Ok(pixels) => pixels.size(),
             Err(e) => return Ok(Err(e)),
         };
-        let boxed = self
-            .pixel_work(
-                format!(
-                    "letterboxing {}×{} into {width}×{height}",
-                    source.width(),
-                    source.height()
-                ),
+        let work = format!("letterboxing {original_w}×{original_h} into {width}×{height}");
+        let (inner_w, inner_h) = imageops::letterbox_inner((original_w, original_h), width, height);
+        let boxed = if let Some(encoded) = self.reduced(&this, inner_w, inner_h) {
+            let size = *encoded.size();
+            let budget = self.budget_left();
+            self.pixel_work(
+                work,
+                Ok(size.bytes + imageops::rgb_bytes(width, height)),
+                size.pixels() + area(width, height),
+                ImageError::InvalidArgument,
+                move || encoded.letterbox(width, height, fill, budget),
+            )
+            .await?
+        } else {
+            let source = match self.image(&this).await? {
+                Ok(image) => image,
+                Err(e) => return Ok(Err(e)),
+            };
+            self.pixel_work(
+                work,
                 source.letterbox_bytes(width, height),
                 source.pixel_count() + area(width, height),
                 ImageError::InvalidArgument,
                 move || source.letterbox(width, height, fill),
             )
-            .await?;
+            .await?
+        };
         Ok(boxed.and_then(|(image, transform)| {
             Ok((self.keep_image(image)?, transform_to_wit(transform)))
         }))
@@ -439,7 +561,7 @@ impl host::HostImage for HostState {
             mean: options.mean,
             std: options.std,
         };
-        let source = match self.image(&this) {
+        let source = match self.image(&this).await? {
             Ok(image) => image,
             Err(e) => return Ok(Err(e)),
         };
@@ -461,7 +583,7 @@ impl host::HostImage for HostState {
 
     fn drop(&mut self, this: Resource<ImageHandle>) -> wasmtime::Result<()> {
         let image = self.table.delete(this)?;
-        self.image_bytes = self.image_bytes.saturating_sub(image.0.byte_len() as u64);
+        self.image_bytes = self.image_bytes.saturating_sub(image.0.held_bytes());
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::backend::HookParams;
 use crate::hooks::{Datapoint, DatapointInfo, PreOutput};
-use crate::imageops::{self, Channels, Image, Layout, TensorOptions};
+use crate::imageops::{self, Channels, EncodedImage, Layout, TensorOptions};
 use crate::model::{EncodeOptions, Encoding, ModelTokenizer};
 use crate::tensor::{ElementType, Tensor, TensorData, TensorSpec};
 
@@ -530,7 +530,7 @@ fn image_tensor(
     })?;
     check_decode_size(&datapoint.data, max_decode_bytes)
         .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
-    let image = Image::decode(&datapoint.data, true)
+    let image = EncodedImage::open(datapoint.data.clone(), true)
         .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
     // A declared side is checked before any narrowing: a huge dimension must
     // be reported as declared, not wrapped into a small (or zero) one.
@@ -555,7 +555,9 @@ fn image_tensor(
     };
     let width = side(dims[w_dim], image.width())?;
     let height = side(dims[h_dim], image.height())?;
-    let (resized, transform) = image.stretch(width, height).map_err(|e| e.to_string())?;
+    let (resized, transform) = image
+        .stretch(width, height, imageops::MAX_DECODE_BYTES)
+        .map_err(|e| format!("field '{}': {e}", datapoint.field))?;
     let options = TensorOptions {
         name: spec.name.clone(),
         layout,

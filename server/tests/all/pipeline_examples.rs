@@ -825,3 +825,81 @@ async fn the_python_detection_twin_finds_the_boxes_the_rust_hook_finds() {
     let page = predictions[0]["result"].as_array().expect("results");
     assert!(!page.is_empty(), "a printed page has layout regions");
 }
+
+/// What classification-pre computes, done natively after a full decode.
+fn classification_reference(bytes: &[u8]) -> Vec<f32> {
+    use cls::imageops::{Channels, Filter, Image, TensorOptions};
+    let image = Image::decode(bytes, true).expect("full decode");
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let ratio = 256.0 / w.min(h);
+    let (nw, nh) = (
+        (w * ratio).round_ties_even() as u32,
+        (h * ratio).round_ties_even() as u32,
+    );
+    let options = TensorOptions::imagenet("x", Channels::Bgr);
+    image
+        .resize(nw, nh, Filter::Lanczos3)
+        .and_then(|i| i.crop((nw - 224) / 2, (nh - 224) / 2, 224, 224))
+        .and_then(|i| i.to_tensor(&options))
+        .expect("reference tensor")
+        .to_f32_vec()
+        .expect("f32")
+}
+
+#[tokio::test]
+async fn phone_photos_decoded_at_reduced_size_give_the_tensor_of_a_full_decode() {
+    use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime};
+    use cls::tensor::{ElementType, TensorSpec};
+    let hooks = HookRuntime::new(RuntimeOptions::default()).expect("hook runtime");
+    let pre = hooks
+        .load(
+            HookKind::Pre,
+            read(&example_hook("classification-pre")).into(),
+        )
+        .await
+        .expect("classification-pre loads");
+    let ctx = HookContext {
+        task_json: r#"{"id":1,"data":{}}"#.into(),
+        model_inputs: vec![TensorSpec {
+            name: "x".into(),
+            element_type: Some(ElementType::F32),
+            shape: vec![-1, 3, 224, 224],
+        }],
+        ..HookContext::default()
+    };
+    // 3 MP is decoded at 1/2, the 12 MP portrait (EXIF 6) at 1/4; rocket.jpg
+    // in full, where the tensors must be equal.
+    for (name, tolerance) in [
+        ("phone_3mp.jpg", 0.02),
+        ("phone_12mp_exif6.jpg", 0.02),
+        ("rocket_exif6.jpg", 0.0),
+    ] {
+        let photo = require!(name, image(name));
+        let bytes = read(&photo);
+        let datapoints = vec![Datapoint {
+            field: "image".into(),
+            uri: None,
+            content_type: "image/jpeg".into(),
+            data: bytes.clone().into(),
+        }];
+        let output = pre
+            .call_pre(&hooks, &datapoints, &ctx, &HookLimits::default(), "test")
+            .await
+            .expect("the pre-hook runs");
+        let tensor = &output.inputs[0];
+        assert_eq!(tensor.shape(), &[1, 3, 224, 224], "{name}");
+        let fast = tensor.to_f32_vec().expect("f32");
+        let reference = classification_reference(&bytes);
+        let mean = fast
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum::<f64>()
+            / fast.len() as f64;
+        println!("{name}: mean |difference| {mean:.5}");
+        assert!(
+            mean <= tolerance,
+            "{name}: mean |difference| {mean:.4} (normalised units), tolerance {tolerance}"
+        );
+    }
+}

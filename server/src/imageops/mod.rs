@@ -24,6 +24,10 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use crate::size::human;
 use crate::tensor::{ElementType, Tensor, TensorData};
 
+mod encoded;
+
+pub use encoded::{EncodedImage, MIN_REDUCED_PIXELS, REDUCING_GAP};
+
 /// Largest width or height we decode; larger images are refused before any
 /// pixel memory is allocated.
 pub const MAX_DIMENSION: u32 = 16_384;
@@ -102,6 +106,21 @@ pub struct TensorOptions {
 }
 
 impl TensorOptions {
+    /// NCHW `f32` in `channels` order, scaled to 0–1 and normalised with
+    /// ImageNet's mean and std, given in that same order (as the hook SDK's
+    /// `TensorOptions::imagenet` with `with_channels`).
+    pub fn imagenet(name: impl Into<String>, channels: Channels) -> Self {
+        Self {
+            name: name.into(),
+            layout: Layout::Nchw,
+            channels,
+            element_type: ElementType::F32,
+            scale: 1.0 / 255.0,
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        }
+    }
+
     /// 1 for gray, 3 otherwise.
     pub fn channel_count(&self) -> u64 {
         if self.channels == Channels::Gray {
@@ -181,12 +200,7 @@ pub fn decode_within(
 ) -> Result<Image, ImageError> {
     let (format, mut decoder) = open_header(bytes, max_bytes)?;
     let size = measure(format, bytes, &mut decoder);
-    if size.width > MAX_DIMENSION || size.height > MAX_DIMENSION {
-        return Err(ImageError::DecodeFailed(format!(
-            "{} is larger than {MAX_DIMENSION} pixels on a side",
-            size.describe()
-        )));
-    }
+    check_dimensions(&size)?;
     if size.bytes > max_bytes {
         return Err(ImageError::OverBudget {
             work: format!("decoding {}", size.describe()),
@@ -207,8 +221,44 @@ pub fn decode_within(
         img.apply_orientation(orientation);
     }
     Ok(Image {
-        pixels: img.into_rgb8(),
+        pixels: into_rgb(img),
     })
+}
+
+/// The image as 8-bit RGB. Gray images, common among scans, take a direct
+/// loop: `image`'s generic conversion costs several times the decode.
+fn into_rgb(img: DynamicImage) -> RgbImage {
+    match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        DynamicImage::ImageLuma8(gray) => {
+            let (width, height) = gray.dimensions();
+            match RgbImage::from_raw(width, height, gray_to_rgb(gray.as_raw())) {
+                Some(rgb) => rgb,
+                None => DynamicImage::ImageLuma8(gray).into_rgb8(),
+            }
+        }
+        other => other.into_rgb8(),
+    }
+}
+
+/// Gray samples repeated into R, G and B.
+fn gray_to_rgb(gray: &[u8]) -> Vec<u8> {
+    let mut rgb = vec![0; gray.len() * 3];
+    for (pixel, &value) in rgb.chunks_exact_mut(3).zip(gray) {
+        pixel.fill(value);
+    }
+    rgb
+}
+
+/// Refuses an image larger than [`MAX_DIMENSION`] on a side.
+fn check_dimensions(size: &DecodedSize) -> Result<(), ImageError> {
+    if size.width > MAX_DIMENSION || size.height > MAX_DIMENSION {
+        return Err(ImageError::DecodeFailed(format!(
+            "{} is larger than {MAX_DIMENSION} pixels on a side",
+            size.describe()
+        )));
+    }
+    Ok(())
 }
 
 /// A decoder that has read the header only.
@@ -357,6 +407,11 @@ impl Image {
         Self { pixels }
     }
 
+    /// The pixels.
+    pub fn rgb(&self) -> &RgbImage {
+        &self.pixels
+    }
+
     pub fn width(&self) -> u32 {
         self.pixels.width()
     }
@@ -394,7 +449,7 @@ impl Image {
     /// and the scaled image pasted into it.
     pub fn letterbox_bytes(&self, width: u32, height: u32) -> Result<u64, ImageError> {
         check_size(width, height)?;
-        let (inner_w, inner_h) = self.letterbox_inner(width, height);
+        let (inner_w, inner_h) = letterbox_inner((self.width(), self.height()), width, height);
         Ok(rgb_bytes(width, height) + self.resize_bytes(inner_w, inner_h)?)
     }
 
@@ -452,47 +507,43 @@ impl Image {
         fill: u8,
     ) -> Result<(Self, Transform), ImageError> {
         check_size(width, height)?;
-        let (inner_w, inner_h) = self.letterbox_inner(width, height);
+        let original = (self.width(), self.height());
+        let inner = letterbox_inner(original, width, height);
+        self.letterbox_inner_size(inner, original, width, height, fill)
+    }
+
+    /// Letterboxes this image, resized to `inner`, into `width`×`height`;
+    /// the transform maps from an image of size `original` (this one, or
+    /// the full-size image a reduced decode stands for).
+    fn letterbox_inner_size(
+        &self,
+        (inner_w, inner_h): (u32, u32),
+        (original_w, original_h): (u32, u32),
+        width: u32,
+        height: u32,
+        fill: u8,
+    ) -> Result<(Self, Transform), ImageError> {
+        check_size(width, height)?;
         let inner = self.resize(inner_w, inner_h, Filter::Bilinear)?;
         let pad_x = (width - inner_w) / 2;
         let pad_y = (height - inner_h) / 2;
         let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([fill; 3]));
         image::imageops::replace(&mut canvas, &inner.pixels, pad_x.into(), pad_y.into());
         let transform = Transform {
-            original_width: self.width(),
-            original_height: self.height(),
             target_width: width,
             target_height: height,
-            scale_x: inner_w as f32 / self.width() as f32,
-            scale_y: inner_h as f32 / self.height() as f32,
             pad_x: pad_x as f32,
             pad_y: pad_y as f32,
+            ..Transform::stretch(original_w, original_h, inner_w, inner_h)
         };
         Ok((Self { pixels: canvas }, transform))
-    }
-
-    /// The size of this image scaled to fit `width`×`height`.
-    fn letterbox_inner(&self, width: u32, height: u32) -> (u32, u32) {
-        let scale = (width as f32 / self.width() as f32).min(height as f32 / self.height() as f32);
-        let inner_w = ((self.width() as f32 * scale).round() as u32).clamp(1, width);
-        let inner_h = ((self.height() as f32 * scale).round() as u32).clamp(1, height);
-        (inner_w, inner_h)
     }
 
     /// Resizes to exactly `width`×`height` (aspect ratio not kept) and
     /// returns the transform.
     pub fn stretch(&self, width: u32, height: u32) -> Result<(Self, Transform), ImageError> {
         let resized = self.resize(width, height, Filter::Bilinear)?;
-        let transform = Transform {
-            original_width: self.width(),
-            original_height: self.height(),
-            target_width: width,
-            target_height: height,
-            scale_x: width as f32 / self.width() as f32,
-            scale_y: height as f32 / self.height() as f32,
-            pad_x: 0.0,
-            pad_y: 0.0,
-        };
+        let transform = Transform::stretch(self.width(), self.height(), width, height);
         Ok((resized, transform))
     }
 
@@ -576,6 +627,34 @@ impl Image {
             TensorData::Bytes(bytes),
         )
         .map_err(|e| ImageError::InvalidArgument(e.to_string()))
+    }
+}
+
+/// The size of an `original`-sized image scaled to fit `width`×`height`.
+pub fn letterbox_inner(
+    (original_w, original_h): (u32, u32),
+    width: u32,
+    height: u32,
+) -> (u32, u32) {
+    let scale = (width as f32 / original_w as f32).min(height as f32 / original_h as f32);
+    let inner_w = ((original_w as f32 * scale).round() as u32).clamp(1, width);
+    let inner_h = ((original_h as f32 * scale).round() as u32).clamp(1, height);
+    (inner_w, inner_h)
+}
+
+impl Transform {
+    /// An `original`-sized image resized to `width`×`height`, no padding.
+    pub fn stretch(original_w: u32, original_h: u32, width: u32, height: u32) -> Self {
+        Self {
+            original_width: original_w,
+            original_height: original_h,
+            target_width: width,
+            target_height: height,
+            scale_x: width as f32 / original_w as f32,
+            scale_y: height as f32 / original_h as f32,
+            pad_x: 0.0,
+            pad_y: 0.0,
+        }
     }
 }
 

@@ -1,0 +1,127 @@
+//! Preprocessing per stage: decode, resize, crop and tensor packing of the
+//! classification example's pre-hook, per bench photo and on camera-sized
+//! JPEGs, with the host's `cls::imageops`: each stage after a full decode,
+//! then the path the host's image helpers take (the header first, the
+//! pixels decoded by the first resize, reduced for a large JPEG).
+//!
+//! Run: `cargo bench -p configurable-ls-backend --bench preprocess`
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cls::imageops::{Channels, EncodedImage, Filter, Image, MAX_DECODE_BYTES, TensorOptions};
+
+fn options() -> TensorOptions {
+    TensorOptions::imagenet("x", Channels::Bgr)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        std::hint::black_box(f());
+        samples.push(t.elapsed());
+    }
+    median(samples)
+}
+
+fn short_side_256(w: u32, h: u32) -> (u32, u32) {
+    let ratio = 256.0 / f64::from(w.min(h).max(1));
+    (
+        (f64::from(w) * ratio).round_ties_even().max(1.0) as u32,
+        (f64::from(h) * ratio).round_ties_even().max(1.0) as u32,
+    )
+}
+
+/// Times each stage of the full decode path, then the host's path (header
+/// first, pixels decoded by the resize, reduced for a large JPEG); returns
+/// the host path's total.
+fn profile(name: &str, bytes: &[u8], runs: usize) -> Duration {
+    let img = Image::decode(bytes, true).expect("decode");
+    let (w, h) = (img.width(), img.height());
+    let (nw, nh) = short_side_256(w, h);
+    let decode = time(runs, || Image::decode(bytes, true).expect("decode"));
+    let resized = img.resize(nw, nh, Filter::Lanczos3).expect("resize");
+    let resize = time(runs, || {
+        img.resize(nw, nh, Filter::Lanczos3).expect("resize")
+    });
+    let cropped = resized
+        .crop((nw - 224) / 2, (nh - 224) / 2, 224, 224)
+        .expect("crop");
+    let crop = time(runs, || {
+        resized
+            .crop((nw - 224) / 2, (nh - 224) / 2, 224, 224)
+            .expect("crop")
+    });
+    let opts = options();
+    let tensor = time(runs, || cropped.to_tensor(&opts).expect("tensor"));
+    let total = decode + resize + crop + tensor;
+    let shared = Bytes::copy_from_slice(bytes);
+    let host = time(runs, || {
+        let encoded = EncodedImage::open(shared.clone(), true).expect("header");
+        encoded
+            .resize(nw, nh, Filter::Lanczos3, MAX_DECODE_BYTES)
+            .and_then(|i| i.crop((nw - 224) / 2, (nh - 224) / 2, 224, 224))
+            .and_then(|i| i.to_tensor(&opts))
+            .expect("host path")
+    });
+    let reduction = EncodedImage::open(shared.clone(), true)
+        .expect("header")
+        .reduction_for(nw, nh);
+    println!(
+        "  {name:<24} {w:>5}x{h:<5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} (1/{reduction})",
+        ms(decode),
+        ms(resize),
+        ms(crop),
+        ms(tensor),
+        ms(total),
+        ms(host),
+    );
+    host
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let dir = harness::assets_dir().join("images");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("images: run scripts/setup.sh")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("png" | "jpg")))
+        .collect();
+    paths.sort();
+    let name = |p: &std::path::Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    // scripts/py/make_images.py's stand-ins for camera photos.
+    let (phones, photos): (Vec<_>, Vec<_>) = paths
+        .into_iter()
+        .partition(|p| name(p).starts_with("phone_"));
+    println!("classification pre-hook work per image, median ms:");
+    println!(
+        "  {:<24} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "image", "size", "decode", "resize", "crop", "tensor", "total", "host path"
+    );
+    let mut sum = Duration::ZERO;
+    for path in &photos {
+        sum += profile(&name(path), &std::fs::read(path).expect("read"), 30);
+    }
+    println!(
+        "  mean over {} photos, host path: {:.2} ms",
+        photos.len(),
+        ms(sum) / photos.len().max(1) as f64
+    );
+    for path in &phones {
+        profile(&name(path), &std::fs::read(path).expect("read"), 10);
+    }
+}
