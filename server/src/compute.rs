@@ -9,6 +9,7 @@
 //! deadline passed, the request was dropped) is skipped.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -28,6 +29,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct ComputePool {
     jobs: Sender<Job>,
     size: usize,
+    /// Jobs queued or running.
+    pending: Arc<AtomicUsize>,
 }
 
 /// Why [`ComputePool::run`] or [`ComputePool::run_until`] returned no result.
@@ -70,12 +73,19 @@ impl ComputePool {
         Self {
             jobs: sender,
             size: started,
+            pending: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// How many jobs run at once.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Jobs queued or running now: 0 when the machine's cores are free of
+    /// the host's heavy work.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Runs `job` on the pool and waits for it.
@@ -85,7 +95,9 @@ impl ComputePool {
         T: Send + 'static,
     {
         let (reply, result) = tokio::sync::oneshot::channel();
+        let done = Done(Arc::clone(&self.pending));
         let job: Job = Box::new(move || {
+            let _done = done;
             // The caller is gone (deadline, dropped request): skip the work.
             if reply.is_closed() {
                 return;
@@ -94,6 +106,7 @@ impl ComputePool {
                 .map_err(|panic| PoolError::Failed(panic_message(panic.as_ref())));
             let _ = reply.send(outcome);
         });
+        self.pending.fetch_add(1, Ordering::AcqRel);
         self.jobs
             .send(job)
             .map_err(|_| PoolError::Failed("no compute thread is running".into()))?;
@@ -115,6 +128,16 @@ impl ComputePool {
         tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.run(job))
             .await
             .map_err(|_| PoolError::DeadlinePassed)?
+    }
+}
+
+/// Counts a job out of [`ComputePool::pending`] when it is done, skipped or
+/// dropped unrun.
+struct Done(Arc<AtomicUsize>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

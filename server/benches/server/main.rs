@@ -271,10 +271,18 @@ async fn run() -> Report {
     report
 }
 
-/// The backend's configure body.
+/// The backend's configure body; `CLS_BENCH_LONE_THREADS` sets
+/// `model.lone_threads` (1 measures the server without its lone session).
 fn backend_config(case: &Case, model: &std::path::Path) -> Value {
+    let mut model = json!({"uri": model.display().to_string()});
+    if let Some(threads) = std::env::var("CLS_BENCH_LONE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        model["lone_threads"] = json!(threads);
+    }
     json!({
-        "model": {"uri": model.display().to_string()},
+        "model": model,
         "label_config": case.label_config,
     })
 }
@@ -348,7 +356,7 @@ fn stage_deltas(backend: &str, before: &Stages, after: &Stages) -> report::Stage
     sums
 }
 
-/// (a) and (b) for one model.
+/// (a), (b) and (c) for one model.
 fn measure_limits(
     env: &ort::environment::Environment,
     case: &Case,
@@ -361,6 +369,7 @@ fn measure_limits(
     let cores = native.sessions();
     let mut limits = Limits {
         cores,
+        lone: Some(native.model_alone_lone(env, path, images, window)),
         ..Limits::default()
     };
     for tasks in TASKS {

@@ -196,6 +196,42 @@ impl<'a> NativeModel<'a> {
         Rate::from_threads(&per_thread)
     }
 
+    /// **(c)**: the model alone on one image at a time, on one session with
+    /// one spinning intra-op thread per core: the best latency this
+    /// machine gives one task, and the rate at that latency.
+    pub fn model_alone_lone(
+        &self,
+        env: &ort::environment::Environment,
+        path: &Path,
+        images: &[Vec<u8>],
+        window: Duration,
+    ) -> (Rate, Latencies) {
+        let spec = &self.spec;
+        let options = SessionOptions {
+            intra_threads: self.sessions.len(),
+            ..SessionOptions::default()
+        };
+        let mut session = session_spinning(env, path, &options, true);
+        let prepared: Vec<Prepared> = images.iter().map(|b| spec.prepare(b)).collect();
+        let values: Vec<DynValue> = prepared.iter().map(|p| batch_value(&[p])).collect();
+        let name = &spec.inputs[0].name;
+        let mut latencies = Vec::new();
+        let started = Instant::now();
+        for value in values.iter().cycle() {
+            if started.elapsed() >= window {
+                break;
+            }
+            let run_started = Instant::now();
+            let outputs = session
+                .run(ort::inputs![name.as_str() => value])
+                .expect("lone run");
+            std::hint::black_box(outputs);
+            latencies.push(run_started.elapsed());
+        }
+        let rate = Rate::from_threads(&[(latencies.len(), started.elapsed())]);
+        (rate, Latencies::new(latencies))
+    }
+
     /// **(b)**: the native pipeline on `threads` sessions at once, for
     /// requests of `tasks` tasks: tasks/s, per-request latencies and the
     /// time per stage.
@@ -478,7 +514,7 @@ fn transform_of(t: Transform) -> ImageTransform {
 
 #[path = "../shared/direct_session.rs"]
 mod direct_session;
-pub use direct_session::session;
+pub use direct_session::{session, session_spinning};
 
 fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
     let (element_type, shape) = match dtype {

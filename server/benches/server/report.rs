@@ -54,6 +54,8 @@ pub struct Limits {
     pub cores: usize,
     /// (tasks per request, rate) with one thread per core.
     pub model_alone: Vec<(usize, Rate)>,
+    /// (c): one task at a time on one session with a thread per core.
+    pub lone: Option<(Rate, Latencies)>,
     pub pipeline: Vec<Native>,
     /// This process's peak RSS after the model's native runs.
     pub bench_peak: Rss,
@@ -688,6 +690,15 @@ pub fn print_limits(case: &Case, limits: &Limits) {
         println!(
             "  (a) model alone      {tasks:>2} tasks/request, {} threads: {:>8.1} tasks/s",
             limits.cores, rate.0
+        );
+    }
+    if let Some((rate, latencies)) = &limits.lone {
+        println!(
+            "  (c) model alone       1 task at a time, 1 session x {} threads: {:>8.1} tasks/s, p50 {} ms, p99 {} ms",
+            limits.cores,
+            rate.0,
+            ms(latencies.quantile(0.5)),
+            ms(latencies.quantile(0.99)),
         );
     }
     for n in &limits.pipeline {

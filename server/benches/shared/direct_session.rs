@@ -13,6 +13,17 @@ pub fn session(
     path: &Path,
     options: &SessionOptions,
 ) -> Session {
+    session_spinning(env, path, options, false)
+}
+
+/// A session whose intra-op threads spin between operators, as the server's
+/// lone session (`SessionOptions::lone_threads`).
+pub fn session_spinning(
+    env: &ort::environment::Environment,
+    path: &Path,
+    options: &SessionOptions,
+    spinning: bool,
+) -> Session {
     // Each step hands the builder back inside its error; only the message matters here.
     let step = |what: &str, e: String| -> ! { panic!("session builder ({what}): {e}") };
     let builder = Session::builder(env).unwrap_or_else(|e| step("new", e.to_string()));
@@ -29,8 +40,13 @@ pub fn session(
         .with_parallel_execution(options.parallel_execution)
         .unwrap_or_else(|e| step("parallel execution", e.to_string()));
     let mut builder = builder
-        .with_intra_op_spinning(false)
-        .unwrap_or_else(|e| step("spinning", e.to_string()));
+        .with_intra_op_spinning(spinning)
+        .unwrap_or_else(|e| step("spinning", e.to_string()))
+        .with_config_entry(
+            "session.force_spinning_stop",
+            if spinning { "1" } else { "0" },
+        )
+        .unwrap_or_else(|e| step("spinning stop", e.to_string()));
     builder
         .commit_from_file(path)
         .expect("a direct session loads the model")

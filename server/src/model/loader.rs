@@ -12,7 +12,7 @@ use super::cache::ModelCache;
 use super::limits::{InputTooLarge, ModelLimits};
 use super::mlmodel::{ExecutionMode, GraphOptimizationLevel, MlModel, SignatureSpec};
 use super::registry::ProgressFn;
-use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions};
+use super::session::{OnnxModel, OrtError, OrtRuntime, SessionOptions, is_cpu_provider};
 use super::source::{MlflowConfig, MlflowSettings, ModelSource, ModelSourceError, ModelUri};
 use super::tokenizer::{ModelTokenizer, config_label_names};
 use super::tokenizer_source::TokenizerSource;
@@ -44,6 +44,12 @@ pub struct ModelConfig {
     /// Sessions in the pool; default one per core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<usize>,
+    /// Intra-op threads of the session an inference takes when no other
+    /// inference of this model runs (a lone request then uses every core);
+    /// default one per core on the CPU. 1 turns it off, and the extra
+    /// session (a copy of the weights) is not built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lone_threads: Option<usize>,
     /// Set by the server: the alias, `latest` or stage `uri` named when the
     /// backend was configured. `uri` then holds the version it resolved to,
     /// so every replica and every restart loads that same version until
@@ -271,6 +277,14 @@ impl ModelLoader {
         if let Some(provider) = &self.provider_override {
             options.providers = vec![provider.clone()];
         }
+        // More threads than cores only take turns; a GPU does not need them.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let on_cpu = options.providers.iter().all(|p| is_cpu_provider(p));
+        options.lone_threads = match config.lone_threads {
+            Some(n) => n.clamp(1, cores),
+            None if on_cpu => cores,
+            None => 1,
+        };
         options
     }
 
@@ -327,13 +341,19 @@ impl ModelLoader {
         // task.
         self.limits.check_inputs(model.inputs())?;
         let more = options.pool_size.max(1) - 1;
-        if more > 0 {
+        if more > 0 || options.lone_threads > 1 {
             let growing = model.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = growing.add_sessions(&ort, &path, &options, more) {
                     tracing::warn!(
                         model = %path.display(),
                         "serving with one session; building the others failed: {e}"
+                    );
+                }
+                if let Err(e) = growing.add_lone_session(&ort, &path, &options) {
+                    tracing::warn!(
+                        model = %path.display(),
+                        "serving without the lone session; building it failed: {e}"
                     );
                 }
             });

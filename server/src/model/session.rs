@@ -4,6 +4,13 @@
 //!
 //! Inference runs on the [`compute`](crate::compute) threads. Each session
 //! uses one intra-op thread by default so that `pool size × threads ≤ cores`.
+//! A model may also keep a *lone* session with one intra-op thread per core
+//! whose threads spin between operators: an inference that starts while no
+//! other inference of the model runs takes it, so a single request uses
+//! every core instead of one. Without spinning a second thread gains
+//! nothing (waking it for each operator costs what it saves); with it, two
+//! such sessions busy at once lose a quarter of the throughput, hence one
+//! lone session beside a pool of single-threaded ones.
 //!
 //! # Memory
 //! ONNX Runtime allocates a session's tensors from a CPU arena. By default
@@ -15,6 +22,7 @@
 //! and the sessions of a pool share one high-water mark instead of one each.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ort::ep::ExecutionProvider;
@@ -298,6 +306,9 @@ pub struct SessionOptions {
     /// Sessions in the pool (concurrent inferences).
     pub pool_size: usize,
     pub intra_threads: usize,
+    /// Intra-op threads of the lone session (see the module docs); 1 means
+    /// no lone session.
+    pub lone_threads: usize,
     pub inter_threads: usize,
     pub parallel_execution: bool,
     /// 0, 1, 2 or 99 (all), as in MLflow/ONNX Runtime.
@@ -311,6 +322,7 @@ impl Default for SessionOptions {
         Self {
             pool_size: std::thread::available_parallelism().map_or(1, usize::from),
             intra_threads: 1,
+            lone_threads: 1,
             inter_threads: 1,
             parallel_execution: false,
             optimization_level: 99,
@@ -323,6 +335,12 @@ impl Default for SessionOptions {
 pub struct OnnxModel {
     sessions: Mutex<Vec<Session>>,
     available: tokio::sync::Semaphore,
+    /// The lone session, when built and not running.
+    lone: Mutex<Option<Session>>,
+    /// Inferences started and not finished, waiting ones included.
+    in_flight: AtomicUsize,
+    /// Inferences the lone session ran.
+    lone_runs: AtomicUsize,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
     metadata: Vec<(String, String)>,
@@ -341,6 +359,7 @@ impl OnnxModel {
     ) -> Result<Self, OrtError> {
         let model = Self::load_first(runtime, path, options)?;
         model.add_sessions(runtime, path, options, options.pool_size.max(1) - 1)?;
+        model.add_lone_session(runtime, path, options)?;
         Ok(model)
     }
 
@@ -368,6 +387,9 @@ impl OnnxModel {
         Ok(Self {
             available: tokio::sync::Semaphore::new(1),
             sessions: Mutex::new(vec![session]),
+            lone: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            lone_runs: AtomicUsize::new(0),
             inputs,
             outputs,
             metadata,
@@ -411,6 +433,39 @@ impl OnnxModel {
         Ok(())
     }
 
+    /// Builds the lone session when `options.lone_threads` asks for one
+    /// (see the module docs).
+    pub fn add_lone_session(
+        &self,
+        runtime: &OrtRuntime,
+        path: &Path,
+        options: &SessionOptions,
+    ) -> Result<(), OrtError> {
+        if options.lone_threads <= 1 {
+            return Ok(());
+        }
+        let lone = SessionOptions {
+            intra_threads: options.lone_threads,
+            ..options.clone()
+        };
+        let (session, _) = build_session_spinning(runtime, path, &lone, true)?;
+        *self
+            .lone
+            .lock()
+            .map_err(|_| OrtError::Run("session pool poisoned".into()))? = Some(session);
+        Ok(())
+    }
+
+    /// Whether the lone session is built (and not running right now).
+    pub fn has_lone_session(&self) -> bool {
+        self.lone.lock().is_ok_and(|lone| lone.is_some())
+    }
+
+    /// How many inferences the lone session has run.
+    pub fn lone_runs(&self) -> usize {
+        self.lone_runs.load(Ordering::Acquire)
+    }
+
     pub fn inputs(&self) -> &[TensorSpec] {
         &self.inputs
     }
@@ -440,8 +495,22 @@ impl OnnxModel {
         !self.inputs.is_empty() && self.inputs.iter().all(|i| i.shape.first() == Some(&-1))
     }
 
-    /// Runs the model on named inputs; waits for a free session.
+    /// Runs the model on named inputs; waits for a free session. Alone, it
+    /// runs on the lone session when there is one.
     pub async fn run(self: &Arc<Self>, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, OrtError> {
+        // Alone means no other inference of this model and no other heavy
+        // work (pixels, other models) on the compute threads: spinning
+        // threads beside busy ones cost more than they save.
+        let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0
+            && crate::compute::pool().pending() == 0;
+        let _finished = InFlight(&self.in_flight);
+        if let Some(session) = alone.then(|| self.take_lone()).flatten() {
+            let model = Arc::clone(self);
+            return crate::compute::pool()
+                .run(move || model.run_lone(session, inputs))
+                .await
+                .map_err(|e| OrtError::Run(e.to_string()))?;
+        }
         let _permit = self
             .available
             .acquire()
@@ -470,6 +539,23 @@ impl OnnxModel {
         result
     }
 
+    /// Runs on the lone session, then puts it back.
+    fn run_lone(&self, mut session: Session, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, OrtError> {
+        let result = run_session(&mut session, inputs).map_err(|e| match e {
+            OrtError::Run(message) => run_error(self.memory_cap, message),
+            other => other,
+        });
+        if let Ok(mut lone) = self.lone.lock() {
+            *lone = Some(session);
+        }
+        self.lone_runs.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    fn take_lone(&self) -> Option<Session> {
+        self.lone.lock().ok()?.take()
+    }
+
     fn take_session(&self) -> Result<Session, OrtError> {
         self.sessions
             .lock()
@@ -479,16 +565,34 @@ impl OnnxModel {
     }
 }
 
+/// Counts an inference out of [`OnnxModel::run`] however it ends.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn build_session(
     runtime: &OrtRuntime,
     path: &Path,
     options: &SessionOptions,
 ) -> Result<(Session, Vec<String>), OrtError> {
+    build_session_spinning(runtime, path, options, false)
+}
+
+fn build_session_spinning(
+    runtime: &OrtRuntime,
+    path: &Path,
+    options: &SessionOptions,
+    spinning: bool,
+) -> Result<(Session, Vec<String>), OrtError> {
     let load_error = |message: String| OrtError::Load {
         path: path.to_owned(),
         message,
     };
-    let (mut builder, used) = session_builder(runtime, options).map_err(load_error)?;
+    let (mut builder, used) = session_builder(runtime, options, spinning).map_err(load_error)?;
     let session = builder.commit_from_file(path).map_err(|e| {
         let message = e.to_string();
         match runtime.memory_cap {
@@ -506,6 +610,7 @@ fn build_session(
 fn session_builder(
     runtime: &OrtRuntime,
     options: &SessionOptions,
+    spinning: bool,
 ) -> Result<(SessionBuilder, Vec<String>), String> {
     let level = match options.optimization_level {
         0 => GraphOptimizationLevel::Disable,
@@ -523,8 +628,16 @@ fn session_builder(
         .map_err(|e| e.to_string())?
         .with_parallel_execution(options.parallel_execution)
         .map_err(|e| e.to_string())?
-        // Idle spinning would burn a core per session between requests.
-        .with_intra_op_spinning(false)
+        // Spinning would burn a core per pool session while others run; the
+        // lone session spins, runs only when nothing else does, and stops
+        // spinning when its run ends (else its threads spin on beside the
+        // next inferences: a third of the throughput lost under load).
+        .with_intra_op_spinning(spinning)
+        .map_err(|e| e.to_string())?
+        .with_config_entry(
+            "session.force_spinning_stop",
+            if spinning { "1" } else { "0" },
+        )
         .map_err(|e| e.to_string())?;
     let mut builder = if runtime.memory_cap.is_some() {
         builder.with_env_allocators().map_err(|e| e.to_string())?
@@ -534,7 +647,7 @@ fn session_builder(
     let mut used = Vec::new();
     for provider in &options.providers {
         match provider.as_str() {
-            CPU_PROVIDER | "cpu" => {}
+            p if is_cpu_provider(p) => {}
             "CUDAExecutionProvider" | "cuda" => {
                 let registered = ort::ep::CUDA::default()
                     .register(&mut builder)
@@ -555,6 +668,11 @@ fn session_builder(
 
 /// ONNX Runtime's name for its CPU provider, always registered last.
 const CPU_PROVIDER: &str = "CPUExecutionProvider";
+
+/// Whether `provider` (as MLmodel or a config names it) is the CPU's.
+pub(crate) fn is_cpu_provider(provider: &str) -> bool {
+    matches!(provider, CPU_PROVIDER | "cpu")
+}
 
 /// Where the NVIDIA driver exposes its control device: absent when no GPU
 /// is visible to this process (e.g. a container started without one).

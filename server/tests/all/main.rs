@@ -24,6 +24,7 @@ mod hostile_inputs;
 mod http_api;
 mod mlflow_registry;
 mod model_limits;
+mod model_sessions;
 mod pipeline_examples;
 mod repo_checks;
 mod state_crash;
