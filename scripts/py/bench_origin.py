@@ -1,11 +1,15 @@
-"""The per-origin download limit against image servers with small and large
-listen backlogs (docs/benchmarks.md, "Task files from a small origin").
+"""The per-origin download limit and the download cache's revalidation
+against image servers with small and large listen backlogs
+(docs/benchmarks.md, "Task files from a small origin").
 
 Serves 16 PNGs (the asset photos under 16 names) from Python's stock
 `http.server` (ThreadingHTTPServer, listen backlog 5) and from the same
 server with a backlog of 1024, then times `/predict` with 16 task URLs on
 that origin against the release server with `--max-downloads-per-origin`
-16 (every download at once, as before the limit) and 6 (the default).
+16 (every download at once, as before the limit) and 6 (the default),
+without a download cache (`--download-cache-mb 0`, every request downloads
+every file) and with the default one (`http.server` sends `Last-Modified`,
+so a repeated task's file is revalidated: a 304, no body).
 The classification example, 2 warm-up requests, then 20 timed ones each.
 
 Usage (tools venv; `cargo bench --bench fleet --no-run` builds the binary):
@@ -43,17 +47,24 @@ for i in range(16):
     shutil.copy(f"{ASSETS}/images/{src}", f"{root}/img{i}.png")
 class Fast(http.server.ThreadingHTTPServer):
     request_queue_size = 1024
+STATUS = {}
+class Counting(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args, **kwargs):
+        pass
+    def send_response(self, code, message=None):
+        STATUS[code] = STATUS.get(code, 0) + 1
+        super().send_response(code, message)
 def origin(kind):
     port = free_port()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a, **k: None
+    handler = functools.partial(Counting, directory=root)
     srv = (http.server.ThreadingHTTPServer if kind == "stdlib" else Fast)(("127.0.0.1", port), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, port
-def run(per_origin, img_port, n=20):
+def run(per_origin, cache_mb, img_port, n=20):
     port = free_port(); state = tempfile.mkdtemp()
     p = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--state-dir", state,
-                          "--allow-private-networks", "--max-downloads-per-origin", str(per_origin)],
+                          "--allow-private-networks", "--max-downloads-per-origin", str(per_origin),
+                          "--download-cache-mb", str(cache_mb)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -79,7 +90,10 @@ def run(per_origin, img_port, n=20):
     return statistics.median(lat), lat[int(0.9 * (len(lat) - 1))], max(lat)
 for kind in ["stdlib", "fast"]:
     srv, img_port = origin(kind)
-    for per in [16, 6]:
-        p50, p90, mx = run(per, img_port)
-        print(f"{kind:7} per-origin {per:2}: p50 {p50:7.1f} ms  p90 {p90:7.1f} ms  max {mx:7.1f} ms", flush=True)
+    for per, cache_mb in [(16, 0), (6, 0), (6, 1024)]:
+        STATUS.clear()
+        p50, p90, mx = run(per, cache_mb, img_port)
+        cache = "cache" if cache_mb else "no cache"
+        answers = ", ".join(f"{n} x {code}" for code, n in sorted(STATUS.items()))
+        print(f"{kind:7} per-origin {per:2}, {cache:8}: p50 {p50:7.1f} ms  p90 {p90:7.1f} ms  max {mx:7.1f} ms  (origin: {answers})", flush=True)
     srv.shutdown()

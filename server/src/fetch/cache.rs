@@ -2,7 +2,9 @@
 //! absolute URL, bounded in total size with least-recently-used eviction.
 //!
 //! Entry format: one JSON header line (`v`, `content_type`, `credential`
-//! fingerprint, body `len`, body `sha256`), then the body. Entries are
+//! fingerprint, body `len`, body `sha256`, and for a URL whose bytes may
+//! change its [`Validity`]: `etag`, `last_modified`, `fresh_until`), then
+//! the body. Entries are
 //! written to a temporary file and renamed into place, and checked on every
 //! read: a truncated or corrupt entry is deleted and counts as a miss.
 //! Recency survives restarts through the files' modification times.
@@ -39,12 +41,53 @@ struct Header {
     credential: String,
     len: u64,
     sha256: String,
+    #[serde(flatten)]
+    validity: Validity,
+}
+
+/// When a cached download may be served: always for an immutable URL (the
+/// default), else while fresh and, after that, once the origin confirms
+/// that its validators still match (a `304 Not Modified`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Validity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// Until when (Unix seconds) it may be served without asking the
+    /// origin; `None` for an immutable URL, fresh for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_until: Option<u64>,
+}
+
+impl Validity {
+    /// Whether it may be served without asking the origin at `now` (Unix
+    /// seconds).
+    pub(crate) fn is_fresh(&self, now: u64) -> bool {
+        self.fresh_until.is_none_or(|until| now < until)
+    }
+
+    /// Whether the origin can be asked if it changed.
+    pub(crate) fn has_validators(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some()
+    }
+
+    /// This validity after a `304 Not Modified` that sent `update`: its
+    /// freshness and any validator it repeats replace the stored ones.
+    pub(crate) fn refreshed(&self, update: Validity) -> Validity {
+        Validity {
+            etag: update.etag.or_else(|| self.etag.clone()),
+            last_modified: update.last_modified.or_else(|| self.last_modified.clone()),
+            fresh_until: update.fresh_until,
+        }
+    }
 }
 
 /// A cache hit.
 pub(crate) struct Hit {
     pub bytes: Bytes,
     pub content_type: String,
+    pub validity: Validity,
 }
 
 /// Recency bookkeeping: entry sizes and a tick per entry, with the ticks
@@ -189,15 +232,23 @@ impl DiskCache {
         }
     }
 
-    /// Stores a download. Failures are logged, never returned: the cache is
-    /// an optimisation.
-    pub(crate) async fn put(&self, key: &str, credential: &str, content_type: &str, bytes: Bytes) {
+    /// Stores a download, servable as `validity` says. Failures are logged,
+    /// never returned: the cache is an optimisation.
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        credential: &str,
+        content_type: &str,
+        bytes: Bytes,
+        validity: Validity,
+    ) {
         let header = Header {
             v: VERSION,
             content_type: content_type.to_owned(),
             credential: credential.to_owned(),
             len: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(&bytes)),
+            validity,
         };
         let Ok(mut line) = serde_json::to_vec(&header) else {
             return;
@@ -279,6 +330,7 @@ fn read_entry(path: &Path, credential: &str) -> Result<Option<Hit>, String> {
     Ok(Some(Hit {
         bytes: Bytes::from(data).slice(start..),
         content_type: header.content_type,
+        validity: header.validity,
     }))
 }
 
@@ -295,7 +347,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = DiskCache::open(dir.path(), 1_000_000).expect("open");
         let k = key("http://ls/data/upload/1/a.png");
-        cache.put(&k, "anonymous", "image/png", body(10)).await;
+        cache
+            .put(&k, "anonymous", "image/png", body(10), Validity::default())
+            .await;
         let hit = cache.get(&k, "anonymous").await.expect("hit");
         assert_eq!(
             (hit.bytes, hit.content_type.as_str()),
@@ -310,7 +364,9 @@ mod tests {
     async fn another_credential_misses() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = DiskCache::open(dir.path(), 1_000_000).expect("open");
-        cache.put("k", "cred-a", "image/png", body(10)).await;
+        cache
+            .put("k", "cred-a", "image/png", body(10), Validity::default())
+            .await;
         assert!(cache.get("k", "cred-b").await.is_none());
         assert!(
             cache.get("k", "cred-a").await.is_some(),
@@ -324,10 +380,14 @@ mod tests {
         // Each entry is a ~150-byte header plus 400 bytes: room for three.
         let cache = DiskCache::open(dir.path(), 1_800).expect("open");
         for k in ["a", "b", "c"] {
-            cache.put(k, "x", "t/t", body(400)).await;
+            cache
+                .put(k, "x", "t/t", body(400), Validity::default())
+                .await;
         }
         assert!(cache.get("a", "x").await.is_some(), "a is now the newest");
-        cache.put("d", "x", "t/t", body(400)).await;
+        cache
+            .put("d", "x", "t/t", body(400), Validity::default())
+            .await;
         assert!(
             cache.get("b", "x").await.is_none(),
             "b was least recently used"
@@ -345,7 +405,9 @@ mod tests {
     async fn entries_larger_than_the_cache_are_not_stored() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = DiskCache::open(dir.path(), 100).expect("open");
-        cache.put("k", "x", "t/t", body(500)).await;
+        cache
+            .put("k", "x", "t/t", body(500), Validity::default())
+            .await;
         assert_eq!(cache.usage(), (0, 0));
     }
 
@@ -354,7 +416,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = DiskCache::open(dir.path(), 1_000_000).expect("open");
         for k in ["trunc", "flip", "junk"] {
-            cache.put(k, "x", "t/t", body(100)).await;
+            cache
+                .put(k, "x", "t/t", body(100), Validity::default())
+                .await;
         }
         let path = |k: &str| dir.path().join(k);
         let full = fs::read(path("trunc")).expect("read");

@@ -1,6 +1,9 @@
 //! One HTTP download: redirects followed by hand (so credentials go only to
 //! Label Studio's origin and every hop passes the SSRF guard), one token
-//! refresh and retry on a 401, and a body read that stops at the size cap.
+//! refresh and retry on a 401, a body read that stops at the size cap, and
+//! HTTP caching: a conditional request for a cached copy, and what a
+//! response allows to be cached (`Cache-Control`, `Expires`, `ETag`,
+//! `Last-Modified`).
 //!
 //! Per hop, the SSRF guard decides which client sends the request: hops on
 //! Label Studio's origin, hops of a download that started there (Label
@@ -14,11 +17,15 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::header::{
+    AGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, DATE, ETAG, EXPIRES, HeaderMap,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
+};
 use tokio::time::Instant;
 use url::Url;
 
 use super::auth::{Credential, Tokens, header};
+use super::cache::Validity;
 use super::error::{FetchError, causes};
 use super::guard::{is_private, literal_ip, private_destination};
 use super::proxy::{ProxyRoutes, check_public};
@@ -67,10 +74,27 @@ pub(crate) struct Downloaded {
     pub bytes: Bytes,
     /// The final response's `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// How long and on what condition the response may be reused; `None`
+    /// when it must not be stored (`no-store`, `private`) or gave nothing
+    /// to reuse it by (no validator and no freshness lifetime).
+    pub validity: Option<Validity>,
 }
 
-/// Downloads `remote`, following up to `ctx.max_redirects` redirects.
-pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, FetchError> {
+/// What a download brought.
+pub(crate) enum Got {
+    Body(Downloaded),
+    /// `304 Not Modified` to a conditional request: the cached copy is
+    /// current, with this freshness and these validators.
+    NotModified(Validity),
+}
+
+/// Downloads `remote`, following up to `ctx.max_redirects` redirects. With
+/// `cached`, the request is conditional on the cached copy's validators.
+pub(crate) async fn get(
+    ctx: &Ctx<'_>,
+    remote: &Remote,
+    cached: Option<&Validity>,
+) -> Result<Got, FetchError> {
     let deadline = Instant::now() + ctx.timeout;
     let mut url = remote.url.clone();
     let mut visited = vec![url.clone()];
@@ -113,6 +137,9 @@ pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, Fe
             if let Some(value) = value {
                 request = request.header(AUTHORIZATION, value);
             }
+        }
+        if let Some(cached) = cached {
+            request = conditional(request, cached);
         }
         let response = request
             .send()
@@ -160,13 +187,100 @@ pub(crate) async fn get(ctx: &Ctx<'_>, remote: &Remote) -> Result<Downloaded, Fe
             continue;
         }
 
+        if status == StatusCode::NOT_MODIFIED && cached.is_some() {
+            let (validity, _) = cache_headers(response.headers(), now_unix());
+            return Ok(Got::NotModified(validity));
+        }
+
         if !status.is_success() {
             return Err(
                 status_error(response, shown, ls.is_some(), remote.kind, ctx.credential).await,
             );
         }
-        return read_body(response, &shown, ctx).await;
+        return read_body(response, &shown, ctx).await.map(Got::Body);
     }
+}
+
+/// `request` asking for the body only if it differs from the copy that
+/// `cached` describes.
+fn conditional(mut request: reqwest::RequestBuilder, cached: &Validity) -> reqwest::RequestBuilder {
+    if let Some(etag) = &cached.etag {
+        request = request.header(IF_NONE_MATCH, etag);
+    }
+    if let Some(modified) = &cached.last_modified {
+        request = request.header(IF_MODIFIED_SINCE, modified);
+    }
+    request
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What a response received at `now` (Unix seconds) allows a shared cache
+/// to do (RFC 9111): `None` when it must not be stored (`no-store`,
+/// `private`) or cannot be reused (no validator and no freshness). The
+/// freshness lifetime is `s-maxage`, else `max-age`, else `Expires` −
+/// `Date`, less `Age`; `no-cache` makes it 0 (revalidate every time). No
+/// heuristic freshness: without a lifetime a copy is always revalidated.
+pub(crate) fn validity(headers: &HeaderMap, now: u64) -> Option<Validity> {
+    let (validity, storable) = cache_headers(headers, now);
+    storable.then_some(validity)
+}
+
+/// The validators and freshness a response's headers give (fresh until
+/// `now` when they give no lifetime), and whether it may be stored.
+fn cache_headers(headers: &HeaderMap, now: u64) -> (Validity, bool) {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let directives: Vec<(String, Option<String>)> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            let (name, value) = d.split_once('=').unwrap_or((d, ""));
+            let value = value.trim().trim_matches('"');
+            (
+                name.trim().to_ascii_lowercase(),
+                (!value.is_empty()).then(|| value.to_owned()),
+            )
+        })
+        .collect();
+    let has = |name: &str| directives.iter().any(|(n, _)| n == name);
+    let seconds = |name: &str| {
+        directives
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref()?.parse::<u64>().ok())
+    };
+    let forbidden = has("no-store") || has("private");
+    let expires = || {
+        let expires = httpdate::parse_http_date(text(EXPIRES)?).ok()?;
+        let date = text(DATE)
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .unwrap_or_else(std::time::SystemTime::now);
+        Some(expires.duration_since(date).map_or(0, |d| d.as_secs()))
+    };
+    let lifetime = if has("no-cache") {
+        Some(0)
+    } else {
+        seconds("s-maxage")
+            .or_else(|| seconds("max-age"))
+            .or_else(expires)
+    };
+    let age = text(AGE)
+        .and_then(|a| a.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let validity = Validity {
+        etag: text(ETAG).map(str::to_owned),
+        last_modified: text(LAST_MODIFIED).map(str::to_owned),
+        fresh_until: Some(now.saturating_add(lifetime.unwrap_or(0).saturating_sub(age))),
+    };
+    let reusable = validity.has_validators() || lifetime.is_some_and(|l| l > age);
+    (validity, reusable && !forbidden)
 }
 
 /// Reads the body, refusing it up front when `Content-Length` is over the
@@ -192,6 +306,7 @@ async fn read_body(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let validity = validity(response.headers(), now_unix());
     // Cap the up-front allocation: Content-Length is only a claim.
     let capacity = announced.unwrap_or(0).min(ctx.max_bytes).min(16 << 20);
     let mut body = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
@@ -209,6 +324,7 @@ async fn read_body(
     Ok(Downloaded {
         bytes: body.freeze(),
         content_type,
+        validity,
     })
 }
 

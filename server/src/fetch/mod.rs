@@ -78,12 +78,19 @@
 //! ([`DEFAULT_MAX_PER_ORIGIN`], like a browser's), a per-file cap ([`FetchConfig::max_bytes`],
 //! checked against `Content-Length` and while streaming), concurrent
 //! requests for the same download sharing one transfer, and an on-disk
-//! cache keyed by the SHA-256 of the absolute URL. Only immutable URLs are
-//! cached: Label Studio uploads (`/data/upload/…`, whose names carry a random
-//! prefix and are never reused) and web URLs with a content hash or UUID in
-//! their path. Local files and cloud objects can change in place, so they
-//! are fetched every time. A cache entry remembers which key fetched it and
-//! is only served to requests made with the same key.
+//! cache keyed by the SHA-256 of the absolute URL. Immutable URLs are served
+//! from it without asking again: Label Studio uploads (`/data/upload/…`,
+//! whose names carry a random prefix and are never reused) and web URLs
+//! with a content hash or UUID in their path. Other web URLs and Label
+//! Studio's local files are cached as HTTP allows a shared cache: served
+//! while fresh (`Cache-Control: max-age`/`s-maxage`, `Expires`), then
+//! revalidated with a conditional request (`If-None-Match` from `ETag`,
+//! `If-Modified-Since` from `Last-Modified`), a `304` costing a round trip
+//! but no body; `no-store`, `private` and responses with neither a
+//! validator nor a lifetime are not stored. Cloud objects are fetched every
+//! time (their presigned URLs change on every resolve). A cache entry
+//! remembers which key fetched it and is only served to requests made with
+//! the same key.
 
 mod auth;
 mod cache;
@@ -747,6 +754,23 @@ impl Fetcher {
     }
 }
 
+/// A cached copy for `job`, unless it is over the job's size limit.
+fn served(job: &Job, bytes: Bytes, content_type: String) -> Result<Fetched, FetchError> {
+    let size = bytes.len() as u64;
+    if size > job.max_bytes {
+        return Err(FetchError::TooLarge {
+            url: format!("GET {}", job.remote.label),
+            size: Some(size),
+            limit: job.max_bytes,
+        });
+    }
+    Ok(Fetched {
+        bytes,
+        content_type,
+        uri: job.remote.uri.clone(),
+    })
+}
+
 impl Inner {
     /// The download slots of `url`'s origin (redirects count against the
     /// origin of the first request).
@@ -777,26 +801,22 @@ impl Inner {
     /// the cache fill.
     async fn run(&self, job: &Job) -> Result<Fetched, FetchError> {
         let remote = &job.remote;
-        let cache = self.cache.as_ref().filter(|_| remote.kind.cacheable());
+        let immutable = remote.kind.cacheable();
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| immutable || remote.kind.revalidatable());
         let cache_key = cache::key(remote.url.as_str());
         let credential = job.credential.fingerprint();
+        let mut stale = None;
         if let Some(cache) = cache
             && let Some(hit) = cache.get(&cache_key, &credential).await
         {
-            let size = hit.bytes.len() as u64;
-            if size > job.max_bytes {
-                return Err(FetchError::TooLarge {
-                    url: format!("GET {}", remote.label),
-                    size: Some(size),
-                    limit: job.max_bytes,
-                });
+            if immutable || hit.validity.is_fresh(http::now_unix()) {
+                tracing::debug!(uri = %remote.uri, "download cache hit");
+                return served(job, hit.bytes, hit.content_type);
             }
-            tracing::debug!(uri = %remote.uri, "download cache hit");
-            return Ok(Fetched {
-                bytes: hit.bytes,
-                content_type: hit.content_type,
-                uri: remote.uri.clone(),
-            });
+            stale = hit.validity.has_validators().then_some(hit);
         }
 
         // The semaphores are never closed, so acquiring cannot fail. The
@@ -817,21 +837,57 @@ impl Inner {
             max_redirects: self.options.max_redirects,
             timeout: self.options.timeout,
         };
-        let downloaded = http::get(&ctx, remote).await?;
+        let got = http::get(&ctx, remote, stale.as_ref().map(|hit| &hit.validity)).await?;
         drop((permit, origin_permit));
+        let downloaded = match (got, stale) {
+            (http::Got::NotModified(update), Some(hit)) => {
+                tracing::debug!(uri = %remote.uri, "download cache hit, revalidated");
+                let validity = hit.validity.refreshed(update);
+                // Rewritten (and synced) only for something worth keeping:
+                // a new lifetime or new validators, not every 304.
+                let worth_keeping = validity.is_fresh(http::now_unix())
+                    || validity.etag != hit.validity.etag
+                    || validity.last_modified != hit.validity.last_modified;
+                if let Some(cache) = cache.filter(|_| worth_keeping) {
+                    cache
+                        .put(
+                            &cache_key,
+                            &credential,
+                            &hit.content_type,
+                            hit.bytes.clone(),
+                            validity,
+                        )
+                        .await;
+                }
+                return served(job, hit.bytes, hit.content_type);
+            }
+            (http::Got::Body(downloaded), _) => downloaded,
+            (http::Got::NotModified(_), None) => {
+                return Err(FetchError::Request {
+                    url: remote.label.clone(),
+                    reason: "304 Not Modified to a request that was not conditional".into(),
+                });
+            }
+        };
 
         let content_type = sniff::content_type(
             downloaded.content_type.as_deref(),
             &downloaded.bytes,
             &remote.name,
         );
-        if let Some(cache) = cache {
+        let validity = if immutable {
+            Some(cache::Validity::default())
+        } else {
+            downloaded.validity
+        };
+        if let Some((cache, validity)) = cache.zip(validity) {
             cache
                 .put(
                     &cache_key,
                     &credential,
                     &content_type,
                     downloaded.bytes.clone(),
+                    validity,
                 )
                 .await;
         }

@@ -67,16 +67,27 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// Whether downloads of this kind go through the on-disk cache.
+    /// Whether downloads of this kind are cached and served from the cache
+    /// without asking the origin again.
     ///
-    /// The rule: cache only URLs whose bytes can never change — Label Studio
+    /// The rule: only URLs whose bytes can never change — Label Studio
     /// uploads (`/data/upload/<project>/<8 hex>-<name>`: Label Studio never
     /// reuses an upload path) and other URLs that carry a content hash or a
-    /// UUID in their path. Local files can be edited in place and cloud
-    /// objects overwritten, and their presigned URLs change on every
-    /// resolve, so neither is cached.
+    /// UUID in their path.
     pub(crate) fn cacheable(self) -> bool {
         matches!(self, Kind::Upload | Kind::Web { immutable: true })
+    }
+
+    /// Whether downloads of this kind are cached as HTTP allows
+    /// (`Cache-Control`, `Expires`) and revalidated with their `ETag` or
+    /// `Last-Modified`: URLs that keep naming the same file while its bytes
+    /// may change. Cloud objects are not: their presigned URLs change on
+    /// every resolve, so no cached copy would ever be asked for again.
+    pub(crate) fn revalidatable(self) -> bool {
+        matches!(
+            self,
+            Kind::LocalFiles | Kind::LabelStudio | Kind::Web { immutable: false }
+        )
     }
 }
 

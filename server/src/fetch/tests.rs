@@ -1413,3 +1413,212 @@ async fn downloads_per_origin_are_limited_like_a_browsers() {
         "the limit is per origin, not global"
     );
 }
+
+/// A web origin serving one photo with the caching headers a test sets,
+/// answering conditional requests as HTTP says, and counting full and
+/// `304` answers.
+#[derive(Default)]
+struct Origin {
+    etag: Mutex<Option<String>>,
+    last_modified: Mutex<Option<String>>,
+    cache_control: Mutex<Option<String>>,
+    body: Mutex<Vec<u8>>,
+    full: AtomicUsize,
+    not_modified: AtomicUsize,
+}
+
+impl Origin {
+    fn set(&self, etag: Option<&str>, last_modified: Option<&str>, cache_control: Option<&str>) {
+        *self.etag.lock().unwrap() = etag.map(str::to_owned);
+        *self.last_modified.lock().unwrap() = last_modified.map(str::to_owned);
+        *self.cache_control.lock().unwrap() = cache_control.map(str::to_owned);
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.full.load(Ordering::SeqCst),
+            self.not_modified.load(Ordering::SeqCst),
+        )
+    }
+}
+
+async fn origin_routes(State(origin): State<Arc<Origin>>, req: Request) -> Response {
+    let etag = origin.etag.lock().unwrap().clone();
+    let last_modified = origin.last_modified.lock().unwrap().clone();
+    let asked = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let unchanged = match (
+        asked(header::IF_NONE_MATCH),
+        asked(header::IF_MODIFIED_SINCE),
+    ) {
+        (Some(tag), _) => etag.as_deref() == Some(tag),
+        (None, Some(since)) => last_modified.as_deref() == Some(since),
+        (None, None) => false,
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        (header::ETAG, etag),
+        (header::LAST_MODIFIED, last_modified),
+        (
+            header::CACHE_CONTROL,
+            origin.cache_control.lock().unwrap().clone(),
+        ),
+    ] {
+        if let Some(value) = value.and_then(|v| v.parse().ok()) {
+            headers.insert(name, value);
+        }
+    }
+    if unchanged {
+        origin.not_modified.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    origin.full.fetch_add(1, Ordering::SeqCst);
+    headers.insert(header::CONTENT_TYPE, "image/png".parse().unwrap());
+    (headers, origin.body.lock().unwrap().clone()).into_response()
+}
+
+/// A fetcher with a cache, the origin, and the photo's URL on it.
+async fn web_origin() -> (Fetcher, Arc<Origin>, String, tempfile::TempDir) {
+    let origin = Arc::new(Origin::default());
+    *origin.body.lock().unwrap() = PNG.to_vec();
+    let addr = serve(
+        Router::new()
+            .fallback(origin_routes)
+            .with_state(Arc::clone(&origin)),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("cache dir");
+    let fetcher = Fetcher::with_options(FetcherOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..FetcherOptions::default()
+    })
+    .expect("fetcher");
+    (
+        fetcher,
+        origin,
+        format!("http://{addr}/photos/cat.png"),
+        dir,
+    )
+}
+
+/// `url` fetched from the loopback origin.
+async fn get(fetcher: &Fetcher, url: &str) -> Result<Fetched, FetchError> {
+    let cfg = FetchConfig {
+        allow_private_networks: true,
+        ..FetchConfig::default()
+    };
+    fetcher.fetch(&cfg, &FetchRequest::new(url)).await
+}
+
+#[tokio::test]
+async fn web_files_with_validators_are_revalidated_instead_of_downloaded_again() {
+    let (fetcher, origin, url, _dir) = web_origin().await;
+    for (etag, last_modified) in [
+        (Some("\"v1\""), None),
+        (None, Some("Wed, 02 Dec 2026 10:00:00 GMT")),
+    ] {
+        origin.set(etag, last_modified, None);
+        let (full, not_modified) = origin.counts();
+        let first = get(&fetcher, &url).await.expect("first");
+        let second = get(&fetcher, &url).await.expect("second");
+        let third = get(&fetcher, &url).await.expect("third");
+        assert_eq!(first, second);
+        assert_eq!(third, first);
+        assert_eq!(second.bytes, PNG);
+        assert_eq!(
+            origin.counts(),
+            (full + 1, not_modified + 2),
+            "{etag:?} {last_modified:?}: one download, then a 304 each time \
+             (a 304 without a lifetime does not make the copy fresh)"
+        );
+    }
+    // Changed at the origin: the new bytes replace the cached ones.
+    *origin.body.lock().unwrap() = b"new photo".to_vec();
+    origin.set(Some("\"v2\""), None, None);
+    assert_eq!(
+        get(&fetcher, &url).await.expect("changed").bytes,
+        &b"new photo"[..]
+    );
+    assert_eq!(
+        get(&fetcher, &url).await.expect("again").bytes,
+        &b"new photo"[..]
+    );
+}
+
+#[tokio::test]
+async fn fresh_web_files_are_served_without_asking_and_no_store_is_never_stored() {
+    let (fetcher, origin, url, _dir) = web_origin().await;
+    origin.set(None, None, Some("public, max-age=600"));
+    get(&fetcher, &url).await.expect("first");
+    get(&fetcher, &url).await.expect("fresh copy");
+    assert_eq!(origin.counts(), (1, 0), "max-age: no second request");
+
+    let (fetcher, origin, url, _dir) = web_origin().await;
+    origin.set(Some("\"v1\""), None, Some("no-store"));
+    get(&fetcher, &url).await.expect("first");
+    get(&fetcher, &url).await.expect("second");
+    assert_eq!(origin.counts(), (2, 0), "no-store: downloaded every time");
+
+    origin.set(Some("\"v1\""), None, Some("no-cache"));
+    get(&fetcher, &url).await.expect("stored");
+    get(&fetcher, &url).await.expect("revalidated");
+    assert_eq!(
+        origin.counts(),
+        (3, 1),
+        "no-cache: stored, asked every time"
+    );
+
+    origin.set(None, None, None);
+    get(&fetcher, &url).await.expect("nothing to reuse it by");
+    get(&fetcher, &url).await.expect("downloaded again");
+    assert_eq!(
+        origin.counts(),
+        (5, 1),
+        "no validator, no lifetime: not reused"
+    );
+}
+
+#[test]
+fn freshness_follows_the_shared_cache_rules() {
+    let headers = |pairs: &[(&str, &str)]| {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    };
+    let fresh_until =
+        |pairs: &[(&str, &str)]| http::validity(&headers(pairs), 1_000).and_then(|v| v.fresh_until);
+    assert_eq!(fresh_until(&[("cache-control", "max-age=60")]), Some(1_060));
+    assert_eq!(
+        fresh_until(&[("cache-control", "max-age=60, s-maxage=5")]),
+        Some(1_005),
+        "s-maxage wins for a shared cache"
+    );
+    assert_eq!(
+        fresh_until(&[("cache-control", "max-age=60"), ("age", "50")]),
+        Some(1_010)
+    );
+    assert_eq!(
+        fresh_until(&[
+            ("date", "Wed, 02 Dec 2026 10:00:00 GMT"),
+            ("expires", "Wed, 02 Dec 2026 10:02:00 GMT"),
+            ("etag", "\"a\""),
+        ]),
+        Some(1_120)
+    );
+    assert_eq!(
+        fresh_until(&[("cache-control", "no-cache, max-age=60"), ("etag", "\"a\"")]),
+        Some(1_000)
+    );
+    assert!(http::validity(&headers(&[("cache-control", "private, max-age=60")]), 1_000).is_none());
+    assert!(
+        http::validity(
+            &headers(&[("cache-control", "max-age=60"), ("age", "90")]),
+            1_000
+        )
+        .is_none()
+    );
+}
