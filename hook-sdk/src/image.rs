@@ -315,10 +315,7 @@ impl Image {
     /// proportionally and rounded half to even (as Python's `round`, which
     /// the reference implementations use).
     pub fn resize_short_side(&self, short: u32, filter: Filter) -> Result<Self, HookError> {
-        let (w, h) = (self.width(), self.height());
-        let ratio = f64::from(short) / f64::from(w.min(h).max(1));
-        let new_w = (f64::from(w) * ratio).round_ties_even().max(1.0) as u32;
-        let new_h = (f64::from(h) * ratio).round_ties_even().max(1.0) as u32;
+        let (new_w, new_h) = short_side_size(self.width(), self.height(), short);
         self.resize(new_w, new_h, filter)
     }
 
@@ -362,6 +359,19 @@ impl Image {
     pub fn to_tensor(&self, options: &TensorOptions) -> Result<Tensor, HookError> {
         Ok(self.inner.to_tensor(options)?)
     }
+}
+
+/// The size [`Image::resize_short_side`] gives a `width`×`height` image:
+/// the shorter side `short`, the other scaled proportionally and rounded
+/// half to even (as Python's `round`), neither below 1.
+///
+/// ```
+/// assert_eq!(hook_sdk::image::short_side_size(640, 427, 256), (384, 256));
+/// ```
+pub fn short_side_size(width: u32, height: u32, short: u32) -> (u32, u32) {
+    let ratio = f64::from(short) / f64::from(width.min(height).max(1));
+    let scaled = |side: u32| (f64::from(side) * ratio).round_ties_even().max(1.0) as u32;
+    (scaled(width), scaled(height))
 }
 
 #[cfg(test)]

@@ -70,12 +70,7 @@ async fn run() {
     let options = TensorOptions::imagenet("x", Channels::Bgr);
     let host = measure(30, || async {
         let img = Image::decode(&jpeg, true).expect("decode");
-        let (w, h) = (img.width(), img.height());
-        let ratio = 256.0 / f64::from(w.min(h));
-        let (nw, nh) = (
-            (f64::from(w) * ratio).round_ties_even() as u32,
-            (f64::from(h) * ratio).round_ties_even() as u32,
-        );
+        let (nw, nh) = hook_sdk::image::short_side_size(img.width(), img.height(), 256);
         let small = img
             .resize(nw, nh, cls::imageops::Filter::Lanczos3)
             .and_then(|i| i.crop((nw - 224) / 2, (nh - 224) / 2, 224, 224))

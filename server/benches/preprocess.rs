@@ -30,21 +30,13 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     median(samples)
 }
 
-fn short_side_256(w: u32, h: u32) -> (u32, u32) {
-    let ratio = 256.0 / f64::from(w.min(h).max(1));
-    (
-        (f64::from(w) * ratio).round_ties_even().max(1.0) as u32,
-        (f64::from(h) * ratio).round_ties_even().max(1.0) as u32,
-    )
-}
-
 /// Times each stage of the full decode path, then the host's path (header
 /// first, pixels decoded by the resize, reduced for a large JPEG); returns
 /// the host path's total.
 fn profile(name: &str, bytes: &[u8], runs: usize) -> Duration {
     let img = Image::decode(bytes, true).expect("decode");
     let (w, h) = (img.width(), img.height());
-    let (nw, nh) = short_side_256(w, h);
+    let (nw, nh) = hook_sdk::image::short_side_size(w, h, 256);
     let decode = time(runs, || Image::decode(bytes, true).expect("decode"));
     let resized = img.resize(nw, nh, Filter::Lanczos3).expect("resize");
     let resize = time(runs, || {

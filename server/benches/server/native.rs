@@ -305,9 +305,7 @@ impl Spec<'_> {
         let (image, transform, options) = match self.case.name {
             // examples/hooks/classification-pre: short side 256 (Lanczos3), centre crop 224.
             "classification" => {
-                let ratio = 256.0 / f64::from(w.min(h).max(1));
-                let nw = (f64::from(w) * ratio).round_ties_even().max(1.0) as u32;
-                let nh = (f64::from(h) * ratio).round_ties_even().max(1.0) as u32;
+                let (nw, nh) = hook_sdk::image::short_side_size(w, h, 256);
                 let (x, y) = ((nw - 224) / 2, (nh - 224) / 2);
                 let image = image
                     .resize(nw, nh, Filter::Lanczos3, budget)

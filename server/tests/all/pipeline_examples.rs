@@ -830,12 +830,7 @@ async fn the_python_detection_twin_finds_the_boxes_the_rust_hook_finds() {
 fn classification_reference(bytes: &[u8]) -> Vec<f32> {
     use cls::imageops::{Channels, Filter, Image, TensorOptions};
     let image = Image::decode(bytes, true).expect("full decode");
-    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
-    let ratio = 256.0 / w.min(h);
-    let (nw, nh) = (
-        (w * ratio).round_ties_even() as u32,
-        (h * ratio).round_ties_even() as u32,
-    );
+    let (nw, nh) = hook_sdk::image::short_side_size(image.width(), image.height(), 256);
     let options = TensorOptions::imagenet("x", Channels::Bgr);
     image
         .resize(nw, nh, Filter::Lanczos3)
