@@ -56,6 +56,7 @@ pub mod auth;
 pub mod backend;
 pub mod budget;
 pub mod compute;
+mod disk;
 pub mod error;
 pub mod fetch;
 pub mod fleet;

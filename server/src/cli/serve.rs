@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// Size bound of the task-file download cache in MiB.
     #[arg(long, env = "CLS_DOWNLOAD_CACHE_MB", default_value_t = cls::fetch::DEFAULT_CACHE_MAX_BYTES >> 20)]
     pub download_cache_mb: u64,
+    /// Size bound of the compiled-hook cache in MiB (least recently used go first).
+    #[arg(long, env = "CLS_COMPILED_CACHE_MB", default_value_t = cls::hooks::DEFAULT_ARTEFACT_CACHE_BYTES >> 20)]
+    pub compiled_cache_mb: u64,
     /// Force an ONNX Runtime execution provider for every model
     /// (e.g. CPUExecutionProvider, CUDAExecutionProvider), overriding MLmodel's list.
     #[arg(long, env = "CLS_EXECUTION_PROVIDER")]
@@ -262,6 +265,10 @@ impl ServeArgs {
             memory_wait: std::time::Duration::from_secs(self.memory_wait_secs),
             allow_private_networks: self.allow_private_networks,
             max_downloads_per_origin: usize::from(self.max_downloads_per_origin),
+            hooks: cls::hooks::RuntimeOptions {
+                artefact_cache_bytes: self.compiled_cache_mb << 20,
+                ..cls::hooks::RuntimeOptions::default()
+            },
             ..RuntimeSettings::new(state_dir)
         }
     }

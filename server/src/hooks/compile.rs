@@ -1,8 +1,7 @@
 //! Turning uploaded bytes into a callable [`Hook`]: validation, compilation
-//! off the request path, the world check, and the compiled-artefact cache.
+//! off the request path, the world check, and the use of the
+//! compiled-artefact cache (`artefacts`).
 
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -104,14 +103,8 @@ impl HookRuntime {
         bytes: Bytes,
         sha256: &str,
     ) -> Result<(Component, bool), HookLoadError> {
-        let artefact = self
-            .options
-            .artefact_dir
-            .as_deref()
-            .map(|dir| artefact_path(dir, &self.engine, sha256));
-        if let Some(path) = &artefact
-            && let Some(component) = load_artefact(&self.engine, path)
-        {
+        let cache = self.artefacts.as_ref();
+        if let Some(component) = cache.and_then(|c| c.load(&self.engine, sha256)) {
             return Ok((component, true));
         }
         let permit =
@@ -125,14 +118,12 @@ impl HookRuntime {
                 })?;
         // The same upload may have been compiled while we waited for the
         // permit (two backends configured with one hook): compile it once.
-        if let Some(path) = &artefact
-            && let Some(component) = load_artefact(&self.engine, path)
-        {
+        if let Some(component) = cache.and_then(|c| c.load(&self.engine, sha256)) {
             return Ok((component, true));
         }
         let component = self.compile_with_progress(kind, bytes, permit).await?;
-        if let Some(path) = &artefact {
-            store_artefact(&component, path);
+        if let Some(cache) = cache {
+            cache.store(&component, sha256);
         }
         Ok((component, false))
     }
@@ -258,50 +249,6 @@ fn check_upload(kind: HookKind, bytes: &[u8], max: usize) -> Result<(), HookLoad
 
 /// Artefacts are only valid for the engine configuration that made them, so
 /// the file name carries the engine's compatibility hash.
-fn artefact_path(dir: &Path, engine: &Engine, sha256: &str) -> PathBuf {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
-}
-
-fn load_artefact(engine: &Engine, path: &Path) -> Option<Component> {
-    if !path.is_file() {
-        return None;
-    }
-    // SAFETY: `deserialize_file` trusts its input. The only files under the
-    // artefact directory are ones `store_artefact` wrote from our own
-    // `Component::serialize()` output (atomically, via rename), named by the
-    // sha256 of the upload and this engine's compatibility hash. Uploaded
-    // bytes never reach this function: `check_upload` refuses precompiled
-    // artefacts outright.
-    #[allow(unsafe_code)]
-    let loaded = unsafe { Component::deserialize_file(engine, path) };
-    match loaded {
-        Ok(component) => Some(component),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "ignoring unusable compiled hook: {e:#}");
-            let _ = std::fs::remove_file(path);
-            None
-        }
-    }
-}
-
-fn store_artefact(component: &Component, path: &Path) {
-    let write = || -> Result<(), String> {
-        let bytes = component.serialize().map_err(|e| format!("{e:#}"))?;
-        let dir = path.parent().ok_or("artefact path has no parent")?;
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| e.to_string())?;
-        tmp.persist(path).map_err(|e| e.to_string())?;
-        Ok(())
-    };
-    // The cache only saves time on restart; failing to write it is not an error.
-    if let Err(e) = write() {
-        tracing::warn!(path = %path.display(), "cannot cache compiled hook: {e}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

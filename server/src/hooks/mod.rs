@@ -8,8 +8,9 @@
 //!   `host` interface;
 //! - loading uploads ([`HookRuntime::load`]): size cap, refusal of core
 //!   modules and precompiled artefacts, compilation off the request path with
-//!   a time cap, world check, and an on-disk cache of our *own*
-//!   `serialize()` output (uploaded bytes are never deserialized);
+//!   a time cap, world check, and a bounded on-disk cache of our *own*
+//!   `serialize()` output (`artefacts`; uploaded bytes are never
+//!   deserialized);
 //! - calling a [`Hook`]: a fresh `Store` per call with wall-time, memory and
 //!   output limits; every trap becomes a [`HookCallError`] naming the hook,
 //!   the task and the cause, and the trapped store is dropped;
@@ -25,6 +26,7 @@
 //! It does not know about HTTP, models or Label Studio beyond the data the
 //! WIT carries.
 
+mod artefacts;
 mod bindings;
 mod call;
 mod compile;
@@ -65,6 +67,9 @@ pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
 /// Default cap on an uploaded component's size.
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 50 << 20;
+/// Default size bound of the compiled-artefact cache: room for about 28
+/// Python hooks (36 MiB compiled each) or hundreds of Rust ones.
+pub const DEFAULT_ARTEFACT_CACHE_BYTES: u64 = 1 << 30;
 /// Default cap on compiling one upload.
 pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upper bound for any per-backend memory limit: the pooling allocator
@@ -142,6 +147,8 @@ pub struct CallTag {
 pub struct RuntimeOptions {
     /// Where compiled artefacts are cached (`None`: no disk cache).
     pub artefact_dir: Option<PathBuf>,
+    /// Size bound of that cache (least recently used artefacts go first).
+    pub artefact_cache_bytes: u64,
     /// Pool slots: the most hook instances that can exist at once.
     pub max_instances: u32,
     /// Hook calls running at once (at most `max_instances`). Hooks are
@@ -156,6 +163,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             artefact_dir: None,
+            artefact_cache_bytes: DEFAULT_ARTEFACT_CACHE_BYTES,
             max_instances: DEFAULT_MAX_INSTANCES,
             max_concurrent_calls: 2 * std::thread::available_parallelism().map_or(1, usize::from),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
@@ -240,6 +248,7 @@ pub struct HookRuntime {
     options: RuntimeOptions,
     instances: Arc<tokio::sync::Semaphore>,
     compiles: Arc<tokio::sync::Semaphore>,
+    artefacts: Option<artefacts::ArtefactCache>,
     ticker: EpochTicker,
 }
 
@@ -269,6 +278,9 @@ impl HookRuntime {
                     .clamp(1, options.max_instances as usize),
             )),
             compiles: Arc::new(tokio::sync::Semaphore::new(compile::compile_slots())),
+            artefacts: options.artefact_dir.clone().map(|dir| {
+                artefacts::ArtefactCache::open(dir, options.artefact_cache_bytes, &engine)
+            }),
             engine,
             linker,
             options,

@@ -112,15 +112,3 @@ fn hash_file(path: &Path) -> io::Result<String> {
     io::copy(&mut file, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
 }
-
-/// Records a use in the manifest's mtime, the access time eviction reads
-/// after a restart.
-pub(super) fn touch(path: &Path) {
-    let result = fs::File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(SystemTime::now()));
-    if let Err(e) = result {
-        tracing::debug!(path = %path.display(), "cannot update access time: {e}");
-    }
-}

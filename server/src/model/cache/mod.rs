@@ -52,7 +52,7 @@ use super::source::{MlflowConfig, ModelSource, ModelSourceError, ModelUri};
 pub use index::ModelLease;
 use index::{Entry, State};
 use local::{local, locate_model};
-use manifest::{Manifest, ManifestFile, read_manifest, stat_all, touch, verify};
+use manifest::{Manifest, ManifestFile, read_manifest, stat_all, verify};
 
 /// Default size bound of the cache (10 GiB).
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 10 << 30;
@@ -344,7 +344,7 @@ impl ModelCache {
             };
             match verify(&dir, &manifest, known) {
                 Ok(verified) => {
-                    touch(&dir.join(MANIFEST_FILE));
+                    crate::disk::mark_used(&dir.join(MANIFEST_FILE));
                     Ok(Ok((manifest, verified)))
                 }
                 Err(problem) => Ok(Err(problem)),
