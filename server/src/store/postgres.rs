@@ -156,15 +156,48 @@ impl PgStore {
         Ok(guard)
     }
 
+    /// Runs `op`, and once more on a new connection if it failed because
+    /// the query connection is gone: after a database restart, or an
+    /// administrator ending the session, the first call on the old
+    /// connection gets the error before the driver notices the close.
+    /// Writes are transactions, so the failed run left nothing behind
+    /// (unless the connection died while the commit was answered, when the
+    /// second run may apply the change twice: generations rise by two).
+    async fn once_more_if_disconnected<T, Fut>(&self, op: impl Fn() -> Fut) -> Result<T, StoreError>
+    where
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let first = op().await;
+        if !matches!(first, Err(StoreError::Unavailable { .. })) || self.still_connected().await {
+            return first;
+        }
+        tracing::info!("the store's connection was lost; retrying on a new one");
+        op().await
+    }
+
+    /// Whether the query connection answers; if not it is dropped, so the
+    /// next call opens a new one.
+    async fn still_connected(&self) -> bool {
+        let mut guard = self.client.lock().await;
+        let alive = match guard.as_ref() {
+            Some(client) => !client.is_closed() && client.simple_query("").await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            *guard = None;
+        }
+        alive
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut guard = self.connection().await?;
         let tx = client(&mut guard)?
             .transaction()
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS cls_schema_migrations (
                  version integer PRIMARY KEY,
@@ -172,11 +205,11 @@ impl PgStore {
              )",
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(db_unavailable)?;
         let applied: Option<i32> = tx
             .query_one("SELECT max(version) FROM cls_schema_migrations", &[])
             .await
-            .map_err(unavailable)?
+            .map_err(db_unavailable)?
             .get(0);
         let applied = applied.unwrap_or(0);
         let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
@@ -186,16 +219,16 @@ impl PgStore {
             )));
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
-            tx.batch_execute(sql).await.map_err(unavailable)?;
+            tx.batch_execute(sql).await.map_err(db_unavailable)?;
             tx.execute(
                 "INSERT INTO cls_schema_migrations (version) VALUES ($1)",
                 &[version],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
             tracing::info!(version, "store schema migrated");
         }
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(db_unavailable)
     }
 
     async fn heads_now(&self) -> Result<Vec<Head>, StoreError> {
@@ -206,7 +239,7 @@ impl PgStore {
                 &[],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let mut heads = Vec::with_capacity(rows.len());
         for row in rows {
             let name: String = row.get(0);
@@ -230,7 +263,7 @@ impl PgStore {
                 &[&name.as_str()],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let Some(row) = row else { return Ok(None) };
         let generation = to_generation(row.get(0));
         let corrupt = |message: String| StoreError::Corrupt {
@@ -248,7 +281,7 @@ impl PgStore {
                 &[&wanted],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let mut blobs: HashMap<String, Vec<u8>> =
             rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         let backend = spec
@@ -280,7 +313,7 @@ impl PgStore {
         let tx = client(&mut guard)?
             .transaction()
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let current = lock_row(&tx, name).await?;
         expect.check(name, current)?;
         let shas: Vec<&str> = blobs.iter().map(|b| b.sha256.as_str()).collect();
@@ -290,7 +323,7 @@ impl PgStore {
                 &[&shas],
             )
             .await
-            .map_err(unavailable)?
+            .map_err(db_unavailable)?
             .into_iter()
             .map(|r| r.get(0))
             .collect();
@@ -300,7 +333,7 @@ impl PgStore {
                 &[&blob.sha256, &blob.bytes],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         }
         let row = tx
             .query_one(
@@ -312,10 +345,10 @@ impl PgStore {
                 &[&name.as_str(), &spec],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let generation = to_generation(row.get(0));
         notify(&tx, name, generation).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(db_unavailable)?;
         Ok(generation)
     }
 
@@ -328,7 +361,7 @@ impl PgStore {
         let tx = client(&mut guard)?
             .transaction()
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let current = lock_row(&tx, name).await?;
         expect.check(name, current)?;
         if current.is_none() {
@@ -341,7 +374,7 @@ impl PgStore {
                 &[&name.as_str()],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         notify(&tx, name, to_generation(row.get(0))).await?;
         tx.execute(
             &format!(
@@ -353,8 +386,8 @@ impl PgStore {
             &[],
         )
         .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
+        .map_err(db_unavailable)?;
+        tx.commit().await.map_err(db_unavailable)?;
         Ok(true)
     }
 
@@ -363,20 +396,20 @@ impl PgStore {
         let tx = client(&mut guard)?
             .transaction()
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         tx.execute(
             "INSERT INTO cls_replicas (replica_id, heartbeat) VALUES ($1, now())
              ON CONFLICT (replica_id) DO UPDATE SET heartbeat = now()",
             &[&replica],
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(db_unavailable)?;
         tx.execute(
             "DELETE FROM cls_replica_backends WHERE replica_id = $1",
             &[&replica],
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(db_unavailable)?;
         for r in reports {
             tx.execute(
                 "INSERT INTO cls_replica_backends (replica_id, backend, generation, state, error)
@@ -390,7 +423,7 @@ impl PgStore {
                 ],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         }
         // Replicas gone for a day are forgotten.
         tx.execute(
@@ -398,8 +431,8 @@ impl PgStore {
             &[],
         )
         .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)
+        .map_err(db_unavailable)?;
+        tx.commit().await.map_err(db_unavailable)
     }
 
     async fn replicas_now(&self) -> Result<Vec<ReplicaStatus>, StoreError> {
@@ -416,7 +449,7 @@ impl PgStore {
                 &[&super::LIVE_WITHIN.as_secs_f64()],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(db_unavailable)?;
         let mut replicas: Vec<ReplicaStatus> = Vec::new();
         for row in rows {
             let replica: String = row.get(0);
@@ -461,14 +494,18 @@ impl BackendStore for PgStore {
     }
 
     fn heads(&self) -> BoxFuture<'_, Result<Vec<Head>, StoreError>> {
-        deadline(self.heads_now()).boxed()
+        deadline(self.once_more_if_disconnected(|| self.heads_now())).boxed()
     }
 
     fn load<'a>(
         &'a self,
         name: &'a BackendName,
     ) -> BoxFuture<'a, Result<Option<StoredBackend>, StoreError>> {
-        within(BLOB_CALL_DEADLINE, self.load_now(name)).boxed()
+        within(
+            BLOB_CALL_DEADLINE,
+            self.once_more_if_disconnected(|| self.load_now(name)),
+        )
+        .boxed()
     }
 
     fn save<'a>(
@@ -476,7 +513,11 @@ impl BackendStore for PgStore {
         backend: &'a PersistedBackend,
         expect: Precondition,
     ) -> BoxFuture<'a, Result<Generation, StoreError>> {
-        within(BLOB_CALL_DEADLINE, self.save_now(backend, expect)).boxed()
+        within(
+            BLOB_CALL_DEADLINE,
+            self.once_more_if_disconnected(move || self.save_now(backend, expect)),
+        )
+        .boxed()
     }
 
     fn delete<'a>(
@@ -484,7 +525,7 @@ impl BackendStore for PgStore {
         name: &'a BackendName,
         expect: Precondition,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        deadline(self.delete_now(name, expect)).boxed()
+        deadline(self.once_more_if_disconnected(move || self.delete_now(name, expect))).boxed()
     }
 
     fn report<'a>(
@@ -492,11 +533,11 @@ impl BackendStore for PgStore {
         replica: &'a str,
         reports: &'a [ReplicaReport],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        deadline(self.report_now(replica, reports)).boxed()
+        deadline(self.once_more_if_disconnected(|| self.report_now(replica, reports))).boxed()
     }
 
     fn replicas(&self) -> BoxFuture<'_, Result<Vec<ReplicaStatus>, StoreError>> {
-        deadline(self.replicas_now()).boxed()
+        deadline(self.once_more_if_disconnected(|| self.replicas_now())).boxed()
     }
 
     fn changes(&self) -> Option<watch::Receiver<u64>> {
@@ -517,7 +558,7 @@ async fn lock_row(
             &[&name.as_str()],
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(db_unavailable)?;
     Ok(row
         .filter(|r| r.get::<_, bool>(1))
         .map(|r| to_generation(r.get(0))))
@@ -531,7 +572,7 @@ async fn notify(
     let payload = format!("{name}:{generation}");
     tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
         .await
-        .map_err(unavailable)?;
+        .map_err(db_unavailable)?;
     Ok(())
 }
 
@@ -603,7 +644,7 @@ async fn open(
     config: &Config,
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
 ) -> Result<Client, StoreError> {
-    let (client, connection) = config.connect(tls.clone()).await.map_err(unavailable)?;
+    let (client, connection) = config.connect(tls.clone()).await.map_err(db_unavailable)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("store connection ended: {e}");
@@ -642,6 +683,15 @@ async fn within<T>(
     tokio::time::timeout(limit, call)
         .await
         .unwrap_or_else(|_| Err(unavailable("no answer in time")))
+}
+
+/// A driver error as [`StoreError::Unavailable`], with the server's own
+/// words when it sent some (the driver's message alone is "db error").
+fn db_unavailable(e: tokio_postgres::Error) -> StoreError {
+    match std::error::Error::source(&e) {
+        Some(cause) => unavailable(format!("{e}: {cause}")),
+        None => unavailable(e),
+    }
 }
 
 fn unavailable(e: impl ToString) -> StoreError {
