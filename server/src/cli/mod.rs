@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use cls::hooks::{HookRuntime, RuntimeOptions};
+use cls::hooks::{Compilers, HookRuntime, RuntimeOptions};
 
 use serve::ServeArgs;
 
@@ -190,11 +190,14 @@ const CLI_MAX_HOOK_INSTANCES: u32 = 4;
 
 /// The hook sandbox as the server builds it, sized for one command, with
 /// compiled components cached in [`cache_dir`] so a second run of an
-/// unchanged hook is fast.
+/// unchanged hook is fast. No baseline tier: a command runs its tasks and
+/// exits, so Cranelift's code (the one that gets cached) is compiled first
+/// and the only one compiled.
 fn hook_options() -> RuntimeOptions {
     RuntimeOptions {
         artefact_dir: Some(cache_dir().join("hooks")),
         max_instances: CLI_MAX_HOOK_INSTANCES,
+        compilers: Compilers::Cranelift,
         ..RuntimeOptions::default()
     }
 }

@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// Size bound of the compiled-hook cache in MiB (least recently used go first).
     #[arg(long, env = "CLS_COMPILED_CACHE_MB", default_value_t = cls::hooks::DEFAULT_ARTEFACT_CACHE_BYTES >> 20)]
     pub compiled_cache_mb: u64,
+    /// How uploaded hooks are compiled: `tiered` (Winch's code serves at
+    /// once, Cranelift's takes over when compiled), `cranelift` or `winch`.
+    #[arg(long, env = "CLS_HOOK_COMPILERS", default_value_t = cls::hooks::Compilers::Tiered)]
+    pub hook_compilers: cls::hooks::Compilers,
     /// Force an ONNX Runtime execution provider for every model
     /// (e.g. CPUExecutionProvider, CUDAExecutionProvider), overriding MLmodel's list.
     #[arg(long, env = "CLS_EXECUTION_PROVIDER")]
@@ -267,6 +271,7 @@ impl ServeArgs {
             max_downloads_per_origin: usize::from(self.max_downloads_per_origin),
             hooks: cls::hooks::RuntimeOptions {
                 artefact_cache_bytes: self.compiled_cache_mb << 20,
+                compilers: self.hook_compilers,
                 ..cls::hooks::RuntimeOptions::default()
             },
             ..RuntimeSettings::new(state_dir)

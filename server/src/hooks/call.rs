@@ -8,7 +8,7 @@ use std::time::Instant;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::types as wit;
-use super::compile::{Compiled, Hook};
+use super::compile::{Hook, Linked};
 use super::convert::{
     Datapoint, DatapointInfo, datapoint_to_wit, info_to_wit, spec_to_wit, tensor_from_wit,
     tensor_to_wit,
@@ -93,7 +93,8 @@ impl Hook {
         limits: &HookLimits,
         backend: &str,
     ) -> Result<PreOutput, HookCallError> {
-        let Compiled::Pre(instance_pre) = &self.compiled else {
+        let compiled = self.compiled();
+        let Linked::Pre(instance_pre) = &compiled.linked else {
             return Err(wrong_kind(self.kind, HookKind::Pre, ctx.task_id));
         };
         let tag = CallTag {
@@ -107,7 +108,7 @@ impl Hook {
             failure,
         };
         let _permit = runtime.instance_permit().await.map_err(fail)?;
-        let mut store = new_store(runtime, tag, limits, ctx);
+        let mut store = new_store(instance_pre.engine(), tag, limits, ctx);
         let input: Vec<wit::Datapoint> = datapoints.iter().map(datapoint_to_wit).collect();
         let result = async {
             let hook = instance_pre.instantiate_async(&mut store).await?;
@@ -170,7 +171,8 @@ impl Hook {
         limits: &HookLimits,
         backend: &str,
     ) -> Result<String, HookCallError> {
-        let Compiled::Post(instance_pre) = &self.compiled else {
+        let compiled = self.compiled();
+        let Linked::Post(instance_pre) = &compiled.linked else {
             return Err(wrong_kind(self.kind, HookKind::Post, ctx.task_id));
         };
         let tag = CallTag {
@@ -184,7 +186,7 @@ impl Hook {
             failure,
         };
         let _permit = runtime.instance_permit().await.map_err(fail)?;
-        let mut store = new_store(runtime, tag, limits, ctx);
+        let mut store = new_store(instance_pre.engine(), tag, limits, ctx);
         let input: Vec<wit::Tensor> = outputs.into_iter().map(tensor_to_wit).collect();
         let result = async {
             let hook = instance_pre.instantiate_async(&mut store).await?;
@@ -219,7 +221,7 @@ impl HookRuntime {
 }
 
 fn new_store(
-    runtime: &HookRuntime,
+    engine: &wasmtime::Engine,
     tag: CallTag,
     limits: &HookLimits,
     ctx: &HookContext,
@@ -230,7 +232,7 @@ fn new_store(
         ctx.params.json().clone(),
         ctx.tokenizer.clone(),
     );
-    let mut store = Store::new(&runtime.engine, state);
+    let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
     // The deadline is an `Instant` checked on every epoch tick; between ticks
     // the call yields to tokio, so a spinning guest never blocks a worker.

@@ -4,25 +4,37 @@
 
 use std::time::Instant;
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Strategy};
 
 use super::bindings::{post::PostHookPre, pre::PreHookPre};
 use super::host::HostState;
-use super::{HookKind, HookLoadError, HookRuntime};
+use super::{Compilers, HookKind, HookLoadError, HookRuntime, Tier};
 
 /// A compiled hook, ready to be instantiated per call. Cheap to share
-/// behind an `Arc`; in-flight calls keep the version they started with.
+/// behind an `Arc`; in-flight calls keep the code they started with.
 pub struct Hook {
     pub(super) kind: HookKind,
-    pub(super) compiled: Compiled,
+    /// The code calls run: Winch's at first when tiered, replaced in place
+    /// by Cranelift's once it is compiled.
+    current: Arc<RwLock<Arc<Compiled>>>,
     info: HookInfo,
 }
 
-pub(super) enum Compiled {
+/// A hook's code as one tier compiled it, linked against that tier's
+/// engine.
+pub(super) struct Compiled {
+    pub(super) linked: Linked,
+    optimized: bool,
+}
+
+pub(super) enum Linked {
     Pre(PreHookPre<HostState>),
     Post(PostHookPre<HostState>),
 }
@@ -56,6 +68,21 @@ impl Hook {
         self.kind
     }
 
+    /// The code a call starting now runs.
+    pub(super) fn compiled(&self) -> Arc<Compiled> {
+        // Only whole `Arc`s are swapped in: a poisoned lock is still sound.
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether calls run Cranelift's optimised code: false while a new
+    /// hook is served by its baseline (Winch) build.
+    pub fn is_optimized(&self) -> bool {
+        self.compiled().optimized
+    }
+
     pub fn info(&self) -> &HookInfo {
         &self.info
     }
@@ -67,124 +94,249 @@ const COMPILE_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_se
 /// Version field of a core module; components use a different layer/version.
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
+/// Where a loaded hook's first code came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The artefact cache: Cranelift's, from an earlier compile.
+    Cache,
+    /// Compiled now by Cranelift.
+    Optimized,
+    /// Compiled now by Winch; Cranelift's build follows in the background.
+    Baseline,
+}
+
 impl HookRuntime {
     /// Validates and compiles an uploaded component as a hook of `kind`.
     /// Compilation runs on a blocking thread under the runtime's compile-time
     /// cap, in one of `compile_slots` slots handed out first come, first
     /// served, so one slow upload delays no other backend's configure.
+    /// Tiered ([`Compilers`]), the hook serves as soon as Winch has
+    /// compiled it, and Cranelift's build replaces that code when ready.
     pub async fn load(&self, kind: HookKind, bytes: Bytes) -> Result<Hook, HookLoadError> {
         check_upload(kind, &bytes, self.options.max_upload_bytes)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let started = Instant::now();
-        let (component, from_cache) = self.compile_cached(kind, bytes.clone(), &sha256).await?;
-        let compiled = self.link(kind, &component)?;
+        let (compiled, origin) = self.compile_first(kind, &bytes, &sha256).await?;
+        let current = Arc::new(RwLock::new(Arc::new(compiled)));
+        if origin == Origin::Baseline && self.options.compilers == Compilers::Tiered {
+            self.optimize_in_background(kind, bytes.clone(), sha256.clone(), &current);
+        }
         let info = HookInfo {
             kind,
             sha256,
             source_sha256: super::stamp::read(&bytes),
             size: bytes.len(),
             load_ms: started.elapsed().as_secs_f64() * 1e3,
-            from_cache,
+            from_cache: origin == Origin::Cache,
         };
         tracing::info!(
-            hook = %kind, sha256 = %info.sha256, size = info.size, from_cache,
+            hook = %kind, sha256 = %info.sha256, size = info.size, from_cache = info.from_cache,
             "hook loaded in {:.1} ms", info.load_ms
         );
         Ok(Hook {
             kind,
-            compiled,
+            current,
             info,
         })
     }
 
-    async fn compile_cached(
+    /// The first code the hook runs: Cranelift's from the artefact cache,
+    /// else Winch's (unless Cranelift only) or Cranelift's, compiled now. A
+    /// component Winch cannot compile (a proposal it lacks) goes to
+    /// Cranelift, which also words the error of an invalid one.
+    async fn compile_first(
         &self,
         kind: HookKind,
-        bytes: Bytes,
+        bytes: &Bytes,
         sha256: &str,
-    ) -> Result<(Component, bool), HookLoadError> {
-        let cache = self.artefacts.as_ref();
-        if let Some(component) = cache.and_then(|c| c.load(&self.engine, sha256)) {
-            return Ok((component, true));
+    ) -> Result<(Compiled, Origin), HookLoadError> {
+        if let Some(compiled) = self.cached(kind, sha256)? {
+            return Ok((compiled, Origin::Cache));
         }
-        let permit =
-            self.compiles
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| HookLoadError::Internal {
-                    kind,
-                    message: e.to_string(),
-                })?;
+        let permit = self.compile_slot(kind).await?;
         // The same upload may have been compiled while we waited for the
-        // permit (two backends configured with one hook): compile it once.
-        if let Some(component) = cache.and_then(|c| c.load(&self.engine, sha256)) {
-            return Ok((component, true));
+        // slot (two backends configured with one hook): compile it once.
+        if let Some(compiled) = self.cached(kind, sha256)? {
+            return Ok((compiled, Origin::Cache));
         }
-        let component = self.compile_with_progress(kind, bytes, permit).await?;
-        if let Some(cache) = cache {
+        if let Some(baseline) = &self.baseline {
+            match compile(
+                baseline,
+                kind,
+                bytes.clone(),
+                permit,
+                self.options.compile_timeout,
+            )
+            .await
+            {
+                Ok(component) => return Ok((baseline.link(kind, &component)?, Origin::Baseline)),
+                Err(HookLoadError::Invalid { message, .. }) => tracing::debug!(
+                    hook = %kind, "winch cannot compile this hook ({message}); using cranelift"
+                ),
+                Err(e) => return Err(e),
+            }
+            let permit = self.compile_slot(kind).await?;
+            return self.compile_optimized(kind, bytes, sha256, permit).await;
+        }
+        self.compile_optimized(kind, bytes, sha256, permit).await
+    }
+
+    async fn compile_optimized(
+        &self,
+        kind: HookKind,
+        bytes: &Bytes,
+        sha256: &str,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(Compiled, Origin), HookLoadError> {
+        let tier = &self.optimized;
+        let component = compile(
+            tier,
+            kind,
+            bytes.clone(),
+            permit,
+            self.options.compile_timeout,
+        )
+        .await?;
+        let compiled = tier.link(kind, &component)?;
+        if let Some(cache) = &self.artefacts {
             cache.store(&component, sha256);
         }
-        Ok((component, false))
+        Ok((compiled, Origin::Optimized))
     }
 
-    /// Compiles on a blocking thread under the compile-time cap, logging
-    /// progress: a componentize-py component (about 19 MiB of CPython) takes
-    /// seconds, and whoever waits on `/configure` should see why.
-    async fn compile_with_progress(
+    /// Cranelift's code for this upload from the artefact cache, linked
+    /// (never with Winch only: that asks for Winch's code).
+    fn cached(&self, kind: HookKind, sha256: &str) -> Result<Option<Compiled>, HookLoadError> {
+        let cache = self
+            .artefacts
+            .as_ref()
+            .filter(|_| self.options.compilers != Compilers::Winch);
+        cache
+            .and_then(|c| c.load(&self.optimized.engine, sha256))
+            .map(|component| self.optimized.link(kind, &component))
+            .transpose()
+    }
+
+    async fn compile_slot(&self, kind: HookKind) -> Result<OwnedSemaphorePermit, HookLoadError> {
+        self.compiles
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| HookLoadError::Internal {
+                kind,
+                message: e.to_string(),
+            })
+    }
+
+    /// Compiles the optimised build in a compile slot of its own and swaps
+    /// it into the hook for the calls that start after. Skipped if the hook
+    /// was replaced (dropped) before its turn; a failure leaves the hook on
+    /// its baseline code, which works, and is logged.
+    fn optimize_in_background(
         &self,
         kind: HookKind,
         bytes: Bytes,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Result<Component, HookLoadError> {
-        let size = bytes.len();
-        tracing::info!(hook = %kind, size, "compiling {kind} ({:.1} MiB)", size as f64 / (1 << 20) as f64);
-        let started = Instant::now();
-        let engine = self.engine.clone();
+        sha256: String,
+        current: &Arc<RwLock<Arc<Compiled>>>,
+    ) {
+        let target = Arc::downgrade(current);
+        let tier = self.optimized.clone();
+        let slots = self.compiles.clone();
+        let artefacts = self.artefacts.clone();
         let limit = self.options.compile_timeout;
-        // A compile cannot be interrupted; past the cap we stop waiting and
-        // report, but the compile slot travels with the blocking job and is
-        // freed only when the compile really ends, so a flood of slow uploads
-        // cannot pile up threads beyond the slots.
-        let mut job = tokio::task::spawn_blocking(move || {
-            let compiled = Component::new(&engine, &bytes);
-            drop(permit);
-            compiled
-        });
-        let deadline = tokio::time::Instant::now() + limit;
-        let joined = loop {
-            let tick = (tokio::time::Instant::now() + COMPILE_PROGRESS_EVERY).min(deadline);
-            match tokio::time::timeout_at(tick, &mut job).await {
-                Ok(joined) => break joined,
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(HookLoadError::CompileTimeout { kind, limit });
+        tokio::spawn(async move {
+            let Ok(permit) = slots.acquire_owned().await else {
+                return;
+            };
+            if target.strong_count() == 0 {
+                return;
+            }
+            let started = Instant::now();
+            let compiled = compile(&tier, kind, bytes, permit, limit)
+                .await
+                .and_then(|component| {
+                    if let Some(cache) = &artefacts {
+                        cache.store(&component, &sha256);
+                    }
+                    tier.link(kind, &component)
+                });
+            match (compiled, target.upgrade()) {
+                (Ok(compiled), Some(current)) => {
+                    *current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(compiled);
+                    tracing::info!(
+                        hook = %kind, sha256,
+                        "optimised build serving after {:.0} ms", started.elapsed().as_secs_f64() * 1e3
+                    );
                 }
-                Err(_) => tracing::info!(
-                    hook = %kind, size,
-                    "still compiling {kind} after {:.0} s (limit {} s)",
-                    started.elapsed().as_secs_f64(),
-                    limit.as_secs()
+                (Ok(_), None) => {}
+                (Err(e), _) => tracing::warn!(
+                    hook = %kind, sha256,
+                    "the optimised build failed, the hook keeps its baseline build: {e}"
                 ),
             }
-        };
-        let component = joined
-            .map_err(|join| HookLoadError::Internal {
-                kind,
-                message: join.to_string(),
-            })?
-            .map_err(|e| HookLoadError::Invalid {
-                kind,
-                message: format!("{e:#}"),
-            })?;
-        tracing::info!(
-            hook = %kind, size,
-            "compiled {kind} in {:.0} ms", started.elapsed().as_secs_f64() * 1e3
-        );
-        Ok(component)
+        });
     }
+}
 
-    /// Resolves the component's imports against our linker and checks that
-    /// it exports the world it was uploaded as.
+/// Compiles with `tier`'s compiler on a blocking thread, logging progress:
+/// a componentize-py component (about 19 MiB of CPython) takes seconds, and
+/// whoever waits on `/configure` should see why.
+async fn compile(
+    tier: &Tier,
+    kind: HookKind,
+    bytes: Bytes,
+    permit: OwnedSemaphorePermit,
+    limit: std::time::Duration,
+) -> Result<Component, HookLoadError> {
+    let size = bytes.len();
+    let compiler = tier.compiler();
+    tracing::info!(hook = %kind, size, compiler, "compiling {kind} ({:.1} MiB)", size as f64 / (1 << 20) as f64);
+    let started = Instant::now();
+    let engine = tier.engine.clone();
+    // A compile cannot be interrupted; past the cap we stop waiting and
+    // report, but the compile slot travels with the blocking job and is
+    // freed only when the compile really ends, so a flood of slow uploads
+    // cannot pile up threads beyond the slots.
+    let mut job = tokio::task::spawn_blocking(move || {
+        let compiled = Component::new(&engine, &bytes);
+        drop(permit);
+        compiled
+    });
+    let deadline = tokio::time::Instant::now() + limit;
+    let joined = loop {
+        let tick = (tokio::time::Instant::now() + COMPILE_PROGRESS_EVERY).min(deadline);
+        match tokio::time::timeout_at(tick, &mut job).await {
+            Ok(joined) => break joined,
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(HookLoadError::CompileTimeout { kind, limit });
+            }
+            Err(_) => tracing::info!(
+                hook = %kind, size, compiler,
+                "still compiling {kind} after {:.0} s (limit {} s)",
+                started.elapsed().as_secs_f64(),
+                limit.as_secs()
+            ),
+        }
+    };
+    let component = joined
+        .map_err(|join| HookLoadError::Internal {
+            kind,
+            message: join.to_string(),
+        })?
+        .map_err(|e| HookLoadError::Invalid {
+            kind,
+            message: format!("{e:#}"),
+        })?;
+    tracing::info!(
+        hook = %kind, size, compiler,
+        "compiled {kind} in {:.0} ms", started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(component)
+}
+
+impl Tier {
+    /// Resolves the component's imports against this tier's linker and
+    /// checks that it exports the world it was uploaded as.
     fn link(&self, kind: HookKind, component: &Component) -> Result<Compiled, HookLoadError> {
         let wrong_world = |message: String| HookLoadError::WrongWorld { kind, message };
         let instance_pre = self.linker.instantiate_pre(component).map_err(|e| {
@@ -193,10 +345,10 @@ impl HookRuntime {
             ))
         })?;
         let linked = match kind {
-            HookKind::Pre => PreHookPre::new(instance_pre.clone()).map(Compiled::Pre),
-            HookKind::Post => PostHookPre::new(instance_pre.clone()).map(Compiled::Post),
+            HookKind::Pre => PreHookPre::new(instance_pre.clone()).map(Linked::Pre),
+            HookKind::Post => PostHookPre::new(instance_pre.clone()).map(Linked::Post),
         };
-        linked.map_err(|e| {
+        let linked = linked.map_err(|e| {
             let other = match kind {
                 HookKind::Pre => HookKind::Post,
                 HookKind::Post => HookKind::Pre,
@@ -216,6 +368,10 @@ impl HookRuntime {
                     super::WIT_PACKAGE
                 ))
             }
+        })?;
+        Ok(Compiled {
+            linked,
+            optimized: self.strategy != Strategy::Winch,
         })
     }
 }
@@ -247,8 +403,6 @@ fn check_upload(kind: HookKind, bytes: &[u8], max: usize) -> Result<(), HookLoad
     Ok(())
 }
 
-/// Artefacts are only valid for the engine configuration that made them, so
-/// the file name carries the engine's compatibility hash.
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -272,12 +426,17 @@ mod tests {
             .acquire_many_owned(u32::try_from(slots - 1).unwrap())
             .await
             .unwrap();
+        // An empty component compiles, then fails the world check: an
+        // answer other than a timeout means the compile ran.
+        let ran = |answer: &Result<Result<(Compiled, Origin), HookLoadError>, _>| {
+            matches!(answer, Ok(Err(HookLoadError::WrongWorld { .. })))
+        };
         let compiled = tokio::time::timeout(
             Duration::from_secs(60),
-            runtime.compile_cached(HookKind::Post, component.clone(), "first"),
+            runtime.compile_first(HookKind::Post, &component, "first"),
         )
         .await;
-        assert!(matches!(compiled, Ok(Ok((_, false)))), "it ran at once");
+        assert!(ran(&compiled), "it ran at once");
         assert_eq!(
             runtime.compiles.available_permits(),
             1,
@@ -285,7 +444,7 @@ mod tests {
         );
 
         let last = runtime.compiles.clone().acquire_owned().await.unwrap();
-        let waiting = runtime.compile_cached(HookKind::Post, component, "second");
+        let waiting = runtime.compile_first(HookKind::Post, &component, "second");
         tokio::pin!(waiting);
         assert!(
             tokio::time::timeout(Duration::from_millis(200), &mut waiting)
@@ -295,7 +454,7 @@ mod tests {
         );
         drop(last);
         let compiled = tokio::time::timeout(Duration::from_secs(60), waiting).await;
-        assert!(matches!(compiled, Ok(Ok(_))), "it ran once a slot freed");
+        assert!(ran(&compiled), "it ran once a slot freed");
         drop(others);
     }
 }

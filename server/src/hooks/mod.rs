@@ -2,10 +2,11 @@
 //! `pre-hook` or `post-hook` world of `wit/hooks.wit`.
 //!
 //! This is the only module that touches wasmtime. It owns:
-//! - one shared [`HookRuntime`]: an `Engine` with the pooling allocator and
-//!   epoch interruption (a ticker thread advances the epoch every
-//!   millisecond), and one `Linker` with WASI (granting nothing) plus our
-//!   `host` interface;
+//! - one shared [`HookRuntime`]: an `Engine` per compiler tier (Cranelift,
+//!   and Winch to serve new hooks while Cranelift compiles), each with the
+//!   pooling allocator and epoch interruption (a ticker thread advances the
+//!   epochs every millisecond) and a `Linker` with WASI (granting nothing)
+//!   plus our `host` interface;
 //! - loading uploads ([`HookRuntime::load`]): size cap, refusal of core
 //!   modules and precompiled artefacts, compilation off the request path with
 //!   a time cap, world check, and a bounded on-disk cache of our *own*
@@ -45,7 +46,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
 pub use call::{HookContext, PreOutput};
 pub use compile::Hook;
@@ -157,6 +158,48 @@ pub struct RuntimeOptions {
     pub max_concurrent_calls: usize,
     pub max_upload_bytes: usize,
     pub compile_timeout: Duration,
+    /// Which compilers turn an upload into code.
+    pub compilers: Compilers,
+}
+
+/// Which of wasmtime's compilers turn an upload into code: Winch, the
+/// baseline compiler (several times faster to compile, slower code), and
+/// Cranelift, the optimising one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compilers {
+    /// Winch's code serves a new hook at once while Cranelift's compiles in
+    /// the background, then takes over; only Cranelift's is cached.
+    #[default]
+    Tiered,
+    /// Cranelift only: a new hook serves once its optimised code is ready.
+    Cranelift,
+    /// Winch only, nothing cached: the fastest compile, the slowest calls.
+    Winch,
+}
+
+impl std::str::FromStr for Compilers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tiered" => Ok(Self::Tiered),
+            "cranelift" => Ok(Self::Cranelift),
+            "winch" => Ok(Self::Winch),
+            other => Err(format!(
+                "unknown hook compilers {other:?}: expected tiered, cranelift or winch"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Compilers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tiered => "tiered",
+            Self::Cranelift => "cranelift",
+            Self::Winch => "winch",
+        })
+    }
 }
 
 impl Default for RuntimeOptions {
@@ -168,6 +211,7 @@ impl Default for RuntimeOptions {
             max_concurrent_calls: 2 * std::thread::available_parallelism().map_or(1, usize::from),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            compilers: Compilers::Tiered,
         }
     }
 }
@@ -241,14 +285,18 @@ pub enum HookFailure {
     Instantiate(String),
 }
 
-/// The shared engine, linker and epoch ticker.
+/// The shared engines and linkers (one per compiler tier) and the epoch
+/// ticker.
 pub struct HookRuntime {
-    engine: Engine,
-    linker: Linker<HostState>,
+    /// Cranelift: what every hook ends up running, and what the artefact
+    /// cache holds.
+    optimized: Tier,
+    /// Winch, unless [`RuntimeOptions::compilers`] says Cranelift only.
+    baseline: Option<Tier>,
     options: RuntimeOptions,
     instances: Arc<tokio::sync::Semaphore>,
     compiles: Arc<tokio::sync::Semaphore>,
-    artefacts: Option<artefacts::ArtefactCache>,
+    artefacts: Option<Arc<artefacts::ArtefactCache>>,
     ticker: EpochTicker,
 }
 
@@ -259,15 +307,16 @@ impl HookRuntime {
             kind: HookKind::Post,
             message: format!("{e:#}"),
         };
-        let engine = Engine::new(&engine_config(options.max_instances)).map_err(internal)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
-        bindings::pre::PreHook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(internal)?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(|e| HookLoadError::Internal {
+        let optimized = Tier::new(Strategy::Cranelift, options.max_instances).map_err(internal)?;
+        let baseline = (options.compilers != Compilers::Cranelift)
+            .then(|| Tier::new(Strategy::Winch, options.max_instances))
+            .transpose()
+            .map_err(internal)?;
+        let engines = std::iter::once(&optimized)
+            .chain(&baseline)
+            .map(|tier| tier.engine.clone())
+            .collect();
+        let ticker = EpochTicker::start(engines).map_err(|e| HookLoadError::Internal {
             kind: HookKind::Post,
             message: format!("cannot start the epoch thread: {e}"),
         })?;
@@ -279,10 +328,14 @@ impl HookRuntime {
             )),
             compiles: Arc::new(tokio::sync::Semaphore::new(compile::compile_slots())),
             artefacts: options.artefact_dir.clone().map(|dir| {
-                artefacts::ArtefactCache::open(dir, options.artefact_cache_bytes, &engine)
+                Arc::new(artefacts::ArtefactCache::open(
+                    dir,
+                    options.artefact_cache_bytes,
+                    &optimized.engine,
+                ))
             }),
-            engine,
-            linker,
+            optimized,
+            baseline,
             options,
             ticker,
         })
@@ -300,9 +353,44 @@ impl Drop for HookRuntime {
     }
 }
 
-fn engine_config(max_instances: u32) -> Config {
+/// One compiler's engine and the linker that resolves hooks' imports
+/// against it: a component runs only on the engine that compiled it.
+#[derive(Clone)]
+struct Tier {
+    engine: Engine,
+    linker: Linker<HostState>,
+    strategy: Strategy,
+}
+
+impl Tier {
+    fn new(strategy: Strategy, max_instances: u32) -> Result<Self, wasmtime::Error> {
+        let engine = Engine::new(&engine_config(strategy, max_instances))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::pre::PreHook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )?;
+        Ok(Self {
+            engine,
+            linker,
+            strategy,
+        })
+    }
+
+    /// For logs: which compiler this tier is.
+    fn compiler(&self) -> &'static str {
+        match self.strategy {
+            Strategy::Winch => "winch",
+            _ => "cranelift",
+        }
+    }
+}
+
+fn engine_config(strategy: Strategy, max_instances: u32) -> Config {
     let mut config = Config::new();
     config
+        .strategy(strategy)
         .epoch_interruption(true)
         .max_wasm_stack(512 << 10)
         .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
@@ -326,13 +414,22 @@ fn engine_config(max_instances: u32) -> Config {
         // instead of handing them to the kernel: the next instance would
         // fault them straight back in. A componentize-py guest dirties
         // megabytes of its CPython heap per call; a pre-hook its tensors.
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES);
+        .linear_memory_keep_resident(keep_resident(strategy, KEEP_RESIDENT_BYTES))
+        .table_keep_resident(keep_resident(strategy, KEEP_RESIDENT_TABLE_BYTES));
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
-/// Advances the engine's epoch every millisecond so deadlines can fire.
+/// The baseline tier serves a hook for seconds at most: its pool slots give
+/// their pages back rather than keep them for instances that will not come.
+fn keep_resident(strategy: Strategy, bytes: usize) -> usize {
+    match strategy {
+        Strategy::Winch => 0,
+        _ => bytes,
+    }
+}
+
+/// Advances the engines' epoch every millisecond so deadlines can fire.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
@@ -342,7 +439,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 impl EpochTicker {
     /// Without this thread no deadline would ever fire, so failing to start
     /// it is fatal.
-    fn start(engine: Engine) -> std::io::Result<Self> {
+    fn start(engines: Vec<Engine>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::Builder::new()
@@ -350,7 +447,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(Self { stop })

@@ -18,6 +18,22 @@ fn runtime() -> HookRuntime {
     HookRuntime::new(RuntimeOptions::default()).expect("hook runtime")
 }
 
+/// A runtime per compiler: by default a new hook runs Winch's code first;
+/// without the baseline tier, Cranelift's. Sandbox limits must hold on both.
+fn each_tier() -> [(&'static str, HookRuntime); 2] {
+    let cranelift = RuntimeOptions {
+        compilers: cls::hooks::Compilers::Cranelift,
+        ..RuntimeOptions::default()
+    };
+    [
+        ("winch", runtime()),
+        (
+            "cranelift",
+            HookRuntime::new(cranelift).expect("hook runtime"),
+        ),
+    ]
+}
+
 /// Generous limits so a loaded machine never turns a check into a timeout;
 /// the deadline test sets its own short one.
 fn limits() -> HookLimits {
@@ -126,42 +142,46 @@ async fn assert_still_healthy(rt: &HookRuntime) {
 
 #[tokio::test]
 async fn infinite_loop_is_stopped_at_the_deadline() {
-    let rt = runtime();
-    let started = std::time::Instant::now();
-    let short = HookLimits {
-        timeout: Duration::from_millis(300),
-        ..limits()
-    };
-    let err = run_post_with(&rt, "loop-forever", &short)
-        .await
-        .unwrap_err();
-    assert_stopped_at_deadline(&err);
-    // Generous bound: the point is that it stops at all, not how fast.
-    assert!(started.elapsed() < Duration::from_secs(30));
-    assert_still_healthy(&rt).await;
+    for (compiler, rt) in each_tier() {
+        let started = std::time::Instant::now();
+        let short = HookLimits {
+            timeout: Duration::from_millis(300),
+            ..limits()
+        };
+        let err = run_post_with(&rt, "loop-forever", &short)
+            .await
+            .unwrap_err();
+        assert_stopped_at_deadline(&err);
+        // Generous bound: the point is that it stops at all, not how fast.
+        assert!(started.elapsed() < Duration::from_secs(30), "{compiler}");
+        assert_still_healthy(&rt).await;
+    }
 }
 
 #[tokio::test]
 async fn memory_bomb_hits_the_memory_limit() {
-    let rt = runtime();
-    let err = run_post(&rt, "memory-bomb").await.unwrap_err();
-    assert_out_of_memory(&err);
-    assert_still_healthy(&rt).await;
+    for (_, rt) in each_tier() {
+        let err = run_post(&rt, "memory-bomb").await.unwrap_err();
+        assert_out_of_memory(&err);
+        assert_still_healthy(&rt).await;
+    }
 }
 
 #[tokio::test]
 async fn deep_recursion_exhausts_the_stack_not_the_host() {
-    let rt = runtime();
-    let err = run_post(&rt, "deep-recursion").await.unwrap_err();
-    // Either the wasm call stack or the guest's shadow stack in linear
-    // memory runs out first, depending on frame sizes; both must be named.
-    let named = match &err.failure {
-        HookFailure::StackOverflow => true,
-        HookFailure::Trap(m) => m.contains("stack overflowed"),
-        _ => false,
-    };
-    assert!(named, "{err}");
-    assert_still_healthy(&rt).await;
+    for (compiler, rt) in each_tier() {
+        let err = run_post(&rt, "deep-recursion").await.unwrap_err();
+        // Either the wasm call stack or the guest's shadow stack in linear
+        // memory runs out first, depending on frame sizes; both must be
+        // named.
+        let named = match &err.failure {
+            HookFailure::StackOverflow => true,
+            HookFailure::Trap(m) => m.contains("stack overflowed"),
+            _ => false,
+        };
+        assert!(named, "{compiler}: {err}");
+        assert_still_healthy(&rt).await;
+    }
 }
 
 #[tokio::test]
@@ -357,11 +377,27 @@ async fn compiled_hooks_are_cached_on_disk_and_reused() {
             .await
             .expect("load");
         assert!(!compiled.info().from_cache);
+        // It serves Winch's code first; Cranelift's takes over and is what
+        // the cache keeps.
+        assert!(
+            !compiled.is_optimized(),
+            "a new hook starts on its baseline build"
+        );
+        let baseline = compiled
+            .call_post(&first, Vec::new(), &ctx(), &limits(), "test")
+            .await
+            .map_err(|e| e.to_string());
+        wait_until_optimized(&compiled).await;
+        let optimized = compiled
+            .call_post(&first, Vec::new(), &ctx(), &limits(), "test")
+            .await
+            .map_err(|e| e.to_string());
+        assert_eq!(baseline, optimized, "both builds answer alike");
         let second = HookRuntime::new(options).expect("runtime");
         let hook = second.load(HookKind::Post, bytes).await.expect("load");
         assert!(
-            hook.info().from_cache,
-            "second load of {} should reuse the artefact",
+            hook.info().from_cache && hook.is_optimized(),
+            "second load of {} should reuse the optimised artefact",
             path.display()
         );
         eprintln!(
@@ -379,6 +415,18 @@ async fn compiled_hooks_are_cached_on_disk_and_reused() {
         if let Err(e) = ran {
             assert!(matches!(e.failure, HookFailure::Returned(_)), "{e}");
         }
+    }
+}
+
+/// Polls (with a deadline) until Cranelift's build serves `hook`.
+async fn wait_until_optimized(hook: &cls::hooks::Hook) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !hook.is_optimized() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the optimised build never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
