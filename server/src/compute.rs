@@ -159,7 +159,7 @@ fn serve_jobs(receiver: &Mutex<Receiver<Job>>) {
 /// On Linux a nice value belongs to a thread, so this lowers the calling
 /// thread only. Elsewhere it would lower the whole process: skipped.
 #[allow(unsafe_code)]
-fn lower_this_threads_priority() {
+pub(crate) fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: `nice` only changes the calling thread's scheduling

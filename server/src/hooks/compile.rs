@@ -166,6 +166,7 @@ impl HookRuntime {
                 bytes.clone(),
                 permit,
                 self.options.compile_timeout,
+                Priority::Serving,
             )
             .await
             {
@@ -195,6 +196,7 @@ impl HookRuntime {
             bytes.clone(),
             permit,
             self.options.compile_timeout,
+            Priority::Serving,
         )
         .await?;
         let compiled = tier.link(kind, &component)?;
@@ -252,7 +254,7 @@ impl HookRuntime {
                 return;
             }
             let started = Instant::now();
-            let compiled = compile(&tier, kind, bytes, permit, limit)
+            let compiled = compile(&tier, kind, bytes, permit, limit, Priority::Background)
                 .await
                 .and_then(|component| {
                     if let Some(cache) = &artefacts {
@@ -287,6 +289,7 @@ async fn compile(
     bytes: Bytes,
     permit: OwnedSemaphorePermit,
     limit: std::time::Duration,
+    priority: Priority,
 ) -> Result<Component, HookLoadError> {
     let size = bytes.len();
     let compiler = tier.compiler();
@@ -297,11 +300,15 @@ async fn compile(
     // report, but the compile slot travels with the blocking job and is
     // freed only when the compile really ends, so a flood of slow uploads
     // cannot pile up threads beyond the slots.
-    let mut job = tokio::task::spawn_blocking(move || {
+    let work = move || {
         let compiled = Component::new(&engine, &bytes);
         drop(permit);
         compiled
-    });
+    };
+    let mut job = match priority {
+        Priority::Serving => tokio::task::spawn_blocking(work),
+        Priority::Background => in_background_thread(kind, work)?,
+    };
     let deadline = tokio::time::Instant::now() + limit;
     let joined = loop {
         let tick = (tokio::time::Instant::now() + COMPILE_PROGRESS_EVERY).min(deadline);
@@ -332,6 +339,43 @@ async fn compile(
         "compiled {kind} in {:.0} ms", started.elapsed().as_secs_f64() * 1e3
     );
     Ok(component)
+}
+
+/// Who waits for a compile.
+#[derive(Clone, Copy)]
+enum Priority {
+    /// A configure: on the blocking pool, at the serving threads' priority.
+    Serving,
+    /// Nobody (the optimised build of a hook already serving): on a thread
+    /// of its own at the compute threads' lower priority, so hook calls
+    /// and requests are not slowed while it runs.
+    Background,
+}
+
+/// Runs `work` on a new thread that lowers its own priority first (a
+/// blocking-pool thread could not be given back at normal priority).
+fn in_background_thread<T: Send + 'static>(
+    kind: HookKind,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<tokio::task::JoinHandle<T>, HookLoadError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("hook-optimize".into())
+        .spawn(move || {
+            crate::compute::lower_this_threads_priority();
+            let _ = done.send(work());
+        })
+        .map_err(|e| HookLoadError::Internal {
+            kind,
+            message: format!("cannot start a compile thread: {e}"),
+        })?;
+    // A panicking compile drops `done`: the join then reports a cancellation.
+    Ok(tokio::spawn(async move {
+        match result.await {
+            Ok(value) => value,
+            Err(_) => std::panic::panic_any("the compile thread ended without a result"),
+        }
+    }))
 }
 
 impl Tier {

@@ -307,9 +307,14 @@ impl HookRuntime {
             kind: HookKind::Post,
             message: format!("{e:#}"),
         };
-        let optimized = Tier::new(Strategy::Cranelift, options.max_instances).map_err(internal)?;
+        // Tiered, Cranelift compiles in the background on one low-priority
+        // thread: spread over every core at normal priority it would slow
+        // the calls it is meant to speed up.
+        let background = options.compilers == Compilers::Tiered;
+        let optimized =
+            Tier::new(Strategy::Cranelift, options.max_instances, !background).map_err(internal)?;
         let baseline = (options.compilers != Compilers::Cranelift)
-            .then(|| Tier::new(Strategy::Winch, options.max_instances))
+            .then(|| Tier::new(Strategy::Winch, options.max_instances, true))
             .transpose()
             .map_err(internal)?;
         let engines = std::iter::once(&optimized)
@@ -363,8 +368,15 @@ struct Tier {
 }
 
 impl Tier {
-    fn new(strategy: Strategy, max_instances: u32) -> Result<Self, wasmtime::Error> {
-        let engine = Engine::new(&engine_config(strategy, max_instances))?;
+    /// `parallel`: whether one compile spreads over every core.
+    fn new(
+        strategy: Strategy,
+        max_instances: u32,
+        parallel: bool,
+    ) -> Result<Self, wasmtime::Error> {
+        let mut config = engine_config(strategy, max_instances);
+        config.parallel_compilation(parallel);
+        let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::pre::PreHook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
