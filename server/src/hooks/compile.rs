@@ -159,26 +159,30 @@ impl HookRuntime {
         if let Some(compiled) = self.cached(kind, sha256)? {
             return Ok((compiled, Origin::Cache));
         }
-        if let Some(baseline) = &self.baseline {
-            match compile(
-                baseline,
-                kind,
-                bytes.clone(),
-                permit,
-                self.options.compile_timeout,
-                Priority::Serving,
-            )
-            .await
-            {
-                Ok(component) => return Ok((baseline.link(kind, &component)?, Origin::Baseline)),
-                Err(HookLoadError::Invalid { message, .. }) => tracing::debug!(
-                    hook = %kind, "winch cannot compile this hook ({message}); using cranelift"
-                ),
-                Err(e) => return Err(e),
+        let permit = match &self.baseline {
+            None => permit,
+            Some(baseline) => {
+                match compile(
+                    baseline,
+                    kind,
+                    bytes.clone(),
+                    permit,
+                    self.options.compile_timeout,
+                    Priority::Serving,
+                )
+                .await
+                {
+                    Ok(component) => {
+                        return Ok((baseline.link(kind, &component)?, Origin::Baseline));
+                    }
+                    Err(HookLoadError::Invalid { message, .. }) => tracing::debug!(
+                        hook = %kind, "winch cannot compile this hook ({message}); using cranelift"
+                    ),
+                    Err(e) => return Err(e),
+                }
+                self.compile_slot(kind).await?
             }
-            let permit = self.compile_slot(kind).await?;
-            return self.compile_optimized(kind, bytes, sha256, permit).await;
-        }
+        };
         self.compile_optimized(kind, bytes, sha256, permit).await
     }
 
@@ -254,14 +258,22 @@ impl HookRuntime {
                 return;
             }
             let started = Instant::now();
-            let compiled = compile(&tier, kind, bytes, permit, limit, Priority::Background)
+            let compiled = match compile(&tier, kind, bytes, permit, limit, Priority::Background)
                 .await
-                .and_then(|component| {
-                    if let Some(cache) = &artefacts {
-                        cache.store(&component, &sha256);
+            {
+                Ok(component) => {
+                    // Serialising and writing (36 MiB for a Python hook) is
+                    // blocking work: off the async workers.
+                    if let Some(cache) = artefacts {
+                        let (component, sha256) = (component.clone(), sha256.clone());
+                        let stored =
+                            tokio::task::spawn_blocking(move || cache.store(&component, &sha256));
+                        let _ = stored.await;
                     }
                     tier.link(kind, &component)
-                });
+                }
+                Err(e) => Err(e),
+            };
             match (compiled, target.upgrade()) {
                 (Ok(compiled), Some(current)) => {
                     *current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(compiled);
