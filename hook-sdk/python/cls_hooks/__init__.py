@@ -20,11 +20,12 @@ inputs), :mod:`~cls_hooks.context` (``Context``, ``Datapoints``),
 (host-side images, ``Transform``), :mod:`~cls_hooks.log`,
 :mod:`~cls_hooks.errors`, :mod:`~cls_hooks.export`, :mod:`~cls_hooks.rle`,
 :mod:`~cls_hooks.native` (the host's native ops: softmax along an axis,
-NMS, CTC decoding, regions, brush RLE).
+NMS, CTC decoding, regions, brush RLE), :mod:`~cls_hooks.polygon`
+(outlines: simplify, unclip, minimum-area rectangle).
 No NumPy: it does not exist for WASI.
 """
 
-from . import entities, log, native, ops, rle, text
+from . import entities, log, native, ops, polygon, rle, text
 from .context import CLASS_NAME_KEYS, Context, Datapoint, Datapoints, TensorSpec, nchw_size, parse_class_names
 from .errors import BadConfig, BadInput, Failed, HookError
 from .export import PreOutput, RawJson, export_post_hook, export_pre_hook
@@ -38,7 +39,7 @@ __all__ = [
     "Datapoints", "Failed", "entities", "HookError", "IMAGENET_MEAN", "IMAGENET_STD", "Image", "ImageSize",
     "LabelConfig", "Object", "Outputs", "PreOutput", "Prediction", "RawJson", "Region",
     "RegionIds", "Target", "Tensor", "TensorSpec", "Transform", "export_post_hook",
-    "export_pre_hook", "imagenet", "log", "native", "nchw_size", "ops", "parse_class_names", "rle",
+    "export_pre_hook", "imagenet", "log", "native", "nchw_size", "ops", "parse_class_names", "polygon", "rle",
     "string_tensor", "tensor", "tensor_from_bytes", "tensor_options", "text",
 ]  # fmt: skip
 __version__ = "0.1.0"

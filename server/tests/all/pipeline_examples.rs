@@ -82,6 +82,10 @@ async fn backend_with(
     let mut config = BackendConfig::empty();
     config.model.uri = Some(model_path.display().to_string());
     config.label_config = Some(label_config.to_owned());
+    // These tests check what hooks compute. Beside other tests on two cores,
+    // a Python hook on its first, baseline-compiled calls can outlast the
+    // default 2 s; deadlines have tests of their own (hooks_hostile).
+    config.limits.hook_timeout_ms = 30_000;
     let persisted = PersistedBackend {
         name: BackendName::new("example").expect("name"),
         config,
@@ -130,6 +134,17 @@ async fn predict(h: &Harness, backend: &Arc<Backend>, tasks: Vec<Value>) -> Vec<
             Err(e) => panic!("task failed at {:?}: {}", e.stage, e.message),
         })
         .collect()
+}
+
+/// One task per image, numbered from 1, the image inline as a data URI;
+/// `None` when one is missing (the setup script's assets).
+fn image_tasks(names: &[&str]) -> Option<Vec<Value>> {
+    let mut tasks = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let photo = harness::require(name, image(name))?;
+        tasks.push(json!({"id": i + 1, "data": {"image": data_uri(&photo)}}));
+    }
+    Some(tasks)
 }
 
 /// Checks what every prediction must satisfy and returns its regions.
@@ -380,15 +395,20 @@ async fn ner_windows_over_a_text_ten_times_the_models_length_find_every_entity()
         cls::backend::HookParams::new(json!({"max_length": max_length, "stride": stride}))
             .expect("params");
     config.limits.hook_timeout_ms = 60_000;
-    // The example pre-hook and the built-in one read the same params.
-    for pre_hook in [Some("ner-pre"), None] {
+    // The example pre-hook, its Python twin and the built-in one read the
+    // same params.
+    for pre_hook in [
+        Some(example_hook("ner-pre")),
+        Some(python_example_hook("ner-pre")),
+        None,
+    ] {
         let b = h
             .runtime
             .loader
             .build(&PersistedBackend {
                 name: BackendName::new("ner-windows").expect("name"),
                 config: config.clone(),
-                pre_hook: pre_hook.map(|name| read(&example_hook(name))),
+                pre_hook: pre_hook.as_deref().map(read),
                 post_hook: read(&example_hook("ner-post")),
                 model_upload: None,
             })
@@ -400,8 +420,8 @@ async fn ner_windows_over_a_text_ten_times_the_models_length_find_every_entity()
             vec![json!({"id": 1, "data": {"text": text}})],
         )
         .await;
-        let pre = pre_hook.unwrap_or("the built-in pre-hook");
-        assert_long_text_entities(&text, &expected, &predictions[0]["result"], pre);
+        let pre = pre_hook.map_or("the built-in pre-hook".into(), |p| p.display().to_string());
+        assert_long_text_entities(&text, &expected, &predictions[0]["result"], &pre);
     }
 }
 
@@ -652,14 +672,19 @@ const OCR_CONFIG: &str = r#"<View>
   <TextArea name="transcription" toName="image" editable="true" maxSubmissions="1"/>
 </View>"#;
 
-/// The rectangle `(x, y, width, height)` of `photo` as a PNG data URI.
-fn crop_uri(photo: &std::path::Path, (x, y, width, height): (u32, u32, u32, u32)) -> String {
+/// The rectangle `(x, y, width, height)` of `photo` as PNG bytes.
+fn crop_png(photo: &std::path::Path, (x, y, width, height): (u32, u32, u32, u32)) -> Vec<u8> {
     let page = image::open(photo).expect("the page decodes");
     let mut png = std::io::Cursor::new(Vec::new());
     page.crop_imm(x, y, width, height)
         .write_to(&mut png, image::ImageFormat::Png)
         .expect("PNG encodes");
-    data_uri_of("image/png", &png.into_inner())
+    png.into_inner()
+}
+
+/// The rectangle `(x, y, width, height)` of `photo` as a PNG data URI.
+fn crop_uri(photo: &std::path::Path, rect: (u32, u32, u32, u32)) -> String {
+    data_uri_of("image/png", &crop_png(photo, rect))
 }
 
 #[tokio::test]
@@ -726,11 +751,7 @@ async fn python_twins_predict_exactly_what_the_rust_hooks_predict() {
         "chelsea.png",
         "page.png",
     ];
-    let mut tasks = Vec::new();
-    for (i, name) in photos.iter().enumerate() {
-        let photo = require!(*name, image(name));
-        tasks.push(json!({"id": i + 1, "data": {"image": data_uri(&photo)}}));
-    }
+    let tasks = require!("the test images", image_tasks(&photos));
     assert_twins_agree(
         &h,
         &orientation,
@@ -808,11 +829,10 @@ async fn the_blank_template_feeds_fixed_and_dynamic_image_models_and_predicts_no
 async fn the_python_detection_twin_finds_the_boxes_the_rust_hook_finds() {
     let h = require!("ONNX Runtime", harness());
     let model_path = require!("layout_cdla.onnx", model("layout_cdla.onnx"));
-    let mut tasks = Vec::new();
-    for (i, name) in ["page.png", "text.png", "astronaut.png"].iter().enumerate() {
-        let photo = require!(*name, image(name));
-        tasks.push(json!({"id": i + 1, "data": {"image": data_uri(&photo)}}));
-    }
+    let tasks = require!(
+        "the test images",
+        image_tasks(&["page.png", "text.png", "astronaut.png"])
+    );
     let predictions = assert_twins_agree(
         &h,
         &model_path,
@@ -824,6 +844,26 @@ async fn the_python_detection_twin_finds_the_boxes_the_rust_hook_finds() {
     .await;
     let page = predictions[0]["result"].as_array().expect("results");
     assert!(!page.is_empty(), "a printed page has layout regions");
+}
+
+#[tokio::test]
+async fn the_python_polygons_twin_outlines_the_regions_the_rust_hook_outlines() {
+    let h = require!("ONNX Runtime", harness());
+    let model_path = require!("PP-OCRv4 det", model("ch_PP-OCRv4_det_infer.onnx"));
+    let tasks = require!("the test images", image_tasks(&["text.png", "page.png"]));
+    let predictions = assert_twins_agree(
+        &h,
+        &model_path,
+        Some("polygons-pre"),
+        "polygons-post",
+        POLYGON_CONFIG,
+        tasks,
+    )
+    .await;
+    for p in &predictions {
+        let outlines = p["result"].as_array().expect("results");
+        assert!(!outlines.is_empty(), "both images hold text: {p}");
+    }
 }
 
 /// What classification-pre computes, done natively after a full decode.
@@ -896,5 +936,128 @@ async fn phone_photos_decoded_at_reduced_size_give_the_tensor_of_a_full_decode()
             mean <= tolerance,
             "{name}: mean |difference| {mean:.4} (normalised units), tolerance {tolerance}"
         );
+    }
+}
+
+/// An f32 NCHW image input as a model declares it (-1: dynamic).
+fn image_input(name: &str, shape: [i64; 4]) -> cls::tensor::TensorSpec {
+    cls::tensor::TensorSpec {
+        name: name.into(),
+        element_type: Some(cls::tensor::ElementType::F32),
+        shape: shape.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn python_pre_hooks_feed_the_model_what_the_rust_pre_hooks_feed_it() {
+    use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime};
+    let hooks = HookRuntime::new(RuntimeOptions::default()).expect("hook runtime");
+    for name in [
+        "rocket_exif6.jpg",
+        "camera.png",
+        "chelsea.png",
+        "astronaut.png",
+        "coffee.png",
+        "horse.png",
+        "text.png",
+    ] {
+        require!(name, image(name));
+    }
+    let photo = |name: &str| read(&image(name).expect("required above"));
+    let page = require!("page.png", image("page.png"));
+    // Each pre-hook with its model's declared input, params, and images that
+    // take each of its branches: EXIF rotation, grey PNGs, dynamic dims, a
+    // line wider than the recognizer's minimum, a strip flat enough to be
+    // letterboxed.
+    let cases = [
+        (
+            "classification-pre",
+            image_input("x", [-1, 3, 224, 224]),
+            json!({}),
+            vec![
+                photo("rocket_exif6.jpg"),
+                photo("camera.png"),
+                photo("chelsea.png"),
+            ],
+        ),
+        (
+            "detection-pre",
+            image_input("image", [1, 3, 800, 608]),
+            json!({}),
+            vec![photo("page.png"), photo("astronaut.png")],
+        ),
+        (
+            "blank-pre",
+            image_input("x", [-1, 3, -1, -1]),
+            json!({"size": 96}),
+            vec![photo("coffee.png"), photo("rocket_exif6.jpg")],
+        ),
+        (
+            "blank-pre",
+            image_input("x", [-1, 3, 224, 224]),
+            json!({}),
+            vec![photo("horse.png")],
+        ),
+        (
+            "ocr-rec-pre",
+            image_input("x", [-1, 3, -1, -1]),
+            json!({"max_width": 600}),
+            vec![
+                crop_png(&page, (0, 2, 150, 32)),
+                crop_png(&page, (0, 40, 384, 26)),
+            ],
+        ),
+        (
+            "polygons-pre",
+            image_input("x", [-1, 3, -1, -1]),
+            json!({}),
+            vec![photo("text.png"), crop_png(&page, (0, 40, 384, 26))],
+        ),
+    ];
+    for (name, input, params, images) in cases {
+        let mut loaded = Vec::new();
+        for path in [example_hook(name), python_example_hook(name)] {
+            let hook = hooks
+                .load(HookKind::Pre, read(&path).into())
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            loaded.push(hook);
+        }
+        let ctx = HookContext {
+            task_json: r#"{"id":1,"data":{}}"#.into(),
+            model_inputs: vec![input.clone()],
+            params: cls::backend::HookParams::new(params.clone()).expect("params"),
+            ..HookContext::default()
+        };
+        for (i, bytes) in images.into_iter().enumerate() {
+            let datapoints = vec![Datapoint {
+                field: "image".into(),
+                uri: None,
+                content_type: "image/png".into(),
+                data: bytes.into(),
+            }];
+            let mut outputs = Vec::new();
+            for hook in &loaded {
+                let output = hook
+                    .call_pre(&hooks, &datapoints, &ctx, &HookLimits::default(), "test")
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}, image {i}: {e}"));
+                outputs.push(output);
+            }
+            let [rust, python] = &outputs[..] else {
+                unreachable!("two hooks")
+            };
+            assert_eq!(rust.inputs.len(), 1, "{name}, image {i}");
+            assert_eq!(
+                python.inputs[0].shape(),
+                rust.inputs[0].shape(),
+                "{name}, image {i}, params {params}: shapes differ"
+            );
+            assert!(
+                python.inputs == rust.inputs,
+                "{name}, image {i}: the Python twin's tensor differs from the Rust hook's"
+            );
+            assert_eq!(python.carry, rust.carry, "{name}, image {i}: carry");
+        }
     }
 }

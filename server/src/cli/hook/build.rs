@@ -1,6 +1,7 @@
 //! `hook build <dir>`: `cargo build --release --target wasm32-wasip2` for a
 //! Rust hook crate, componentize-py for a Python hook (`app.py`, see
-//! [`super::python`]); then each `.wasm` is loaded the way the server loads
+//! [`super::python`]) or for each of a folder's Python hooks (`pre/app.py`,
+//! `post/app.py`, as `hook new --lang python` lays them out); then each `.wasm` is loaded the way the server loads
 //! an upload, to learn which world it exports; world, size and sha256 are
 //! printed.
 //!
@@ -32,6 +33,7 @@ Examples:
   configurable-ls-backend hook build my-hook            # a workspace: builds pre/ and post/
   configurable-ls-backend hook build my-hook/post --json
   configurable-ls-backend hook build my-python-hook     # a folder with app.py
+  configurable-ls-backend hook build my-python-hooks    # builds pre/app.py and post/app.py
 
 Rust hooks need the wasm32-wasip2 target: rustup target add wasm32-wasip2
 Python hooks need componentize-py 0.25.1: pip install componentize-py==0.25.1";
@@ -40,7 +42,8 @@ Python hooks need componentize-py 0.25.1: pip install componentize-py==0.25.1";
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
     /// The hook crate's folder (holding Cargo.toml), a workspace of hook
-    /// crates, or a Python hook's folder (holding app.py).
+    /// crates, a Python hook's folder (holding app.py), or a folder of
+    /// Python hooks (pre/app.py, post/app.py).
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Print JSON: {"hooks": [{"crate", "path", "world", "size", "sha256", "source_sha256"}]}
@@ -97,15 +100,21 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
 pub async fn build(dir: &Path, runtime: &HookRuntime) -> anyhow::Result<Vec<BuiltHook>> {
     let dir = &std::path::absolute(dir).with_context(|| dir.display().to_string())?;
     let manifest = dir.join("Cargo.toml");
-    let wasm_files = if python::is_python_hook(dir) {
-        vec![python::build(dir).await?]
-    } else if manifest.is_file() {
+    let python_hooks = python::hook_folders(dir);
+    let wasm_files = if manifest.is_file() {
         check_target_installed(dir)?;
         cargo_build(dir, &manifest).await?
+    } else if !python_hooks.is_empty() {
+        let mut built = Vec::with_capacity(python_hooks.len());
+        for hook in &python_hooks {
+            built.push(python::build(hook).await?);
+        }
+        built
     } else {
         bail!(
-            "{} has neither a Cargo.toml nor an app.py: pass the folder of a Rust hook crate \
-             or a Python hook (scaffold one with `configurable-ls-backend hook new`)",
+            "{} has neither a Cargo.toml nor an app.py (nor pre/app.py or post/app.py): pass \
+             the folder of a Rust hook crate or of Python hooks (scaffold one with \
+             `configurable-ls-backend hook new`)",
             dir.display()
         );
     };

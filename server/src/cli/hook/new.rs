@@ -35,8 +35,8 @@ pub struct NewArgs {
     /// Which example to start from.
     #[arg(long, value_enum)]
     template: Template,
-    /// The hook's language: a Rust workspace (pre/ and post/ crates) or a
-    /// Python post-hook (app.py, built with componentize-py).
+    /// The hooks' language: a Rust workspace (pre/ and post/ crates) or
+    /// Python hooks (pre/app.py and post/app.py, built with componentize-py).
     #[arg(long, value_enum, default_value_t = Lang::Rust)]
     lang: Lang,
     /// Crate name prefix: the crates are `<name>-pre` and `<name>-post`
@@ -209,7 +209,7 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
             &sdk_dependency(args.sdk.as_deref(), &dir)?,
             &shared_target_dir(),
         ),
-        Lang::Python => python_scaffold(args.template, &name)?,
+        Lang::Python => python_scaffold(args.template, &name),
     };
     for (path, contents) in &files {
         let path = dir.join(path);
@@ -440,93 +440,111 @@ fn scaffold(template: Template, name: &str, sdk: &str, target_dir: &Path) -> Vec
     files
 }
 
-/// The Python twins of the example post-hooks (`examples/hooks/*-post-py`).
-fn python_app(template: Template) -> Option<&'static str> {
-    match template {
-        Template::Classification => Some(include_str!(
-            "../../../../examples/hooks/classification-post-py/app.py"
-        )),
-        Template::Text => Some(include_str!(
-            "../../../../examples/hooks/text-post-py/app.py"
-        )),
-        // The built-in pre-hook tokenizes (in windows with params.stride).
-        Template::Ner => Some(include_str!(
-            "../../../../examples/hooks/ner-post-py/app.py"
-        )),
-        Template::Blank => Some(include_str!(
-            "../../../../examples/hooks/blank-post-py/app.py"
-        )),
-        Template::Ocr => Some(include_str!(
-            "../../../../examples/hooks/ocr-rec-post-py/app.py"
-        )),
-        Template::TextTransformer => Some(include_str!(
-            "../../../../examples/hooks/text-classification-post-py/app.py"
-        )),
-        Template::Detection => Some(include_str!(
-            "../../../../examples/hooks/detection-post-py/app.py"
-        )),
-        Template::Polygons => None,
+/// The Python twin of an example hook (`examples/hooks/<name>-py/app.py`).
+macro_rules! python_example {
+    ($dir:literal) => {
+        include_str!(concat!("../../../../examples/hooks/", $dir, "/app.py"))
+    };
+}
+
+impl Template {
+    /// The Python twin of the example pre-hook, where the example has one.
+    fn python_pre(self) -> Option<&'static str> {
+        match self {
+            Self::Classification => Some(python_example!("classification-pre-py")),
+            Self::Detection => Some(python_example!("detection-pre-py")),
+            Self::Polygons => Some(python_example!("polygons-pre-py")),
+            Self::Ner => Some(python_example!("ner-pre-py")),
+            Self::Ocr => Some(python_example!("ocr-rec-pre-py")),
+            Self::Blank => Some(python_example!("blank-pre-py")),
+            Self::Text | Self::TextTransformer => None,
+        }
+    }
+
+    /// The Python twin of the example post-hook.
+    fn python_post(self) -> &'static str {
+        match self {
+            Self::Classification => python_example!("classification-post-py"),
+            Self::Detection => python_example!("detection-post-py"),
+            Self::Polygons => python_example!("polygons-post-py"),
+            Self::Text => python_example!("text-post-py"),
+            Self::Ner => python_example!("ner-post-py"),
+            Self::TextTransformer => python_example!("text-classification-post-py"),
+            Self::Ocr => python_example!("ocr-rec-post-py"),
+            Self::Blank => python_example!("blank-post-py"),
+        }
     }
 }
 
-/// A Python post-hook folder: `app.py`, the labeling config and a README.
-/// The SDK (`cls_hooks`) is embedded in `hook build`, so nothing else is needed.
-fn python_scaffold(template: Template, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let Some(app) = python_app(template) else {
-        bail!(
-            "there is no Python {} template yet (there are: classification, text, ner, \
-             text-transformer, ocr, blank, detection); use --lang rust",
-            template.name()
-        );
-    };
-    let mut files = vec![("app.py".to_owned(), app.to_owned())];
+/// Python hooks laid out as the Rust scaffold is: `pre/app.py` where the
+/// example has a pre-hook, `post/app.py`, the labeling config and a README.
+/// The SDK (`cls_hooks`) is embedded in `hook build`, so nothing else is
+/// needed.
+fn python_scaffold(template: Template, name: &str) -> Vec<(String, String)> {
+    let pre = template.python_pre();
+    let mut files = Vec::new();
+    if let Some(pre) = pre {
+        files.push(("pre/app.py".to_owned(), pre.to_owned()));
+    }
+    files.push(("post/app.py".to_owned(), template.python_post().to_owned()));
     if let Some(config) = template.label_config() {
         files.push(("label-config.xml".to_owned(), config.to_owned()));
     }
     files.push((
         ".gitignore".to_owned(),
-        "/target\n__pycache__/\n".to_owned(),
+        "target/\n__pycache__/\n".to_owned(),
     ));
-    files.push(("README.md".to_owned(), python_readme(template, name)));
-    Ok(files)
+    files.push((
+        "README.md".to_owned(),
+        python_readme(template, name, pre.is_some()),
+    ));
+    files
 }
 
-fn python_readme(template: Template, name: &str) -> String {
+fn python_readme(template: Template, name: &str, has_pre: bool) -> String {
     let model = template.model();
     let sample = template.sample();
-    // The classification model needs its pre-hook (resize, crop, BGR,
-    // ImageNet normalisation); text models take the built-in one.
-    let pre_flag = match template {
-        Template::Classification => " --pre-hook <classification-pre.wasm>",
-        Template::Ocr => " --pre-hook <ocr-rec-pre.wasm>",
-        Template::Blank => " --pre-hook <blank-pre.wasm>",
-        Template::Detection => " --pre-hook <detection-pre.wasm>",
-        _ => "",
+    let (layout, pre_flag) = if has_pre {
+        (
+            "- `pre/app.py`: the pre-hook (task data → model inputs)\n\
+             - `post/app.py`: the post-hook (model outputs → Label Studio predictions)\n",
+            " --pre-hook pre",
+        )
+    } else {
+        (
+            "- `post/app.py`: the post-hook (model outputs → Label Studio predictions);\n  \
+             the server's built-in pre-hook feeds the model\n",
+            "",
+        )
     };
     format!(
         "# {name}\n\
          \n\
-         A Python post-hook for configurable-ls-backend, scaffolded from its `{template}`\n\
-         example, written for `{model}`.\n\
+         Python hooks for configurable-ls-backend, scaffolded from its `{template}`\n\
+         example, written for `{model}`, on the `cls_hooks` SDK.\n\
          \n\
-         - `app.py`: the post-hook (model outputs → Label Studio predictions), on the\n  \
-         `cls_hooks` SDK\n\
-         - `label-config.xml`: the Label Studio labeling config it expects\n\
+         {layout}\
+         - `label-config.xml`: the Label Studio labeling config they expect\n\
+         \n\
+         Pixels, tokenizing and the heavy decoding steps (softmax, top-k, NMS, CTC,\n\
+         regions) run in the host (`cls_hooks.Image`, `cls_hooks.text`,\n\
+         `cls_hooks.native`): keep loops over pixels or logits out of Python.\n\
          \n\
          ## Build\n\
          \n\
          ```sh\n\
          pip install componentize-py==0.25.1   # once\n\
-         configurable-ls-backend hook build .  # → target/<name>.wasm\n\
+         configurable-ls-backend hook build .  # → pre/target/, post/target/\n\
          ```\n\
          \n\
-         The component embeds CPython (about 19 MiB); the server compiles it once\n\
-         (seconds) and caches the result, so later restarts are fast.\n\
+         Each component embeds CPython (about 19 MiB); a build of unchanged sources\n\
+         is skipped. The server compiles a component once (seconds) and caches the\n\
+         result, so later restarts are fast.\n\
          \n\
          ## Try it, no server needed\n\
          \n\
          ```sh\n\
-         configurable-ls-backend try --model {model}{pre_flag} --post-hook . \\\n    \
+         configurable-ls-backend try --model {model}{pre_flag} --post-hook post \\\n    \
          --label-config label-config.xml {sample}\n\
          ```\n",
         template = template.name(),
@@ -606,26 +624,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn python_scaffolds_exist_for_all_but_polygons() {
-        for template in [
-            Template::Classification,
-            Template::Text,
-            Template::Ner,
-            Template::TextTransformer,
-            Template::Ocr,
-            Template::Blank,
-            Template::Detection,
-        ] {
-            let files = python_scaffold(template, "mine").expect("python template");
+    fn every_template_has_python_hooks_laid_out_as_the_rust_crates() {
+        for &template in Template::value_variants() {
+            let files = python_scaffold(template, "mine");
             let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-            assert_eq!(
-                names,
-                ["app.py", "label-config.xml", ".gitignore", "README.md"]
-            );
-            assert!(files[0].1.contains("@export_post_hook"));
+            let has_pre = template.pre().is_some();
+            assert_eq!(template.python_pre().is_some(), has_pre, "{template:?}");
+            let mut expected = vec!["post/app.py", "label-config.xml", ".gitignore", "README.md"];
+            if has_pre {
+                expected.insert(0, "pre/app.py");
+            }
+            assert_eq!(names, expected, "{template:?}");
+            let app = |path: &str| &files.iter().find(|(n, _)| n == path).expect(path).1;
+            assert!(app("post/app.py").contains("@export_post_hook"));
+            if has_pre {
+                assert!(app("pre/app.py").contains("@export_pre_hook"));
+                assert!(app("README.md").contains("--pre-hook pre --post-hook post"));
+            }
         }
-        let err = python_scaffold(Template::Polygons, "mine").unwrap_err();
-        assert!(err.to_string().contains("--lang rust"), "{err}");
     }
 
     #[test]

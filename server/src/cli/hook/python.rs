@@ -54,6 +54,7 @@ const SDK: &[(&str, &str)] = sdk_files!(
     "log.py",
     "native.py",
     "ops.py",
+    "polygon.py",
     "results.py",
     "rle.py",
     "tensor.py",
@@ -63,6 +64,20 @@ const SDK: &[(&str, &str)] = sdk_files!(
 /// Whether `dir` is a Python hook (an `app.py` and no `Cargo.toml`).
 pub fn is_python_hook(dir: &Path) -> bool {
     dir.join(format!("{APP_MODULE}.py")).is_file() && !dir.join("Cargo.toml").is_file()
+}
+
+/// The Python hooks `hook build <dir>` builds: `dir` itself when it is one,
+/// else its `pre/` and `post/` folders that are (the layout of `hook new
+/// --lang python`).
+pub fn hook_folders(dir: &Path) -> Vec<PathBuf> {
+    if is_python_hook(dir) {
+        return vec![dir.to_path_buf()];
+    }
+    ["pre", "post"]
+        .iter()
+        .map(|sub| dir.join(sub))
+        .filter(|sub| is_python_hook(sub))
+        .collect()
 }
 
 /// The world `app.py` exports: a pre-hook when it uses `export_pre_hook`.
@@ -217,12 +232,15 @@ fn hook_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(files)
 }
 
-/// `my-hook` → `my_hook`, as cargo names components.
+/// `my-hook` → `my_hook`, as cargo names components; `my-hook/pre` →
+/// `my_hook_pre`, as the Rust scaffold names its crates.
 fn component_name(dir: &Path) -> String {
-    let raw = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "hook".into());
+    let name_of = |d: &Path| d.file_name().map(|n| n.to_string_lossy().into_owned());
+    let own = name_of(dir).unwrap_or_else(|| "hook".into());
+    let raw = match dir.parent().and_then(name_of) {
+        Some(parent) if own == "pre" || own == "post" => format!("{parent}-{own}"),
+        _ => own,
+    };
     raw.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
@@ -353,5 +371,7 @@ mod tests {
     #[test]
     fn component_names_follow_cargo() {
         assert_eq!(component_name(Path::new("x/my-hook.v2")), "my_hook_v2");
+        assert_eq!(component_name(Path::new("x/my-ocr/pre")), "my_ocr_pre");
+        assert_eq!(component_name(Path::new("x/my-ocr/post")), "my_ocr_post");
     }
 }
