@@ -4,14 +4,12 @@ box decoding and per-class NMS as rapid-layout does it, then
 
 The Python twin of ``../detection-post`` (same JSON). The loops over the
 head's thousands of anchors run in the host (:mod:`cls_hooks.native`): the
-best class per anchor and each level's top 1000 (``top_k``), the softmax
-over each box side's bins (``softmax``) and the per-class NMS (``nms``).
-Only the anchors that can pass the score threshold are decoded here, which
-changes nothing in the result (an anchor below it in every class is never an
-NMS candidate).
+anchors ranked by their best class (one ``top_k`` over each level's map,
+flattened), the softmax over the box sides' bins (``softmax``) and the
+per-class NMS (``nms``). Only the anchors that can pass the score threshold
+are decoded here, which changes nothing in the result (an anchor below it in
+every class is never an NMS candidate).
 """
-
-import math
 
 from cls_hooks import BadConfig, BBox, Prediction, Region, export_post_hook, native, ops, tensor, tensor_from_bytes
 
@@ -86,23 +84,52 @@ def f32_view(t):
     return memoryview(t.raw.data.value).cast("f")
 
 
+def ranked_anchors(scores, num_classes, threshold):
+    """The anchors whose best class scores above ``threshold``, best first
+    (ties: lower anchor first), at most ``TOP_K_PER_LEVEL``: the Rust hook's
+    top 1000 by best class, less those it drops at the threshold.
+
+    One ``top_k`` over the whole map, flattened, instead of one record per
+    anchor: its largest scores, in order, name the anchors in order of their
+    best class. Usually a few dozen scores pass; ``k`` grows until the list
+    reaches a score at or under the threshold, or its end."""
+    values = f32_view(scores)
+    flat = tensor_from_bytes("scores", [len(values)], values.tobytes(), "f32")
+    k = 256
+    while True:
+        ranked = native.top_k(flat, k)[0]
+        anchors, seen = [], set()
+        for index, score in ranked:
+            if not score > threshold:
+                return anchors
+            anchor = index // num_classes
+            if anchor not in seen:
+                seen.add(anchor)
+                anchors.append(anchor)
+                if len(anchors) == TOP_K_PER_LEVEL:
+                    return anchors
+        if len(ranked) < k:
+            return anchors
+        k *= 4
+
+
 def decode_level(scores, boxes, stride, num_classes, width, height, threshold, out_boxes, out_scores):
-    n = scores.shape[-2]
-    best = [row[0][1] if row else -math.inf for row in native.top_k(scores, 1)]
-    order = [i for i, _ in native.top_k(tensor("best", [n], best), TOP_K_PER_LEVEL)[0]]
-    wanted = [a for a in order if best[a] > threshold]
+    wanted = ranked_anchors(scores, num_classes, threshold)
     if not wanted:
         return
-    # The bins of every side of every anchor as rows of BINS: the same bytes, reshaped.
-    sides = tensor_from_bytes("bins", [n * 4, BINS], f32_view(boxes).tobytes(), "f32")
-    bins = f32_view(native.softmax(sides))
+    # The bins of each side of the wanted anchors only, as rows of BINS (the
+    # softmax is per row, so the other anchors' rows change nothing).
+    box_bins = f32_view(boxes)
+    per_anchor = 4 * BINS  # f32 values: 4 sides × BINS
+    picked = b"".join(box_bins[a * per_anchor : (a + 1) * per_anchor].tobytes() for a in wanted)
+    bins = f32_view(native.softmax(tensor_from_bytes("bins", [len(wanted) * 4, BINS], picked, "f32")))
     class_scores = f32_view(scores)
     _, cols = grid(width, height, stride)
     s = f32(stride)
-    for a in wanted:
+    for j, a in enumerate(wanted):
         row, col = divmod(a, cols)
         cx, cy = f32(f32(col + 0.5) * s), f32(f32(row + 0.5) * s)
-        d = [f32(expectation(bins[(a * 4 + k) * BINS : (a * 4 + k + 1) * BINS].tolist()) * s) for k in range(4)]
+        d = [f32(expectation(bins[(j * 4 + k) * BINS : (j * 4 + k + 1) * BINS].tolist()) * s) for k in range(4)]
         out_boxes.extend((f32(cx - d[0]), f32(cy - d[1]), f32(cx + d[2]), f32(cy + d[3])))
         out_scores.extend(class_scores[a * num_classes : (a + 1) * num_classes].tolist())
 

@@ -506,6 +506,7 @@ async fn a_python_hook_cannot_read_host_files_or_environment() {
         "cwd_listing",
         "write_tmp",
         "tcp_connect",
+        "shipped_at_call",
     ] {
         assert_eq!(
             probe[attempt]["ok"],
@@ -519,6 +520,12 @@ async fn a_python_hook_cannot_read_host_files_or_environment() {
         "hook saw environment variables: {probe}"
     );
     assert_eq!(probe["args"], json!([]), "{probe}");
+    // A data file beside app.py, read at import: built into the component.
+    assert_eq!(
+        probe["shipped_at_build"],
+        json!("shipped with the hook\n"),
+        "{probe}"
+    );
     assert_eq!(
         probe["param"],
         json!("seen"),

@@ -1,9 +1,9 @@
 //! `hook build <dir>`: `cargo build --release --target wasm32-wasip2` for a
 //! Rust hook crate, componentize-py for a Python hook (`app.py`, see
 //! [`super::python`]) or for each of a folder's Python hooks (`pre/app.py`,
-//! `post/app.py`, as `hook new --lang python` lays them out); then each `.wasm` is loaded the way the server loads
-//! an upload, to learn which world it exports; world, size and sha256 are
-//! printed.
+//! `post/app.py`, as `hook new --lang python` lays them out); then each
+//! `.wasm` is loaded the way the server loads an upload, to learn which
+//! world it exports; world, size and sha256 are printed.
 //!
 //! The components are found from cargo's own artifact messages
 //! (`--message-format=json`), so a custom target dir, a workspace or a crate

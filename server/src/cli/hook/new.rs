@@ -1,7 +1,8 @@
 //! `hook new <dir> --template …`: a Cargo workspace with the example
 //! hooks' sources (a `pre/` crate where the example has a pre-hook, and a
-//! `post/` crate), the labeling config they expect, and a README with the
-//! next commands.
+//! `post/` crate), or with `--lang python` their Python twins laid out the
+//! same way (`pre/app.py`, `post/app.py`); the labeling config they expect,
+//! and a README with the next commands.
 //!
 //! The sources are embedded in the binary (`include_str!` from
 //! `examples/hooks/`), so the command works anywhere. The scaffold depends on
