@@ -54,7 +54,7 @@ loop() {
   started=$(now_s)
   "$bin" hook new "$dir" --template "$template" --lang "$lang" >/dev/null
   try_once "$dir" >/dev/null
-  awk -v s="$started" -v e="$(now_s)" 'BEGIN { printf "%.1f", e - s }'
+  seconds_since "$started"
 }
 
 try_once() {
@@ -72,6 +72,6 @@ for lang in rust python; do
   warm=$(loop "$lang" "$work/$lang-second")
   started=$(now_s)
   try_once "$work/$lang-second"
-  again=$(awk -v s="$started" -v e="$(now_s)" 'BEGIN { printf "%.1f", e - s }')
+  again=$(seconds_since "$started")
   printf '%-8s %-15s %9ss %9ss %13ss\n' "$lang" "$template" "$cold" "$warm" "$again"
 done

@@ -114,7 +114,7 @@ build_one() {
     componentize -p "$SDK" -p "$dir" app -o "$out.tmp"
   mv "$out.tmp" "$out"
   printf '%s' "$want" >"$stamp"
-  secs=$(awk -v s="$started" -v e="$(now_s)" 'BEGIN { printf "%.1f", e - s }')
+  secs=$(seconds_since "$started")
   size=$(stat -c %s "$out")
   printf '%s %s %s\n' "$(basename "$out")" "$secs" "$size"
 }

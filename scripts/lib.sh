@@ -32,9 +32,14 @@ now_s() {
   date +%s.%N
 }
 
+# Prints the seconds since $1 (from now_s), e.g. "12.3".
+seconds_since() {
+  awk -v start="$1" -v end="$(now_s)" 'BEGIN { printf "%.1f", end - start }'
+}
+
 # Prints the time since $1 (from now_s) as e.g. "12.3s".
 elapsed_since() {
-  awk -v start="$1" -v end="$(now_s)" 'BEGIN { printf "%.1fs", end - start }'
+  printf '%ss' "$(seconds_since "$1")"
 }
 
 # sha256 over the contents of every file given, in order. Used as a stamp:

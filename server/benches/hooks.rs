@@ -26,11 +26,7 @@ fn main() {
 }
 
 async fn run() {
-    let hooks = HookRuntime::new(RuntimeOptions {
-        compilers: Compilers::Cranelift,
-        ..RuntimeOptions::default()
-    })
-    .expect("hook runtime");
+    let hooks = cranelift_runtime(None);
     let limits = HookLimits::default();
     let ctx = HookContext {
         task_json: r#"{"id":1,"data":{}}"#.into(),
@@ -206,26 +202,16 @@ async fn python_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
     let outputs = model.run(vec![input]).await.expect("inference");
 
     let artefacts = tempfile::tempdir().expect("tempdir");
-    let cached = HookRuntime::new(RuntimeOptions {
-        artefact_dir: Some(artefacts.path().to_path_buf()),
-        compilers: Compilers::Cranelift,
-        ..RuntimeOptions::default()
-    })
-    .expect("hook runtime");
+    let cached = cranelift_runtime(Some(artefacts.path().to_path_buf()));
     let python_bytes = Bytes::from(read(&harness::python_example_hook("classification-post")));
     let compiled = cached
         .load(HookKind::Post, python_bytes.clone())
         .await
         .expect("python hook compiles");
-    let reloaded = HookRuntime::new(RuntimeOptions {
-        artefact_dir: Some(artefacts.path().to_path_buf()),
-        compilers: Compilers::Cranelift,
-        ..RuntimeOptions::default()
-    })
-    .expect("hook runtime")
-    .load(HookKind::Post, python_bytes)
-    .await
-    .expect("python hook loads from the artefact cache");
+    let reloaded = cranelift_runtime(Some(artefacts.path().to_path_buf()))
+        .load(HookKind::Post, python_bytes)
+        .await
+        .expect("python hook loads from the artefact cache");
     println!(
         "\npython classification-post component: {} bytes; compiled in {:.0} ms, loaded from the artefact cache in {:.0} ms",
         compiled.info().size,
@@ -448,12 +434,7 @@ async fn python_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
 /// (a fresh instance each, as in the server): the pixels stay in the host,
 /// so the difference is the Python instance.
 async fn python_pre_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
-    let hooks = HookRuntime::new(RuntimeOptions {
-        artefact_dir: Some(harness::cache_dir().join("test-hook-artefacts")),
-        compilers: Compilers::Cranelift,
-        ..RuntimeOptions::default()
-    })
-    .expect("hook runtime");
+    let hooks = cranelift_runtime(Some(harness::cache_dir().join("test-hook-artefacts")));
     let photo = |name: &str| read(&image(name).expect("run scripts/setup.sh for the test images"));
     println!(
         "\npre-hooks, Rust against their Python twins (median per call, fresh instance each):"
@@ -528,12 +509,7 @@ async fn python_pre_twins_vs_rust(ort: &OrtRuntime, limits: &HookLimits) {
 
 async fn compare_twins(ort: &OrtRuntime, limits: &HookLimits, case: Twins) {
     let (model, mut ctx) = model_and_context(ort, case.model, case.label_config);
-    let hooks = HookRuntime::new(RuntimeOptions {
-        artefact_dir: Some(harness::cache_dir().join("test-hook-artefacts")),
-        compilers: Compilers::Cranelift,
-        ..RuntimeOptions::default()
-    })
-    .expect("hook runtime");
+    let hooks = cranelift_runtime(Some(harness::cache_dir().join("test-hook-artefacts")));
     let load = |path: &std::path::Path, kind: HookKind| {
         let (hooks, bytes) = (&hooks, Bytes::from(read(path)));
         async move { hooks.load(kind, bytes).await.expect("hook loads") }
@@ -654,6 +630,18 @@ fn bench_jpeg() -> Vec<u8> {
         .encode_image(&resized.to_rgb8())
         .expect("encode");
     out.into_inner()
+}
+
+/// The hook sandbox with Cranelift only (what a hook serves on once it is
+/// optimised, so what its calls are measured on), compiled code cached in
+/// `artefact_dir` when given.
+fn cranelift_runtime(artefact_dir: Option<std::path::PathBuf>) -> HookRuntime {
+    HookRuntime::new(RuntimeOptions {
+        artefact_dir,
+        compilers: Compilers::Cranelift,
+        ..RuntimeOptions::default()
+    })
+    .expect("hook runtime")
 }
 
 async fn measure<F, Fut>(iterations: usize, mut f: F) -> Vec<Duration>

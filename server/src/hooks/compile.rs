@@ -13,6 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Strategy};
 
+use super::artefacts::ArtefactCache;
 use super::bindings::{post::PostHookPre, pre::PreHookPre};
 use super::host::HostState;
 use super::{Compilers, HookKind, HookLoadError, HookRuntime, Tier};
@@ -204,9 +205,7 @@ impl HookRuntime {
         )
         .await?;
         let compiled = tier.link(kind, &component)?;
-        if let Some(cache) = &self.artefacts {
-            cache.store(&component, sha256);
-        }
+        store_artefact(self.artefacts.clone(), &component, sha256).await;
         Ok((compiled, Origin::Optimized))
     }
 
@@ -258,22 +257,14 @@ impl HookRuntime {
                 return;
             }
             let started = Instant::now();
-            let compiled = match compile(&tier, kind, bytes, permit, limit, Priority::Background)
-                .await
-            {
-                Ok(component) => {
-                    // Serialising and writing (36 MiB for a Python hook) is
-                    // blocking work: off the async workers.
-                    if let Some(cache) = artefacts {
-                        let (component, sha256) = (component.clone(), sha256.clone());
-                        let stored =
-                            tokio::task::spawn_blocking(move || cache.store(&component, &sha256));
-                        let _ = stored.await;
+            let compiled =
+                match compile(&tier, kind, bytes, permit, limit, Priority::Background).await {
+                    Ok(component) => {
+                        store_artefact(artefacts, &component, &sha256).await;
+                        tier.link(kind, &component)
                     }
-                    tier.link(kind, &component)
-                }
-                Err(e) => Err(e),
-            };
+                    Err(e) => Err(e),
+                };
             match (compiled, target.upgrade()) {
                 (Ok(compiled), Some(current)) => {
                     *current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(compiled);
@@ -289,6 +280,21 @@ impl HookRuntime {
                 ),
             }
         });
+    }
+}
+
+/// Writes Cranelift's build to the artefact cache on the blocking pool:
+/// serialising and writing it (36 MiB for a Python hook) is blocking work,
+/// kept off the async workers.
+async fn store_artefact(
+    artefacts: Option<Arc<ArtefactCache>>,
+    component: &Component,
+    sha256: &str,
+) {
+    if let Some(cache) = artefacts {
+        let (component, sha256) = (component.clone(), sha256.to_owned());
+        // A failed store is logged by the cache; a panic only costs the entry.
+        let _ = tokio::task::spawn_blocking(move || cache.store(&component, &sha256)).await;
     }
 }
 

