@@ -75,9 +75,10 @@ async fn run() {
     let host = measure(30, || async {
         let img = Image::decode(&jpeg, true).expect("decode");
         let (nw, nh) = hook_sdk::image::short_side_size(img.width(), img.height(), 256);
+        // As the host does it: only the centre crop is resampled.
+        let centre = cls::imageops::Window::new((nw - 224) / 2, (nh - 224) / 2, 224, 224);
         let small = img
-            .resize(nw, nh, cls::imageops::Filter::Lanczos3)
-            .and_then(|i| i.crop((nw - 224) / 2, (nh - 224) / 2, 224, 224))
+            .resize_window(nw, nh, centre, cls::imageops::Filter::Lanczos3)
             .expect("resize and crop");
         small.to_tensor(&options).expect("tensor");
     })

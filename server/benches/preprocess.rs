@@ -1,15 +1,21 @@
 //! Preprocessing per stage: decode, resize, crop and tensor packing of the
 //! classification example's pre-hook, per bench photo and on camera-sized
 //! JPEGs, with the host's `cls::imageops`: each stage after a full decode,
-//! then the path the host's image helpers take (the header first, the
-//! pixels decoded by the first resize, reduced for a large JPEG).
+//! the resize and crop fused (`window`: only the centre is resampled), then
+//! the path the host's image helpers take (the header first, the pixels
+//! decoded by the first resize, reduced for a large JPEG; the resize and
+//! crop fused).
 //!
-//! Run: `cargo bench -p configurable-ls-backend --bench preprocess`
+//! Run: `cargo bench -p configurable-ls-backend --bench preprocess`, or
+//! with `-- NAME...` to profile only the images whose names contain one of
+//! the given strings.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cls::imageops::{Channels, EncodedImage, Filter, Image, MAX_DECODE_BYTES, TensorOptions};
+use cls::imageops::{
+    Channels, EncodedImage, Filter, Image, MAX_DECODE_BYTES, TensorOptions, Window,
+};
 
 fn options() -> TensorOptions {
     TensorOptions::imagenet("x", Channels::Bgr)
@@ -53,12 +59,16 @@ fn profile(name: &str, bytes: &[u8], runs: usize) -> Duration {
     let opts = options();
     let tensor = time(runs, || cropped.to_tensor(&opts).expect("tensor"));
     let total = decode + resize + crop + tensor;
+    let centre = Window::new((nw - 224) / 2, (nh - 224) / 2, 224, 224);
+    let window = time(runs, || {
+        img.resize_window(nw, nh, centre, Filter::Lanczos3)
+            .expect("resize window")
+    });
     let shared = Bytes::copy_from_slice(bytes);
     let host = time(runs, || {
         let encoded = EncodedImage::open(shared.clone(), true).expect("header");
         encoded
-            .resize(nw, nh, Filter::Lanczos3, MAX_DECODE_BYTES)
-            .and_then(|i| i.crop((nw - 224) / 2, (nh - 224) / 2, 224, 224))
+            .resize_window(nw, nh, centre, Filter::Lanczos3, MAX_DECODE_BYTES)
             .and_then(|i| i.to_tensor(&opts))
             .expect("host path")
     });
@@ -66,12 +76,13 @@ fn profile(name: &str, bytes: &[u8], runs: usize) -> Duration {
         .expect("header")
         .reduction_for(nw, nh);
     println!(
-        "  {name:<24} {w:>5}x{h:<5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} (1/{reduction})",
+        "  {name:<24} {w:>5}x{h:<5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} (1/{reduction})",
         ms(decode),
         ms(resize),
         ms(crop),
         ms(tensor),
         ms(total),
+        ms(window),
         ms(host),
     );
     host
@@ -89,6 +100,15 @@ fn main() {
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("png" | "jpg")))
         .collect();
     paths.sort();
+    // `cargo bench` passes `--bench`; anything else names images to keep.
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    paths.retain(|p| {
+        let name = p.to_string_lossy();
+        wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()))
+    });
     let name = |p: &std::path::Path| {
         p.file_name()
             .and_then(|n| n.to_str())
@@ -101,8 +121,8 @@ fn main() {
         .partition(|p| name(p).starts_with("phone_"));
     println!("classification pre-hook work per image, median ms:");
     println!(
-        "  {:<24} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
-        "image", "size", "decode", "resize", "crop", "tensor", "total", "host path"
+        "  {:<24} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "image", "size", "decode", "resize", "crop", "tensor", "total", "window", "host path"
     );
     let mut sum = Duration::ZERO;
     for path in &photos {

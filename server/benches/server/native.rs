@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cls::imageops::{Channels, EncodedImage, Filter, TensorOptions, Transform};
+use cls::imageops::{Channels, EncodedImage, Filter, TensorOptions, Transform, Window};
 use cls::model::{SessionOptions, read_metadata};
 use hook_sdk::contours::Mask;
 use hook_sdk::detection::GflHead;
@@ -297,7 +297,7 @@ impl Spec<'_> {
     fn prepare(&self, bytes: &[u8]) -> Prepared {
         let input = &self.inputs[0];
         // As the host does: the header first, pixels decoded (reduced for a
-        // large JPEG) by the first resize.
+        // large JPEG) by the first resize, only the centre crop resampled.
         let image = EncodedImage::open(Bytes::copy_from_slice(bytes), true).expect("native decode");
         let (w, h) = (image.width(), image.height());
         let budget = cls::imageops::MAX_DECODE_BYTES;
@@ -307,9 +307,9 @@ impl Spec<'_> {
             "classification" => {
                 let (nw, nh) = hook_sdk::image::short_side_size(w, h, 256);
                 let (x, y) = ((nw - 224) / 2, (nh - 224) / 2);
+                let centre = Window::new(x, y, 224, 224);
                 let image = image
-                    .resize(nw, nh, Filter::Lanczos3, budget)
-                    .and_then(|i| i.crop(x, y, 224, 224))
+                    .resize_window(nw, nh, centre, Filter::Lanczos3, budget)
                     .expect("native resize");
                 let transform = identity.then_resize(nw, nh).then_crop(x, y, 224, 224);
                 (image, transform, imagenet_bgr(&input.name))

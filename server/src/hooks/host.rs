@@ -50,18 +50,24 @@ pub struct ImageHandle(Pixels);
 /// An image from `decode-image` is only its header until an operation needs
 /// its pixels, so that a resize can decode a large JPEG at reduced size
 /// ([`imageops::EncodedImage`]); anything else decodes it in full, once.
+/// A resize is done when its pixels are needed, and then only for the
+/// window a crop of it kept: the usual resize, centre crop and tensor
+/// resample only the centre and pack it straight into the tensor.
 #[derive(Clone)]
 enum Pixels {
     Encoded(Arc<imageops::EncodedImage>),
     Decoded(Arc<imageops::Image>),
+    Resized(Arc<PendingResize>),
 }
 
 impl Pixels {
-    /// Memory charged to the hook call for this image.
+    /// Memory charged to the hook call for this image (for a pending
+    /// resize, what its pixels will take).
     fn held_bytes(&self) -> u64 {
         match self {
             Pixels::Encoded(encoded) => encoded.byte_len() as u64,
             Pixels::Decoded(image) => image.byte_len() as u64,
+            Pixels::Resized(pending) => pending.window.rgb_bytes(),
         }
     }
 
@@ -69,6 +75,83 @@ impl Pixels {
         match self {
             Pixels::Encoded(encoded) => (encoded.width(), encoded.height()),
             Pixels::Decoded(image) => (image.width(), image.height()),
+            Pixels::Resized(pending) => (pending.window.width, pending.window.height),
+        }
+    }
+}
+
+/// What a pending resize reads: decoded pixels, or a large JPEG's header
+/// when the resize decodes it at reduced size.
+#[derive(Clone)]
+enum ResizeSource {
+    Decoded(Arc<imageops::Image>),
+    Reduced(Arc<imageops::EncodedImage>),
+}
+
+/// A resize of `source` to `width`×`height`, of which only `window` is
+/// wanted.
+#[derive(Clone)]
+struct PendingResize {
+    source: ResizeSource,
+    width: u32,
+    height: u32,
+    filter: imageops::Filter,
+    window: imageops::Window,
+}
+
+impl PendingResize {
+    /// What the work is, for a refusal.
+    fn describe(&self) -> String {
+        let (width, height) = (self.width, self.height);
+        match &self.source {
+            ResizeSource::Decoded(image) => format!(
+                "resizing {}×{} to {width}×{height}",
+                image.width(),
+                image.height()
+            ),
+            ResizeSource::Reduced(encoded) => format!(
+                "decoding {} and resizing it to {width}×{height}",
+                encoded.size().describe()
+            ),
+        }
+    }
+
+    /// What the work allocates at most.
+    fn work_bytes(&self) -> Result<u64, imageops::ImageError> {
+        match &self.source {
+            ResizeSource::Decoded(image) => {
+                image.resize_window_bytes(self.width, self.height, self.window)
+            }
+            ResizeSource::Reduced(encoded) => {
+                imageops::check_resize_window(self.width, self.height, self.window)?;
+                Ok(encoded.size().bytes + self.window.rgb_bytes())
+            }
+        }
+    }
+
+    /// What the work allocates beyond the window's pixels, which the
+    /// handle of a pending resize is charged for already.
+    fn bytes_beyond_window(&self) -> Result<u64, imageops::ImageError> {
+        Ok(self.work_bytes()?.saturating_sub(self.window.rgb_bytes()))
+    }
+
+    /// Pixels the work reads and writes.
+    fn work_pixels(&self) -> u64 {
+        let read = match &self.source {
+            ResizeSource::Decoded(image) => image.pixel_count(),
+            ResizeSource::Reduced(encoded) => encoded.size().pixels(),
+        };
+        read + area(self.window.width, self.window.height)
+    }
+
+    /// The window's pixels; a reduced decode may use up to `max_bytes`.
+    fn run(&self, max_bytes: u64) -> Result<imageops::Image, imageops::ImageError> {
+        let (width, height, window, filter) = (self.width, self.height, self.window, self.filter);
+        match &self.source {
+            ResizeSource::Decoded(image) => image.resize_window(width, height, window, filter),
+            ResizeSource::Reduced(encoded) => {
+                encoded.resize_window(width, height, window, filter, max_bytes)
+            }
         }
     }
 }
@@ -214,16 +297,26 @@ impl HostState {
         F: FnOnce() -> Result<T, imageops::ImageError> + Send + 'static,
         T: Send + 'static,
     {
-        let needed = match needed {
-            Ok(n) => n,
-            Err(e) => return Ok(Err(to_wit_error(e))),
-        };
-        let estimate = imageops::estimated_time(pixels);
-        if let Err(refused) = self.admit(&work, needed, estimate, refuse)? {
+        if let Err(refused) = self.admit_pixel_work(&work, needed, pixels, refuse)? {
             return Ok(Err(refused));
         }
         let result = on_pool(self.deadline, job).await?;
         Ok(result.map_err(to_wit_error))
+    }
+
+    /// [`HostState::admit`] for pixel work allocating `needed` (or the
+    /// error computing it gave) and touching `pixels`.
+    fn admit_pixel_work(
+        &self,
+        work: &str,
+        needed: Result<u64, imageops::ImageError>,
+        pixels: u64,
+        refuse: Refusal,
+    ) -> HostResult<()> {
+        match needed {
+            Ok(needed) => self.admit(work, needed, imageops::estimated_time(pixels), refuse),
+            Err(e) => Ok(Err(to_wit_error(e))),
+        }
     }
 
     fn keep_image(&mut self, image: imageops::Image) -> Result<Resource<ImageHandle>, ImageError> {
@@ -282,6 +375,10 @@ impl HostState {
         let encoded = match self.pixels(handle) {
             Ok(Pixels::Decoded(image)) => return Ok(Ok(image)),
             Ok(Pixels::Encoded(encoded)) => encoded,
+            Ok(Pixels::Resized(pending)) => {
+                let resized = self.resize_now(pending).await?;
+                return Ok(resized.and_then(|image| self.settle(handle, image)));
+            }
             Err(e) => return Ok(Err(e)),
         };
         let size = *encoded.size();
@@ -298,7 +395,20 @@ impl HostState {
         Ok(decoded.and_then(|image| self.settle(handle, image)))
     }
 
-    /// Replaces the header `handle` held by its decoded pixels.
+    /// Does a pending resize, on the pixel pool.
+    async fn resize_now(&mut self, pending: Arc<PendingResize>) -> HostResult<imageops::Image> {
+        let budget = self.budget_left();
+        self.pixel_work(
+            pending.describe(),
+            pending.bytes_beyond_window(),
+            pending.work_pixels(),
+            ImageError::InvalidArgument,
+            move || pending.run(budget),
+        )
+        .await
+    }
+
+    /// Replaces the header (or pending resize) `handle` held by its pixels.
     fn settle(
         &mut self,
         handle: &Resource<ImageHandle>,
@@ -427,41 +537,28 @@ impl host::HostImage for HostState {
             Filter::Cubic => imageops::Filter::Cubic,
             Filter::Lanczos3 => imageops::Filter::Lanczos3,
         };
-        if let Some(encoded) = self.reduced(&this, width, height) {
-            let size = *encoded.size();
-            let budget = self.budget_left();
-            let resized = self
-                .pixel_work(
-                    format!(
-                        "decoding {} and resizing it to {width}×{height}",
-                        size.describe()
-                    ),
-                    Ok(size.bytes + imageops::rgb_bytes(width, height)),
-                    size.pixels() + area(width, height),
-                    ImageError::InvalidArgument,
-                    move || encoded.resize(width, height, filter, budget),
-                )
-                .await?;
-            return Ok(resized.and_then(|image| self.keep_image(image)));
-        }
-        let source = match self.image(&this).await? {
-            Ok(image) => image,
-            Err(e) => return Ok(Err(e)),
+        let source = match self.reduced(&this, width, height) {
+            Some(encoded) => ResizeSource::Reduced(encoded),
+            None => match self.image(&this).await? {
+                Ok(image) => ResizeSource::Decoded(image),
+                Err(e) => return Ok(Err(e)),
+            },
         };
-        let resized = self
-            .pixel_work(
-                format!(
-                    "resizing {}×{} to {width}×{height}",
-                    source.width(),
-                    source.height()
-                ),
-                source.resize_bytes(width, height),
-                source.pixel_count() + area(width, height),
-                ImageError::InvalidArgument,
-                move || source.resize(width, height, filter),
-            )
-            .await?;
-        Ok(resized.and_then(|image| self.keep_image(image)))
+        let pending = PendingResize {
+            source,
+            width,
+            height,
+            filter,
+            window: imageops::Window::whole(width, height),
+        };
+        // Refused now, as the resize itself would be, though it runs later.
+        let admitted = self.admit_pixel_work(
+            &pending.describe(),
+            pending.work_bytes(),
+            pending.work_pixels(),
+            ImageError::InvalidArgument,
+        )?;
+        Ok(admitted.and_then(|()| self.keep(Pixels::Resized(Arc::new(pending)))))
     }
 
     async fn crop(
@@ -472,6 +569,17 @@ impl host::HostImage for HostState {
         width: u32,
         height: u32,
     ) -> HostResult<Resource<ImageHandle>> {
+        if let Ok(Pixels::Resized(pending)) = self.pixels(&this) {
+            let window = pending
+                .window
+                .inner(imageops::Window::new(x, y, width, height));
+            return Ok(window.map_err(to_wit_error).and_then(|window| {
+                self.keep(Pixels::Resized(Arc::new(PendingResize {
+                    window,
+                    ..(*pending).clone()
+                })))
+            }));
+        }
         let source = match self.image(&this).await? {
             Ok(image) => image,
             Err(e) => return Ok(Err(e)),
@@ -561,6 +669,24 @@ impl host::HostImage for HostState {
             mean: options.mean,
             std: options.std,
         };
+        if let Ok(Pixels::Resized(pending)) = self.pixels(&this) {
+            // Resampled and packed in one job; the resized pixels are not kept.
+            let (width, height) = (pending.window.width, pending.window.height);
+            let budget = self.budget_left();
+            let needed = pending
+                .bytes_beyond_window()
+                .map(|bytes| bytes + options.tensor_bytes(width, height));
+            let tensor = self
+                .pixel_work(
+                    format!("the {element_type} tensor of the {width}×{height} image"),
+                    needed,
+                    pending.work_pixels(),
+                    ImageError::InvalidArgument,
+                    move || pending.run(budget)?.to_tensor(&options),
+                )
+                .await?;
+            return Ok(tensor.map(super::convert::tensor_to_wit));
+        }
         let source = match self.image(&this).await? {
             Ok(image) => image,
             Err(e) => return Ok(Err(e)),

@@ -18,7 +18,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage};
 
 use super::{
-    DecodedSize, Filter, Image, ImageError, MAX_DECODE_BYTES, Transform, check_dimensions,
+    DecodedSize, Filter, Image, ImageError, MAX_DECODE_BYTES, Transform, Window, check_dimensions,
     decode_within, gray_to_rgb, measure, open_header, swaps_axes,
 };
 
@@ -133,8 +133,27 @@ impl EncodedImage {
         filter: Filter,
         max_bytes: u64,
     ) -> Result<Image, ImageError> {
+        self.resize_window(
+            width,
+            height,
+            Window::whole(width, height),
+            filter,
+            max_bytes,
+        )
+    }
+
+    /// [`Image::resize_window`] of the image decoded no larger than a
+    /// `width`×`height` target needs.
+    pub fn resize_window(
+        &self,
+        width: u32,
+        height: u32,
+        window: Window,
+        filter: Filter,
+        max_bytes: u64,
+    ) -> Result<Image, ImageError> {
         self.decode_for(width, height, max_bytes)?
-            .resize(width, height, filter)
+            .resize_window(width, height, window, filter)
     }
 
     /// [`Image::stretch`] with the transform of the full-size image.

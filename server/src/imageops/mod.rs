@@ -22,9 +22,10 @@ use fast_image_resize as fr;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 use crate::size::human;
-use crate::tensor::{ElementType, Tensor, TensorData};
+use crate::tensor::{ElementType, Tensor};
 
 mod encoded;
+mod pack;
 
 pub use encoded::{EncodedImage, MIN_REDUCED_PIXELS, REDUCING_GAP};
 
@@ -121,6 +122,15 @@ impl TensorOptions {
         }
     }
 
+    /// Bytes of the tensor of a `width`×`height` image.
+    pub fn tensor_bytes(&self, width: u32, height: u32) -> u64 {
+        let element = match self.element_type {
+            ElementType::U8 => 1,
+            _ => 4,
+        };
+        u64::from(width) * u64::from(height) * self.channel_count() * element
+    }
+
     /// 1 for gray, 3 otherwise.
     pub fn channel_count(&self) -> u64 {
         if self.channels == Channels::Gray {
@@ -143,6 +153,64 @@ pub struct Transform {
     pub scale_y: f32,
     pub pad_x: f32,
     pub pad_y: f32,
+}
+
+/// A rectangle of an image, in pixels: `x`, `y` of its top-left corner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Window {
+    pub fn new(x: u32, y: u32, width: u32, height: u32) -> Self {
+        Self {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    /// All of a `width`×`height` image.
+    pub fn whole(width: u32, height: u32) -> Self {
+        Self::new(0, 0, width, height)
+    }
+
+    /// Refuses a window that is empty or reaches outside a
+    /// `width`×`height` image, in the words of a crop.
+    pub fn check_within(&self, width: u32, height: u32) -> Result<(), ImageError> {
+        let fits = self.width > 0
+            && self.height > 0
+            && self.x.checked_add(self.width).is_some_and(|r| r <= width)
+            && self.y.checked_add(self.height).is_some_and(|b| b <= height);
+        if fits {
+            return Ok(());
+        }
+        Err(ImageError::InvalidArgument(format!(
+            "crop {}x{} at ({},{}) is outside the {width}x{height} image",
+            self.width, self.height, self.x, self.y
+        )))
+    }
+
+    /// The window `inner` of this one (its corner given relative to this
+    /// one's), or the error a crop outside the image gives.
+    pub fn inner(&self, inner: Window) -> Result<Window, ImageError> {
+        inner.check_within(self.width, self.height)?;
+        Ok(Window::new(
+            self.x + inner.x,
+            self.y + inner.y,
+            inner.width,
+            inner.height,
+        ))
+    }
+
+    /// Bytes of the window as 8-bit RGB.
+    pub fn rgb_bytes(&self) -> u64 {
+        rgb_bytes(self.width, self.height)
+    }
 }
 
 /// What decoding an image costs, read from its header only.
@@ -439,6 +507,20 @@ impl Image {
         Ok(rgb_bytes(width, height) + intermediate)
     }
 
+    /// What [`Image::resize_window`] allocates: the window and the
+    /// resizer's intermediate image (at most one pass's output).
+    pub fn resize_window_bytes(
+        &self,
+        width: u32,
+        height: u32,
+        window: Window,
+    ) -> Result<u64, ImageError> {
+        check_resize_window(width, height, window)?;
+        let intermediate =
+            rgb_bytes(window.width, self.height()).max(rgb_bytes(self.width(), window.height));
+        Ok(window.rgb_bytes() + intermediate)
+    }
+
     /// What [`Image::crop`] to `width`×`height` allocates.
     pub fn crop_bytes(&self, width: u32, height: u32) -> Result<u64, ImageError> {
         check_size(width, height)?;
@@ -455,29 +537,47 @@ impl Image {
 
     /// What [`Image::to_tensor`] allocates: the tensor's bytes.
     pub fn tensor_bytes(&self, options: &TensorOptions) -> u64 {
-        let element = match options.element_type {
-            ElementType::U8 => 1,
-            _ => 4,
-        };
-        self.pixel_count() * options.channel_count() * element
+        options.tensor_bytes(self.width(), self.height())
     }
 
     /// A resized copy.
     pub fn resize(&self, width: u32, height: u32, filter: Filter) -> Result<Self, ImageError> {
-        check_size(width, height)?;
-        let mut dst = RgbImage::new(width, height);
+        self.resize_window(width, height, Window::whole(width, height), filter)
+    }
+
+    /// The `window` of this image resized to `width`×`height`: the pixels
+    /// `resize(width, height)` followed by `crop(window)` gives, computing
+    /// only those (a centre crop after a resize resamples a third less).
+    pub fn resize_window(
+        &self,
+        width: u32,
+        height: u32,
+        window: Window,
+        filter: Filter,
+    ) -> Result<Self, ImageError> {
+        check_resize_window(width, height, window)?;
+        let mut dst = RgbImage::new(window.width, window.height);
         let alg = match filter {
             Filter::Nearest => fr::ResizeAlg::Nearest,
             Filter::Bilinear => fr::ResizeAlg::Convolution(fr::FilterType::Bilinear),
             Filter::Cubic => fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom),
             Filter::Lanczos3 => fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3),
         };
+        let mut options = fr::ResizeOptions::new().resize_alg(alg);
+        if window != Window::whole(width, height) {
+            // The source rectangle that maps onto the window; the filter
+            // still reads the pixels around it, as the full resize does.
+            let scale_x = f64::from(self.width()) / f64::from(width);
+            let scale_y = f64::from(self.height()) / f64::from(height);
+            options = options.crop(
+                f64::from(window.x) * scale_x,
+                f64::from(window.y) * scale_y,
+                f64::from(window.width) * scale_x,
+                f64::from(window.height) * scale_y,
+            );
+        }
         fr::Resizer::new()
-            .resize(
-                &self.pixels,
-                &mut dst,
-                &fr::ResizeOptions::new().resize_alg(alg),
-            )
+            .resize(&self.pixels, &mut dst, &options)
             .map_err(|e| ImageError::InvalidArgument(e.to_string()))?;
         Ok(Self { pixels: dst })
     }
@@ -485,15 +585,7 @@ impl Image {
     /// A copy of the rectangle at `(x, y)`.
     pub fn crop(&self, x: u32, y: u32, width: u32, height: u32) -> Result<Self, ImageError> {
         check_size(width, height)?;
-        let fits = x.checked_add(width).is_some_and(|r| r <= self.width())
-            && y.checked_add(height).is_some_and(|b| b <= self.height());
-        if !fits {
-            return Err(ImageError::InvalidArgument(format!(
-                "crop {width}x{height} at ({x},{y}) is outside the {}x{} image",
-                self.width(),
-                self.height()
-            )));
-        }
+        Window::new(x, y, width, height).check_within(self.width(), self.height())?;
         let pixels = image::imageops::crop_imm(&self.pixels, x, y, width, height).to_image();
         Ok(Self { pixels })
     }
@@ -549,84 +641,7 @@ impl Image {
 
     /// The pixels as a tensor with a batch dimension of 1.
     pub fn to_tensor(&self, options: &TensorOptions) -> Result<Tensor, ImageError> {
-        let channels = options.channel_count() as usize;
-        let (w, h) = (self.width() as usize, self.height() as usize);
-        let shape = match options.layout {
-            Layout::Nchw => vec![1, channels as u64, h as u64, w as u64],
-            Layout::Nhwc => vec![1, h as u64, w as u64, channels as u64],
-        };
-        let per_channel = |values: &[f32], c: usize, default: f32| -> f32 {
-            match values.len() {
-                0 => default,
-                1 => values[0],
-                _ => values.get(c).copied().unwrap_or(default),
-            }
-        };
-        let mean: Vec<f32> = (0..channels)
-            .map(|c| per_channel(&options.mean, c, 0.0))
-            .collect();
-        let std: Vec<f32> = (0..channels)
-            .map(|c| per_channel(&options.std, c, 1.0))
-            .collect();
-        if std.contains(&0.0) {
-            return Err(ImageError::InvalidArgument("std must not be 0".into()));
-        }
-        let source_channel = |c: usize| match options.channels {
-            Channels::Bgr => 2 - c,
-            _ => c,
-        };
-        let raw = self.pixels.as_raw();
-        let value_at = |pixel: usize, c: usize| -> u8 {
-            let p = &raw[pixel * 3..pixel * 3 + 3];
-            if options.channels == Channels::Gray {
-                // ITU-R BT.601 luma, as PIL's convert("L") computes it.
-                ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114 + 500) / 1000) as u8
-            } else {
-                p[source_channel(c)]
-            }
-        };
-        let count = w * h * channels;
-        let index = |pixel: usize, c: usize| match options.layout {
-            Layout::Nchw => c * w * h + pixel,
-            Layout::Nhwc => pixel * channels + c,
-        };
-        let bytes = match options.element_type {
-            ElementType::U8 => {
-                let mut out = vec![0u8; count];
-                for pixel in 0..w * h {
-                    for c in 0..channels {
-                        out[index(pixel, c)] = value_at(pixel, c);
-                    }
-                }
-                out
-            }
-            ElementType::F32 => {
-                // Written as little-endian bytes in place: no second copy.
-                let mut out = vec![0u8; count * 4];
-                let inv_std: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
-                for pixel in 0..w * h {
-                    for c in 0..channels {
-                        let value =
-                            (value_at(pixel, c) as f32 * options.scale - mean[c]) * inv_std[c];
-                        let at = index(pixel, c) * 4;
-                        out[at..at + 4].copy_from_slice(&value.to_le_bytes());
-                    }
-                }
-                out
-            }
-            other => {
-                return Err(ImageError::InvalidArgument(format!(
-                    "image tensors are f32 or u8, not {other}"
-                )));
-            }
-        };
-        Tensor::new(
-            options.name.clone(),
-            options.element_type,
-            shape,
-            TensorData::Bytes(bytes),
-        )
-        .map_err(|e| ImageError::InvalidArgument(e.to_string()))
+        pack::to_tensor(&self.pixels, options)
     }
 }
 
@@ -658,6 +673,7 @@ impl Transform {
     }
 }
 
+/// Refuses an empty size, or one larger than [`MAX_DIMENSION`] on a side.
 fn check_size(width: u32, height: u32) -> Result<(), ImageError> {
     if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
         return Err(ImageError::InvalidArgument(format!(
@@ -665,6 +681,13 @@ fn check_size(width: u32, height: u32) -> Result<(), ImageError> {
         )));
     }
     Ok(())
+}
+
+/// Refuses a resize to an empty `width`×`height` or one larger than
+/// [`MAX_DIMENSION`] on a side, or one whose `window` is not inside it.
+pub fn check_resize_window(width: u32, height: u32, window: Window) -> Result<(), ImageError> {
+    check_size(width, height)?;
+    window.check_within(width, height)
 }
 
 fn classify(err: image::ImageError) -> ImageError {
@@ -715,6 +738,53 @@ mod tests {
         assert_eq!(
             t.to_f32_vec().unwrap(),
             vec![50.0, 50.0, -50.0, -50.0, -50.0, -49.5]
+        );
+    }
+
+    #[test]
+    fn a_resized_window_is_the_crop_of_the_full_resize() {
+        // Detail at every scale, so that a misplaced filter tap shows.
+        let img = Image::from_rgb(RgbImage::from_fn(641, 427, |x, y| {
+            let check = if (x / 3 + y / 5) % 2 == 0 { 90 } else { 0 };
+            image::Rgb([
+                (x * 255 / 641) as u8 ^ check,
+                ((x * 7 + y * 13) % 256) as u8,
+                (y * 255 / 427) as u8,
+            ])
+        }));
+        let cases = [
+            (384, 256, Window::new(80, 16, 224, 224), Filter::Lanczos3),
+            (256, 171, Window::new(0, 0, 256, 100), Filter::Bilinear),
+            (1000, 700, Window::new(999, 1, 1, 699), Filter::Cubic),
+            (320, 213, Window::new(13, 7, 300, 200), Filter::Nearest),
+        ];
+        for (width, height, window, filter) in cases {
+            let full = img
+                .resize(width, height, filter)
+                .unwrap()
+                .crop(window.x, window.y, window.width, window.height)
+                .unwrap();
+            let fused = img.resize_window(width, height, window, filter).unwrap();
+            let worst = full
+                .rgb()
+                .as_raw()
+                .iter()
+                .zip(fused.rgb().as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max();
+            assert_eq!(
+                worst,
+                Some(0),
+                "{width}x{height} {window:?} {filter:?}: pixels differ"
+            );
+            assert!(
+                img.resize_window_bytes(width, height, window).unwrap() >= fused.byte_len() as u64
+            );
+        }
+        let outside = img.resize_window(100, 100, Window::new(50, 0, 51, 10), Filter::Bilinear);
+        assert!(
+            matches!(&outside, Err(ImageError::InvalidArgument(m)) if m.contains("outside")),
+            "{outside:?}"
         );
     }
 

@@ -312,6 +312,8 @@ async fn a_tensor_over_the_budget_is_refused_up_front() {
     };
     let rss = Rss::start();
     // The 4000×4000 image (46 MiB) fits; its f32 tensor (183 MiB) does not.
+    // The resize is done with the tensor, so the work counts the resizer's
+    // intermediate image too (the 16 source rows at 4000 wide, 188 KiB).
     let err = run(
         &rt,
         &hook,
@@ -325,7 +327,7 @@ async fn a_tensor_over_the_budget_is_refused_up_front() {
     let message = returned(&err);
     assert!(
         message.starts_with(
-            "invalid-argument: the f32 tensor of the 4000×4000 image would need 183.2 MiB; \
+            "invalid-argument: the f32 tensor of the 4000×4000 image would need 183.3 MiB; \
              this hook's budget is 64 MiB, and images this call holds already use 45.8 MiB"
         ),
         "{message}"

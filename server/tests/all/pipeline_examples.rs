@@ -18,6 +18,20 @@ use harness::{
 };
 use serde_json::{Value, json};
 
+/// These tests check what hooks compute. Beside other tests on two cores, a
+/// debug build's pixel work and a Python hook on its first, baseline-compiled
+/// calls (copying a 26 MB tensor in and out of the interpreter) can outlast
+/// the default 2 s; deadlines have tests of their own (hooks_hostile).
+const ROOMY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The default hook limits with [`ROOMY_TIMEOUT`].
+fn roomy_limits() -> cls::hooks::HookLimits {
+    cls::hooks::HookLimits {
+        timeout: ROOMY_TIMEOUT,
+        ..cls::hooks::HookLimits::default()
+    }
+}
+
 struct Harness {
     runtime: Runtime,
     _dir: tempfile::TempDir,
@@ -82,10 +96,7 @@ async fn backend_with(
     let mut config = BackendConfig::empty();
     config.model.uri = Some(model_path.display().to_string());
     config.label_config = Some(label_config.to_owned());
-    // These tests check what hooks compute. Beside other tests on two cores,
-    // a Python hook on its first, baseline-compiled calls can outlast the
-    // default 2 s; deadlines have tests of their own (hooks_hostile).
-    config.limits.hook_timeout_ms = 30_000;
+    config.limits.hook_timeout_ms = ROOMY_TIMEOUT.as_millis() as u64;
     let persisted = PersistedBackend {
         name: BackendName::new("example").expect("name"),
         config,
@@ -882,8 +893,8 @@ fn classification_reference(bytes: &[u8]) -> Vec<f32> {
 }
 
 #[tokio::test]
-async fn phone_photos_decoded_at_reduced_size_give_the_tensor_of_a_full_decode() {
-    use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime};
+async fn fast_image_paths_give_the_tensor_of_a_full_decode_resize_and_crop() {
+    use cls::hooks::{Datapoint, HookContext, HookKind, HookRuntime};
     use cls::tensor::{ElementType, TensorSpec};
     let hooks = HookRuntime::new(RuntimeOptions::default()).expect("hook runtime");
     let pre = hooks
@@ -902,23 +913,32 @@ async fn phone_photos_decoded_at_reduced_size_give_the_tensor_of_a_full_decode()
         }],
         ..HookContext::default()
     };
-    // 3 MP is decoded at 1/2, the 12 MP portrait (EXIF 6) at 1/4; rocket.jpg
-    // in full, where the tensors must be equal.
+    // 3 MP is decoded at 1/2, the 12 MP portrait (EXIF 6) at 1/4; the others
+    // in full, where the tensors must be equal: the host resamples only the
+    // centre crop (a resize pending until the crop and the tensor), which
+    // must give the pixels of a full resize followed by the crop.
     for (name, tolerance) in [
         ("phone_3mp.jpg", 0.02),
         ("phone_12mp_exif6.jpg", 0.02),
         ("rocket_exif6.jpg", 0.0),
+        ("coffee.png", 0.0),
+        ("camera.png", 0.0),
     ] {
         let photo = require!(name, image(name));
         let bytes = read(&photo);
         let datapoints = vec![Datapoint {
             field: "image".into(),
             uri: None,
-            content_type: "image/jpeg".into(),
+            content_type: if name.ends_with(".png") {
+                "image/png"
+            } else {
+                "image/jpeg"
+            }
+            .into(),
             data: bytes.clone().into(),
         }];
         let output = pre
-            .call_pre(&hooks, &datapoints, &ctx, &HookLimits::default(), "test")
+            .call_pre(&hooks, &datapoints, &ctx, &roomy_limits(), "test")
             .await
             .expect("the pre-hook runs");
         let tensor = &output.inputs[0];
@@ -950,7 +970,7 @@ fn image_input(name: &str, shape: [i64; 4]) -> cls::tensor::TensorSpec {
 
 #[tokio::test]
 async fn python_pre_hooks_feed_the_model_what_the_rust_pre_hooks_feed_it() {
-    use cls::hooks::{Datapoint, HookContext, HookKind, HookLimits, HookRuntime};
+    use cls::hooks::{Datapoint, HookContext, HookKind, HookRuntime};
     let hooks = HookRuntime::new(RuntimeOptions::default()).expect("hook runtime");
     for name in [
         "rocket_exif6.jpg",
@@ -1039,7 +1059,7 @@ async fn python_pre_hooks_feed_the_model_what_the_rust_pre_hooks_feed_it() {
             let mut outputs = Vec::new();
             for hook in &loaded {
                 let output = hook
-                    .call_pre(&hooks, &datapoints, &ctx, &HookLimits::default(), "test")
+                    .call_pre(&hooks, &datapoints, &ctx, &roomy_limits(), "test")
                     .await
                     .unwrap_or_else(|e| panic!("{name}, image {i}: {e}"));
                 outputs.push(output);
