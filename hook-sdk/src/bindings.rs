@@ -32,9 +32,9 @@ pub mod post {
         default_bindings_module: "::hook_sdk::bindings::post",
         runtime_path: "::hook_sdk::__rt",
         with: {
-            "cls:hooks/types@0.1.3": ::hook_sdk::bindings::pre::cls::hooks::types,
-            "cls:hooks/host@0.1.3": ::hook_sdk::bindings::pre::cls::hooks::host,
-            "cls:hooks/ops@0.1.3": ::hook_sdk::bindings::pre::cls::hooks::ops,
+            "cls:hooks/types@0.1.4": ::hook_sdk::bindings::pre::cls::hooks::types,
+            "cls:hooks/host@0.1.4": ::hook_sdk::bindings::pre::cls::hooks::host,
+            "cls:hooks/ops@0.1.4": ::hook_sdk::bindings::pre::cls::hooks::ops,
         },
     });
 }

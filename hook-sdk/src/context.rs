@@ -454,9 +454,10 @@ impl PreOutput {
     }
 
     /// The usual pre-hook result for one image: `image` as the model's
-    /// only input (see [`Image::to_tensor`]) and its transform passed to the
-    /// post-hook (see [`PreOutput::with_transform`]), so boxes and outlines
-    /// map back onto the original.
+    /// only input (handed to the host with [`Image::set_input`], never
+    /// copied into the hook) and its transform passed to the post-hook (see
+    /// [`PreOutput::with_transform`]), so boxes and outlines map back onto
+    /// the original.
     ///
     /// ```no_run
     /// # use hook_sdk::{Context, Datapoints, HookError, PreOutput, TensorOptions};
@@ -466,7 +467,8 @@ impl PreOutput {
     /// }
     /// ```
     pub fn from_image(image: &Image, options: &TensorOptions) -> Result<Self, HookError> {
-        Ok(Self::new(vec![image.to_tensor(options)?]).with_transform(&image.transform()))
+        image.set_input(options)?;
+        Ok(Self::new(Vec::new()).with_transform(&image.transform()))
     }
 
     /// Passes `carry` to the post-hook as `ctx.carry()`.

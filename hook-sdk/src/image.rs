@@ -359,6 +359,15 @@ impl Image {
     pub fn to_tensor(&self, options: &TensorOptions) -> Result<Tensor, HookError> {
         Ok(self.inner.to_tensor(options)?)
     }
+
+    /// The tensor [`Image::to_tensor`] would return, handed to the host as
+    /// the model input `options.name` without being copied into the hook
+    /// and back (the faster way when the hook does not change the
+    /// tensor). Leave that input out of the [`PreOutput`](crate::PreOutput)'s
+    /// inputs: a name given both ways fails the call. Pre-hooks only.
+    pub fn set_input(&self, options: &TensorOptions) -> Result<(), HookError> {
+        Ok(self.inner.set_input(options)?)
+    }
 }
 
 /// The size [`Image::resize_short_side`] gives a `width`×`height` image:

@@ -49,10 +49,13 @@ class PreOutput:
     @classmethod
     def from_image(cls, image, options):
         """The usual pre-hook result for one image: ``image`` as the model's
-        only input (see :meth:`~cls_hooks.image.Image.to_tensor`) and its
-        transform passed to the post-hook (see :meth:`with_transform`), so
-        boxes and outlines map back onto the original."""
-        return cls([image.to_tensor(options)]).with_transform(image.transform)
+        only input (handed to the host with
+        :meth:`~cls_hooks.image.Image.set_input`, never copied into the
+        interpreter) and its transform passed to the post-hook (see
+        :meth:`with_transform`), so boxes and outlines map back onto the
+        original."""
+        image.set_input(options)
+        return cls([]).with_transform(image.transform)
 
     def with_carry(self, carry):
         """Passes ``carry`` to the post-hook."""

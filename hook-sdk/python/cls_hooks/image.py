@@ -211,3 +211,12 @@ class Image:
         """The pixels as a :class:`~cls_hooks.tensor.Tensor` with a batch
         dimension of 1; ``options`` from :func:`tensor_options` or :func:`imagenet`."""
         return Tensor(_call(self.inner.to_tensor, options))
+
+    def set_input(self, options):
+        """The tensor :meth:`to_tensor` would return, handed to the host as
+        the model input ``options.name`` without being copied into the
+        interpreter and back (the faster way when the hook does not change
+        the tensor). Leave that input out of the
+        :class:`~cls_hooks.export.PreOutput`'s inputs: a name given both
+        ways fails the call. Pre-hooks only."""
+        _call(self.inner.set_input, options)

@@ -15,6 +15,7 @@ pub mod pre {
             "cls:hooks/host.[method]image.crop": async | trappable,
             "cls:hooks/host.[method]image.letterbox": async | trappable,
             "cls:hooks/host.[method]image.to-tensor": async | trappable,
+            "cls:hooks/host.[method]image.set-input": async | trappable,
             // Tokenizing runs on the compute pool too.
             "cls:hooks/host.[method]tokenizer.encode": async | trappable,
             "cls:hooks/host.[method]tokenizer.encode-pair": async | trappable,

@@ -121,11 +121,24 @@ impl Hook {
             Ok(Err(returned)) => return Err(fail(HookFailure::Returned(describe(&returned)))),
             Err(trap) => return Err(fail(classify(&trap, store.data(), limits))),
         };
-        check_tensor_names(&output.inputs, ctx.model_inputs.len()).map_err(fail)?;
+        let handed_over = store.data_mut().take_inputs();
+        let returned = output
+            .inputs
+            .into_iter()
+            .map(tensor_from_wit)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                fail(HookFailure::InvalidOutput(sanitize(
+                    &e.to_string(),
+                    MAX_ERROR_MESSAGE,
+                )))
+            })?;
+        let inputs = merge_inputs(returned, handed_over).map_err(fail)?;
+        check_tensor_names(&inputs, ctx.model_inputs.len()).map_err(fail)?;
         // Model inputs are routinely larger than any JSON (a 1920x736 f32
         // image is 17 MB), so they are bounded by the hook's memory limit,
         // which they had to fit in anyway, rather than by max_output.
-        let size: usize = output.inputs.iter().map(wit_tensor_len).sum();
+        let size: usize = inputs.iter().map(Tensor::byte_len).sum();
         if size > limits.memory_bytes {
             return Err(fail(HookFailure::OutputTooLarge {
                 what: "model inputs",
@@ -145,17 +158,6 @@ impl Hook {
                 setting: "max_output_mb",
             }));
         }
-        let inputs = output
-            .inputs
-            .into_iter()
-            .map(tensor_from_wit)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                fail(HookFailure::InvalidOutput(sanitize(
-                    &e.to_string(),
-                    MAX_ERROR_MESSAGE,
-                )))
-            })?;
         Ok(PreOutput {
             inputs,
             carry: output.carry,
@@ -304,7 +306,27 @@ fn describe(err: &wit::HookError) -> String {
 
 /// Refuses more tensors than the model could take, and names that are too
 /// long or not printable: later checks quote every name in their messages.
-fn check_tensor_names(tensors: &[wit::Tensor], model_inputs: usize) -> Result<(), HookFailure> {
+/// The inputs a pre-hook returned followed by those it handed over with
+/// `image.set-input`; a name handed over twice, or both handed over and
+/// returned, is refused (the host would not know which one the model gets).
+fn merge_inputs(
+    mut returned: Vec<Tensor>,
+    handed_over: Vec<Tensor>,
+) -> Result<Vec<Tensor>, HookFailure> {
+    for tensor in handed_over {
+        if returned.iter().any(|t| t.name() == tensor.name()) {
+            return Err(HookFailure::InvalidOutput(format!(
+                "gave the model input '{}' twice (image.set-input and the returned inputs, \
+                 or set-input twice)",
+                sanitize(tensor.name(), MAX_TENSOR_NAME)
+            )));
+        }
+        returned.push(tensor);
+    }
+    Ok(returned)
+}
+
+fn check_tensor_names(tensors: &[Tensor], model_inputs: usize) -> Result<(), HookFailure> {
     let limit = model_inputs.max(MIN_TENSOR_LIMIT);
     if tensors.len() > limit {
         return Err(HookFailure::InvalidOutput(format!(
@@ -314,8 +336,8 @@ fn check_tensor_names(tensors: &[wit::Tensor], model_inputs: usize) -> Result<()
         )));
     }
     for tensor in tensors {
-        let printable = sanitize(&tensor.name, MAX_TENSOR_NAME);
-        if printable != tensor.name {
+        let printable = sanitize(tensor.name(), MAX_TENSOR_NAME);
+        if printable != tensor.name() {
             return Err(HookFailure::InvalidOutput(format!(
                 "returned a tensor named '{printable}': tensor names are at most \
                  {MAX_TENSOR_NAME} bytes, without control characters"
@@ -325,17 +347,43 @@ fn check_tensor_names(tensors: &[wit::Tensor], model_inputs: usize) -> Result<()
     Ok(())
 }
 
-fn wit_tensor_len(t: &wit::Tensor) -> usize {
-    match &t.data {
-        wit::TensorData::Bytes(b) => b.len(),
-        wit::TensorData::Strings(s) => s.iter().map(String::len).sum(),
-    }
-}
-
 fn wrong_kind(actual: HookKind, wanted: HookKind, task: Option<i64>) -> HookCallError {
     HookCallError {
         kind: actual,
         task,
         failure: HookFailure::InvalidOutput(format!("called as {wanted}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str) -> Tensor {
+        Tensor::from_f32(name, vec![1, 1], &[0.5]).expect("tensor")
+    }
+
+    fn names(tensors: &[Tensor]) -> Vec<&str> {
+        tensors.iter().map(Tensor::name).collect()
+    }
+
+    #[test]
+    fn inputs_handed_over_follow_the_returned_ones() {
+        let merged = merge_inputs(vec![input("ids")], vec![input("x"), input("y")]);
+        assert_eq!(names(&merged.expect("merged")), ["ids", "x", "y"]);
+    }
+
+    #[test]
+    fn an_input_given_twice_is_refused_with_its_name() {
+        for (returned, handed_over) in [
+            (vec![input("x")], vec![input("x")]),
+            (vec![], vec![input("x"), input("x")]),
+        ] {
+            let Err(HookFailure::InvalidOutput(message)) = merge_inputs(returned, handed_over)
+            else {
+                panic!("a duplicate input must be refused");
+            };
+            assert!(message.contains("'x' twice"), "{message}");
+        }
     }
 }

@@ -30,7 +30,7 @@ use super::bindings::types::{self, ElementType, ImageTransform};
 use super::call::DeadlineExceeded;
 use super::host_text::TokenizerHandle;
 use super::text::sanitize;
-use super::{CallTag, HookLimits};
+use super::{CallTag, HookKind, HookLimits};
 use crate::compute::{self, PoolError};
 use crate::imageops;
 use crate::model::ModelTokenizer;
@@ -175,6 +175,8 @@ pub struct HostState {
     params: Arc<str>,
     /// The backend's tokenizer, or why it has none.
     pub(super) tokenizer: ModelTokenizer,
+    /// Model inputs a pre-hook handed over with `image.set-input`.
+    inputs: Vec<crate::tensor::Tensor>,
 }
 
 /// What a fallible image helper returns: a trap (the deadline) or the
@@ -220,7 +222,13 @@ impl HostState {
             timeout: limits.timeout,
             params,
             tokenizer,
+            inputs: Vec::new(),
         }
+    }
+
+    /// The model inputs the pre-hook handed over with `image.set-input`.
+    pub(super) fn take_inputs(&mut self) -> Vec<crate::tensor::Tensor> {
+        std::mem::take(&mut self.inputs)
     }
 
     /// What the guest wrote to stdout/stderr (bounded), for error reports.
@@ -404,6 +412,72 @@ impl HostState {
             pending.work_pixels(),
             ImageError::InvalidArgument,
             move || pending.run(budget),
+        )
+        .await
+    }
+
+    /// The tensor of `this` packed as `options` say, on the pixel pool.
+    async fn tensor_of(
+        &mut self,
+        this: &Resource<ImageHandle>,
+        options: TensorOptions,
+    ) -> HostResult<crate::tensor::Tensor> {
+        let element_type = match options.element_type {
+            ElementType::F32 => crate::tensor::ElementType::F32,
+            ElementType::U8 => crate::tensor::ElementType::U8,
+            other => {
+                return Ok(Err(ImageError::InvalidArgument(format!(
+                    "image tensors are f32 or u8, not {other:?}"
+                ))));
+            }
+        };
+        let options = imageops::TensorOptions {
+            name: options.name,
+            layout: match options.layout {
+                Layout::Nchw => imageops::Layout::Nchw,
+                Layout::Nhwc => imageops::Layout::Nhwc,
+            },
+            channels: match options.channels {
+                Channels::Rgb => imageops::Channels::Rgb,
+                Channels::Bgr => imageops::Channels::Bgr,
+                Channels::Gray => imageops::Channels::Gray,
+            },
+            element_type,
+            scale: options.scale,
+            mean: options.mean,
+            std: options.std,
+        };
+        if let Ok(Pixels::Resized(pending)) = self.pixels(this) {
+            // Resampled and packed in one job; the resized pixels are not kept.
+            let (width, height) = (pending.window.width, pending.window.height);
+            let budget = self.budget_left();
+            let needed = pending
+                .bytes_beyond_window()
+                .map(|bytes| bytes + options.tensor_bytes(width, height));
+            return self
+                .pixel_work(
+                    format!("the {element_type} tensor of the {width}×{height} image"),
+                    needed,
+                    pending.work_pixels(),
+                    ImageError::InvalidArgument,
+                    move || pending.run(budget)?.to_tensor(&options),
+                )
+                .await;
+        }
+        let source = match self.image(this).await? {
+            Ok(image) => image,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.pixel_work(
+            format!(
+                "the {element_type} tensor of the {}×{} image",
+                source.width(),
+                source.height()
+            ),
+            Ok(source.tensor_bytes(&options)),
+            source.pixel_count(),
+            ImageError::InvalidArgument,
+            move || source.to_tensor(&options),
         )
         .await
     }
@@ -644,67 +718,30 @@ impl host::HostImage for HostState {
         this: Resource<ImageHandle>,
         options: TensorOptions,
     ) -> HostResult<types::Tensor> {
-        let element_type = match options.element_type {
-            ElementType::F32 => crate::tensor::ElementType::F32,
-            ElementType::U8 => crate::tensor::ElementType::U8,
-            other => {
-                return Ok(Err(ImageError::InvalidArgument(format!(
-                    "image tensors are f32 or u8, not {other:?}"
-                ))));
-            }
-        };
-        let options = imageops::TensorOptions {
-            name: options.name,
-            layout: match options.layout {
-                Layout::Nchw => imageops::Layout::Nchw,
-                Layout::Nhwc => imageops::Layout::Nhwc,
-            },
-            channels: match options.channels {
-                Channels::Rgb => imageops::Channels::Rgb,
-                Channels::Bgr => imageops::Channels::Bgr,
-                Channels::Gray => imageops::Channels::Gray,
-            },
-            element_type,
-            scale: options.scale,
-            mean: options.mean,
-            std: options.std,
-        };
-        if let Ok(Pixels::Resized(pending)) = self.pixels(&this) {
-            // Resampled and packed in one job; the resized pixels are not kept.
-            let (width, height) = (pending.window.width, pending.window.height);
-            let budget = self.budget_left();
-            let needed = pending
-                .bytes_beyond_window()
-                .map(|bytes| bytes + options.tensor_bytes(width, height));
-            let tensor = self
-                .pixel_work(
-                    format!("the {element_type} tensor of the {width}×{height} image"),
-                    needed,
-                    pending.work_pixels(),
-                    ImageError::InvalidArgument,
-                    move || pending.run(budget)?.to_tensor(&options),
-                )
-                .await?;
-            return Ok(tensor.map(super::convert::tensor_to_wit));
+        let tensor = self.tensor_of(&this, options).await?;
+        Ok(tensor.map(super::convert::tensor_to_wit))
+    }
+
+    async fn set_input(
+        &mut self,
+        this: Resource<ImageHandle>,
+        options: TensorOptions,
+    ) -> HostResult<()> {
+        if self.tag.kind != HookKind::Pre {
+            return Ok(Err(ImageError::InvalidArgument(
+                "set-input gives a model input, which only a pre-hook does".into(),
+            )));
         }
-        let source = match self.image(&this).await? {
-            Ok(image) => image,
+        let tensor = match self.tensor_of(&this, options).await? {
+            Ok(tensor) => tensor,
             Err(e) => return Ok(Err(e)),
         };
-        let tensor = self
-            .pixel_work(
-                format!(
-                    "the {element_type} tensor of the {}×{} image",
-                    source.width(),
-                    source.height()
-                ),
-                Ok(source.tensor_bytes(&options)),
-                source.pixel_count(),
-                ImageError::InvalidArgument,
-                move || source.to_tensor(&options),
-            )
-            .await?;
-        Ok(tensor.map(super::convert::tensor_to_wit))
+        // Held until the call ends, as the tensor would be in the hook.
+        if let Err(e) = self.charge(tensor.byte_len() as u64, 0) {
+            return Ok(Err(e));
+        }
+        self.inputs.push(tensor);
+        Ok(Ok(()))
     }
 
     fn drop(&mut self, this: Resource<ImageHandle>) -> wasmtime::Result<()> {

@@ -337,6 +337,50 @@ async fn a_tensor_over_the_budget_is_refused_up_front() {
 }
 
 #[tokio::test]
+async fn an_input_handed_over_with_set_input_reaches_the_model_once_within_the_budget() {
+    let rt = runtime();
+    let hook = abuse_hook(&rt).await;
+    let set_input = |width: u32, repeat: u32| json!({"op": "set_input", "width": width, "height": width / 2, "repeat": repeat});
+    let output = run(&rt, &hook, small_png(), set_input(8, 1), &limits())
+        .await
+        .expect("one set-input");
+    let [x] = &output.inputs[..] else {
+        panic!("one input expected, got {}", output.inputs.len())
+    };
+    assert_eq!((x.name(), x.shape()), ("x", &[1u64, 3, 4, 8][..]));
+    let values = x.to_f32_vec().expect("f32");
+    assert!(values.iter().any(|v| *v > 0.0) && values.iter().all(|v| (0.0..=255.0).contains(v)));
+
+    let err = run(&rt, &hook, small_png(), set_input(8, 2), &limits())
+        .await
+        .expect_err("the same input twice");
+    let message = err.to_string();
+    assert!(
+        message.contains("gave the model input 'x' twice"),
+        "{message}"
+    );
+
+    // A handed-over tensor stays charged to the call: a 1280×640 f32 tensor
+    // (9.4 MiB) fits a 16 MiB budget beside its 2.3 MiB image once, not twice.
+    let small = HookLimits {
+        memory_bytes: 16 << 20,
+        ..limits()
+    };
+    run(&rt, &hook, small_png(), set_input(1280, 1), &small)
+        .await
+        .expect("one 9.4 MiB input fits");
+    let err = run(&rt, &hook, small_png(), set_input(1280, 2), &small)
+        .await
+        .expect_err("two do not");
+    let message = returned(&err);
+    assert!(
+        message.starts_with("invalid-argument: the f32 tensor of the 1280×640 image would need")
+            && message.contains("this hook's budget is 16 MiB"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn work_that_cannot_finish_before_the_deadline_is_refused_up_front() {
     let rt = runtime();
     let hook = abuse_hook(&rt).await;
