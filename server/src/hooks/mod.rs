@@ -46,7 +46,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy,
+};
 
 pub use call::{HookContext, PreOutput};
 pub use compile::Hook;
@@ -427,7 +429,15 @@ fn engine_config(strategy: Strategy, max_instances: u32) -> Config {
         // fault them straight back in. A componentize-py guest dirties
         // megabytes of its CPython heap per call; a pre-hook its tensors.
         .linear_memory_keep_resident(keep_resident(strategy, KEEP_RESIDENT_BYTES))
-        .table_keep_resident(keep_resident(strategy, KEEP_RESIDENT_TABLE_BYTES));
+        .table_keep_resident(keep_resident(strategy, KEEP_RESIDENT_TABLE_BYTES))
+        // Without PAGEMAP_SCAN (Linux 6.7+) the reset copies all of
+        // `keep_resident` back whether touched or not: up to 16 MiB per call.
+        // With it only the pages the call dirtied are copied back (a Rust
+        // post-hook call 58 -> 13 us, a bare Python one 1.9 -> 1.2 ms), but
+        // wasmtime resets at most 32 dirty runs and decommits the rest, so a
+        // guest that dirties pages all over (a Python pre-hook) faults more
+        // in again: 7.5 -> 8.0 ms. A net gain; the kernel may lack it (Auto).
+        .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }

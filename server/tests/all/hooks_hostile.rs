@@ -78,14 +78,17 @@ async fn run_post_with(
 /// artefact cache under the project cache (keyed by the component's sha256
 /// and the engine's compatibility hash).
 fn python_runtime() -> HookRuntime {
-    HookRuntime::new(RuntimeOptions {
+    HookRuntime::new(python_runtime_options()).expect("hook runtime")
+}
+
+fn python_runtime_options() -> RuntimeOptions {
+    RuntimeOptions {
         artefact_dir: Some(cache_dir().join("test-hook-artefacts")),
         // The server's 120 s cap is tested elsewhere; a debug build compiling
         // CPython beside parallel tests on 2 cores must not hit it here.
         compile_timeout: Duration::from_secs(600),
         ..RuntimeOptions::default()
-    })
-    .expect("hook runtime")
+    }
 }
 
 /// CPython needs more memory than a Rust hook.
@@ -233,6 +236,45 @@ async fn a_hook_cannot_read_host_files_or_environment() {
         !text.contains("PATH="),
         "hook saw the host environment: {text}"
     );
+}
+
+/// Calls `hook` a few times in a row (so its pool slot is reused) and
+/// asserts that each one started from the component as built.
+async fn assert_each_call_starts_afresh(
+    rt: &HookRuntime,
+    hook: &cls::hooks::Hook,
+    limits: &HookLimits,
+    what: &str,
+) {
+    for call in 1..=4 {
+        let json = hook
+            .call_post(rt, Vec::new(), &ctx(), limits, "test")
+            .await
+            .unwrap_or_else(|e| panic!("{what}: call {call} failed: {e}"));
+        let report: Value = serde_json::from_str(&json).expect("reads-host returns JSON");
+        assert_eq!(
+            report["probe"]["leftovers"],
+            json!({"earlier_calls": 0, "image_pages_as_built": true}),
+            "{what}: call {call} saw what an earlier call left in memory"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_never_sees_what_an_earlier_call_left_in_memory() {
+    // A used pool slot is reset in place, only its dirtied pages where the
+    // kernel can say which (PAGEMAP_SCAN): no task may see another's data.
+    for (tier, rt) in each_tier() {
+        let hook = load(&rt, HookKind::Post, fixture_hook("reads-host")).await;
+        assert_each_call_starts_afresh(&rt, &hook, &limits(), &format!("rust on {tier}")).await;
+    }
+    let python = HookRuntime::new(RuntimeOptions {
+        compilers: cls::hooks::Compilers::Cranelift,
+        ..python_runtime_options()
+    })
+    .expect("hook runtime");
+    let hook = load(&python, HookKind::Post, python_fixture_hook("reads-host")).await;
+    assert_each_call_starts_afresh(&python, &hook, &python_limits(), "python").await;
 }
 
 #[tokio::test]
