@@ -94,7 +94,9 @@ pub struct ServeArgs {
     /// Size bound of the task-file download cache in MiB.
     #[arg(long, env = "CLS_DOWNLOAD_CACHE_MB", default_value_t = cls::fetch::DEFAULT_CACHE_MAX_BYTES >> 20)]
     pub download_cache_mb: u64,
-    /// Size bound of the compiled-hook cache in MiB (least recently used go first).
+    /// Size bound of the compiled-hook cache in MiB (least recently used go
+    /// first): compiled hooks, and a quarter for Cranelift's compiled
+    /// functions, which later hooks reuse.
     #[arg(long, env = "CLS_COMPILED_CACHE_MB", default_value_t = cls::hooks::DEFAULT_ARTEFACT_CACHE_BYTES >> 20)]
     pub compiled_cache_mb: u64,
     /// How uploaded hooks are compiled: `tiered` (Winch's code serves at

@@ -12,7 +12,6 @@
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -106,53 +105,20 @@ impl ArtefactCache {
     /// bound, sparing `keep`. Compiles take hundreds of milliseconds or
     /// more, so listing the directory each time costs nothing that matters.
     fn evict(&self, keep: Option<&Path>) {
-        let mut found = artefacts_in(&self.dir);
-        let mut total: u64 = found.iter().map(|a| a.size).sum();
-        found.sort_by_key(|a| a.used);
-        for victim in found {
-            if total <= self.max_bytes {
-                break;
-            }
-            if Some(victim.path.as_path()) == keep {
-                continue;
-            }
-            tracing::debug!(path = %victim.path.display(), "evicting compiled hook");
-            if fs::remove_file(&victim.path).is_ok() {
-                total -= victim.size;
-            }
-        }
+        crate::disk::evict_least_recently_used(cwasm_files(&self.dir), self.max_bytes, keep);
     }
 }
 
-struct Artefact {
-    path: PathBuf,
-    size: u64,
-    used: SystemTime,
-}
-
-fn artefacts_in(dir: &Path) -> Vec<Artefact> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == EXTENSION))
-        .filter_map(|e| {
-            let meta = e.metadata().ok().filter(fs::Metadata::is_file)?;
-            Some(Artefact {
-                path: e.path(),
-                size: meta.len(),
-                used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            })
-        })
-        .collect()
+/// The artefacts in `dir`.
+fn cwasm_files(dir: &Path) -> Vec<crate::disk::CachedFile> {
+    crate::disk::cached_files(dir, |path| path.extension().is_some_and(|x| x == EXTENSION))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
 
@@ -192,7 +158,7 @@ mod tests {
             "b was least recently used"
         );
         assert!(cache.load(&engine, "c").is_some(), "the new one is kept");
-        assert_eq!(artefacts_in(dir.path()).len(), 2);
+        assert_eq!(cwasm_files(dir.path()).len(), 2);
     }
 
     #[test]
@@ -203,9 +169,9 @@ mod tests {
         for name in ["a", "b", "c"] {
             big.store(&compiled(&engine, name), name);
         }
-        assert_eq!(artefacts_in(dir.path()).len(), 3);
+        assert_eq!(cwasm_files(dir.path()).len(), 3);
         let small = ArtefactCache::open(dir.path().to_owned(), 0, &engine);
-        assert!(artefacts_in(dir.path()).is_empty());
+        assert!(cwasm_files(dir.path()).is_empty());
         small.store(&compiled(&engine, "d"), "d");
         assert!(
             small.load(&engine, "d").is_none(),

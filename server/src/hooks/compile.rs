@@ -204,8 +204,12 @@ impl HookRuntime {
             Priority::Serving,
         )
         .await?;
-        let compiled = tier.link(kind, &component)?;
+        // Stored before linking: code that compiled is kept even when it is
+        // the other world, so `hook build` and `try`, which learn a built
+        // component's world by loading it as a post-hook first, compile a
+        // pre-hook once, not twice (seconds for a Python one).
         store_artefact(self.artefacts.clone(), &component, sha256).await;
+        let compiled = tier.link(kind, &component)?;
         Ok((compiled, Origin::Optimized))
     }
 

@@ -11,7 +11,8 @@
 //!   modules and precompiled artefacts, compilation off the request path with
 //!   a time cap, world check, and a bounded on-disk cache of our *own*
 //!   `serialize()` output (`artefacts`; uploaded bytes are never
-//!   deserialized);
+//!   deserialized), and of Cranelift's compiled functions, which hooks
+//!   share (`functions`: every Python hook carries the same CPython);
 //! - calling a [`Hook`]: a fresh `Store` per call with wall-time, memory and
 //!   output limits; every trap becomes a [`HookCallError`] naming the hook,
 //!   the task and the cause, and the trapped store is dropped;
@@ -32,6 +33,7 @@ mod bindings;
 mod call;
 mod compile;
 mod convert;
+mod functions;
 mod host;
 mod host_ops;
 mod host_text;
@@ -70,8 +72,9 @@ pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
 /// Default cap on an uploaded component's size.
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 50 << 20;
-/// Default size bound of the compiled-artefact cache: room for about 28
-/// Python hooks (36 MiB compiled each) or hundreds of Rust ones.
+/// Default size bound of the compiled-hook caches: room for about 21
+/// Python hooks (36 MiB compiled each) or hundreds of Rust ones, and
+/// Cranelift's compiled functions (CPython's are about 30 MiB).
 pub const DEFAULT_ARTEFACT_CACHE_BYTES: u64 = 1 << 30;
 /// Default cap on compiling one upload.
 pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -148,9 +151,11 @@ pub struct CallTag {
 /// How the runtime is set up; see the `DEFAULT_*` constants.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
-    /// Where compiled artefacts are cached (`None`: no disk cache).
+    /// Where compiled artefacts are cached, and Cranelift's compiled
+    /// functions under `functions/` (`None`: no disk cache).
     pub artefact_dir: Option<PathBuf>,
-    /// Size bound of that cache (least recently used artefacts go first).
+    /// Size bound of both (least recently used go first): a quarter for
+    /// the functions, the rest for the artefacts.
     pub artefact_cache_bytes: u64,
     /// Pool slots: the most hook instances that can exist at once.
     pub max_instances: u32,
@@ -313,10 +318,21 @@ impl HookRuntime {
         // thread: spread over every core at normal priority it would slow
         // the calls it is meant to speed up.
         let background = options.compilers == Compilers::Tiered;
-        let optimized =
-            Tier::new(Strategy::Cranelift, options.max_instances, !background).map_err(internal)?;
+        let functions = options.artefact_dir.as_ref().map(|dir| {
+            Arc::new(functions::FunctionCache::open(
+                dir.join("functions"),
+                function_cache_bytes(options.artefact_cache_bytes),
+            ))
+        });
+        let optimized = Tier::new(
+            Strategy::Cranelift,
+            options.max_instances,
+            !background,
+            functions,
+        )
+        .map_err(internal)?;
         let baseline = (options.compilers != Compilers::Cranelift)
-            .then(|| Tier::new(Strategy::Winch, options.max_instances, true))
+            .then(|| Tier::new(Strategy::Winch, options.max_instances, true, None))
             .transpose()
             .map_err(internal)?;
         let engines = std::iter::once(&optimized)
@@ -337,7 +353,8 @@ impl HookRuntime {
             artefacts: options.artefact_dir.clone().map(|dir| {
                 Arc::new(artefacts::ArtefactCache::open(
                     dir,
-                    options.artefact_cache_bytes,
+                    options.artefact_cache_bytes
+                        - function_cache_bytes(options.artefact_cache_bytes),
                     &optimized.engine,
                 ))
             }),
@@ -360,6 +377,11 @@ impl Drop for HookRuntime {
     }
 }
 
+/// The compiled functions' share of the compiled-hook caches' bound.
+fn function_cache_bytes(total: u64) -> u64 {
+    total / 4
+}
+
 /// One compiler's engine and the linker that resolves hooks' imports
 /// against it: a component runs only on the engine that compiled it.
 #[derive(Clone)]
@@ -370,14 +392,19 @@ struct Tier {
 }
 
 impl Tier {
-    /// `parallel`: whether one compile spreads over every core.
+    /// `parallel`: whether one compile spreads over every core;
+    /// `functions`: Cranelift's cache of compiled functions, if any.
     fn new(
         strategy: Strategy,
         max_instances: u32,
         parallel: bool,
+        functions: Option<Arc<functions::FunctionCache>>,
     ) -> Result<Self, wasmtime::Error> {
         let mut config = engine_config(strategy, max_instances);
         config.parallel_compilation(parallel);
+        if let Some(functions) = functions {
+            config.enable_incremental_compilation(functions)?;
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

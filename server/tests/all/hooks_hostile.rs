@@ -341,6 +341,38 @@ async fn a_pre_hook_uploaded_as_post_hook_names_the_mix_up() {
     assert!(err.to_string().contains("is a pre-hook"), "{err}");
 }
 
+/// A Cranelift-only runtime (as the CLI's) with its compiled-hook caches
+/// in a folder of its own.
+fn cranelift_with_caches() -> (tempfile::TempDir, HookRuntime) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = HookRuntime::new(RuntimeOptions {
+        artefact_dir: Some(dir.path().to_path_buf()),
+        compilers: cls::hooks::Compilers::Cranelift,
+        ..RuntimeOptions::default()
+    })
+    .expect("runtime");
+    (dir, rt)
+}
+
+#[tokio::test]
+async fn a_hook_refused_as_the_other_world_is_not_compiled_twice() {
+    // `hook build` and `try` learn a built component's world by loading it
+    // as a post-hook first: a pre-hook's code must survive that refusal.
+    let (_dir, rt) = cranelift_with_caches();
+    let bytes = Bytes::from(read(&fixture_hook("pre-as-post")));
+    let err = rt
+        .load(HookKind::Post, bytes.clone())
+        .await
+        .err()
+        .expect("wrong world is refused");
+    assert!(matches!(err, HookLoadError::WrongWorld { .. }), "{err}");
+    let hook = rt.load(HookKind::Pre, bytes).await.expect("a pre-hook");
+    assert!(
+        hook.info().from_cache,
+        "the pre-hook was compiled again after its refusal as a post-hook"
+    );
+}
+
 #[tokio::test]
 async fn a_core_module_is_refused_with_build_advice() {
     let rt = runtime();
@@ -398,6 +430,50 @@ async fn uploads_over_the_size_cap_are_refused_before_compiling() {
         .err()
         .expect("refused");
     assert!(matches!(err, HookLoadError::TooLarge { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_second_python_hook_compiles_from_the_functions_the_first_left() {
+    // Every componentize-py hook carries the same CPython: Cranelift's
+    // cache of compiled functions must hold it after the first hook, so the
+    // second (another app, another upload) compiles only what is its own.
+    let (dir, rt) = cranelift_with_caches();
+    let functions = || {
+        std::fs::read_dir(dir.path().join("functions"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+    rt.load(
+        HookKind::Post,
+        Bytes::from(read(&python_example_hook("text-post"))),
+    )
+    .await
+    .expect("text-post");
+    let after_first = functions();
+    assert!(after_first > 5_000, "{after_first} functions cached");
+    let second = rt
+        .load(
+            HookKind::Post,
+            Bytes::from(read(&python_example_hook("classification-post"))),
+        )
+        .await
+        .expect("classification-post");
+    assert!(
+        !second.info().from_cache,
+        "a new upload, not a cached artefact"
+    );
+    let added = functions() - after_first;
+    assert!(
+        added * 5 < after_first,
+        "the second hook compiled {added} functions anew (the first {after_first})"
+    );
+    // Its code from the cache runs like freshly compiled code would.
+    let ran = second
+        .call_post(&rt, Vec::new(), &ctx(), &limits(), "test")
+        .await;
+    if let Err(e) = ran {
+        assert!(matches!(e.failure, HookFailure::Returned(_)), "{e}");
+    }
 }
 
 #[tokio::test]
