@@ -123,6 +123,15 @@ mod tests {
     use super::*;
     use wasmtime::CacheStore;
 
+    /// Makes `path` look last used a minute ago.
+    fn age(path: &Path) {
+        fs::File::options()
+            .append(true)
+            .open(path)
+            .and_then(|f| f.set_modified(SystemTime::now() - ABANDONED_AFTER))
+            .unwrap_or_else(|e| panic!("age {}: {e}", path.display()));
+    }
+
     #[test]
     fn a_stored_function_comes_back_and_the_oldest_go_first() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -132,19 +141,10 @@ mod tests {
         assert!(cache.insert(b"two", vec![2; 600]));
         assert_eq!(cache.get(b"two").as_deref(), Some(&[2u8; 600][..]));
         // "two" was used last: trimming to one file's room keeps it.
-        let old = SystemTime::now() - std::time::Duration::from_secs(60);
-        fs::File::options()
-            .append(true)
-            .open(cache.path(b"one"))
-            .and_then(|f| f.set_modified(old))
-            .expect("age a file");
+        age(&cache.path(b"one"));
         let leftover = dir.path().join("f/.tmpLeft");
         fs::write(&leftover, b"partial").expect("leftover");
-        fs::File::options()
-            .append(true)
-            .open(&leftover)
-            .and_then(|f| f.set_modified(old))
-            .expect("age the leftover");
+        age(&leftover);
         let writing = dir.path().join("f/.tmpWriting");
         fs::write(&writing, b"in flight").expect("a write in flight");
         let cache = FunctionCache::open(dir.path().join("f"), 700);

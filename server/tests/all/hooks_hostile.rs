@@ -443,21 +443,15 @@ async fn a_second_python_hook_compiles_from_the_functions_the_first_left() {
             .map(|entries| entries.count())
             .unwrap_or(0)
     };
-    rt.load(
-        HookKind::Post,
-        Bytes::from(read(&python_example_hook("text-post"))),
-    )
-    .await
-    .expect("text-post");
+    load(&rt, HookKind::Post, python_example_hook("text-post")).await;
     let after_first = functions();
     assert!(after_first > 5_000, "{after_first} functions cached");
-    let second = rt
-        .load(
-            HookKind::Post,
-            Bytes::from(read(&python_example_hook("classification-post"))),
-        )
-        .await
-        .expect("classification-post");
+    let second = load(
+        &rt,
+        HookKind::Post,
+        python_example_hook("classification-post"),
+    )
+    .await;
     assert!(
         !second.info().from_cache,
         "a new upload, not a cached artefact"
