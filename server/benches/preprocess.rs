@@ -4,7 +4,10 @@
 //! the resize and crop fused (`window`: only the centre is resampled), then
 //! the path the host's image helpers take (the header first, the pixels
 //! decoded by the first resize, reduced for a large JPEG; the resize and
-//! crop fused).
+//! crop fused). A last column is the floor under any decoder: the entropy
+//! decoding the format cannot skip (a JPEG decoded at 1/8, where the inverse
+//! DCT keeps one coefficient per block; a PNG's inflate alone, without
+//! unfiltering).
 //!
 //! Run: `cargo bench -p configurable-ls-backend --bench preprocess`, or
 //! with `-- NAME...` to profile only the images whose names contain one of
@@ -38,8 +41,8 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
 
 /// Times each stage of the full decode path, then the host's path (header
 /// first, pixels decoded by the resize, reduced for a large JPEG); returns
-/// the host path's total.
-fn profile(name: &str, bytes: &[u8], runs: usize) -> Duration {
+/// the host path, the full decode and the entropy decoding.
+fn profile(name: &str, bytes: &[u8], runs: usize) -> Profile {
     let img = Image::decode(bytes, true).expect("decode");
     let (w, h) = (img.width(), img.height());
     let (nw, nh) = hook_sdk::image::short_side_size(w, h, 256);
@@ -75,8 +78,9 @@ fn profile(name: &str, bytes: &[u8], runs: usize) -> Duration {
     let reduction = EncodedImage::open(shared.clone(), true)
         .expect("header")
         .reduction_for(nw, nh);
+    let entropy = time(runs, || entropy_decode(bytes));
     println!(
-        "  {name:<24} {w:>5}x{h:<5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} (1/{reduction})",
+        "  {name:<24} {w:>5}x{h:<5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} (1/{reduction}) {:>8.2}",
         ms(decode),
         ms(resize),
         ms(crop),
@@ -84,8 +88,77 @@ fn profile(name: &str, bytes: &[u8], runs: usize) -> Duration {
         ms(total),
         ms(window),
         ms(host),
+        ms(entropy),
     );
-    host
+    Profile {
+        host,
+        entropy,
+        decode,
+    }
+}
+
+/// One image's host path, its full decode and its entropy decoding alone.
+struct Profile {
+    host: Duration,
+    entropy: Duration,
+    decode: Duration,
+}
+
+/// The entropy decoding of `bytes`, the part of a decode no decoder skips;
+/// returns how many bytes it produced.
+fn entropy_decode(bytes: &[u8]) -> usize {
+    if bytes.starts_with(b"\x89PNG") {
+        return inflate_png(bytes);
+    }
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.read_info().expect("jpeg header");
+    let info = decoder.info().expect("jpeg info");
+    decoder
+        .scale(info.width.div_ceil(8), info.height.div_ceil(8))
+        .expect("jpeg scale");
+    decoder.decode().expect("jpeg decode").len()
+}
+
+/// Inflates a PNG's image data (its IDAT chunks, joined) into a buffer
+/// sized from the header, as the `png` crate does before unfiltering.
+fn inflate_png(bytes: &[u8]) -> usize {
+    let (mut data, mut raw_len, mut at) = (Vec::new(), 0usize, 8);
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let (kind, body) = (&bytes[at + 4..at + 8], &bytes[at + 8..at + 8 + len]);
+        match kind {
+            b"IHDR" => {
+                let width = u32::from_be_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
+                let height = u32::from_be_bytes(body[4..8].try_into().expect("4 bytes")) as usize;
+                let channels = match body[9] {
+                    0 | 3 => 1,
+                    4 => 2,
+                    2 => 3,
+                    _ => 4,
+                };
+                let row = (width * channels * usize::from(body[8])).div_ceil(8);
+                // Interlaced images' passes add a filter byte per row.
+                raw_len = height * (row + 1) * 5 / 4 + 1024;
+            }
+            b"IDAT" => data.extend_from_slice(body),
+            _ => {}
+        }
+        at += len + 12;
+    }
+    let (mut out, mut inflater) = (vec![0u8; raw_len], fdeflate::Decompressor::new());
+    let (mut read, mut written) = (0, 0);
+    while !inflater.is_done() {
+        let (consumed, produced) = inflater
+            .read(&data[read..], &mut out, written, true)
+            .expect("inflate");
+        assert!(
+            consumed + produced > 0,
+            "inflate stalled: output buffer too small"
+        );
+        read += consumed;
+        written += produced;
+    }
+    written
 }
 
 fn ms(d: Duration) -> f64 {
@@ -121,17 +194,32 @@ fn main() {
         .partition(|p| name(p).starts_with("phone_"));
     println!("classification pre-hook work per image, median ms:");
     println!(
-        "  {:<24} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
-        "image", "size", "decode", "resize", "crop", "tensor", "total", "window", "host path"
+        "  {:<24} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}       {:>8}",
+        "image",
+        "size",
+        "decode",
+        "resize",
+        "crop",
+        "tensor",
+        "total",
+        "window",
+        "host path",
+        "entropy"
     );
-    let mut sum = Duration::ZERO;
-    for path in &photos {
-        sum += profile(&name(path), &std::fs::read(path).expect("read"), 30);
-    }
+    let profiles: Vec<Profile> = photos
+        .iter()
+        .map(|path| profile(&name(path), &std::fs::read(path).expect("read"), 30))
+        .collect();
+    let mean = |part: fn(&Profile) -> Duration| {
+        ms(profiles.iter().map(part).sum::<Duration>()) / profiles.len().max(1) as f64
+    };
     println!(
-        "  mean over {} photos, host path: {:.2} ms",
-        photos.len(),
-        ms(sum) / photos.len().max(1) as f64
+        "  mean over {} photos: host path {:.2} ms, of which decode {:.2} ms; \
+         entropy decoding alone {:.2} ms",
+        profiles.len(),
+        mean(|p| p.host),
+        mean(|p| p.decode),
+        mean(|p| p.entropy),
     );
     for path in &phones {
         profile(&name(path), &std::fs::read(path).expect("read"), 10);
