@@ -221,7 +221,38 @@ fn main() {
         mean(|p| p.decode),
         mean(|p| p.entropy),
     );
+    let mut largest = None;
     for path in &phones {
-        profile(&name(path), &std::fs::read(path).expect("read"), 10);
+        let phone = profile(&name(path), &std::fs::read(path).expect("read"), 10);
+        if name(path).starts_with("phone_12mp") {
+            largest = Some(ms(phone.host));
+        }
+    }
+    print_targets((!profiles.is_empty()).then(|| mean(|p| p.host)), largest);
+}
+
+/// Issue 18's two preprocessing targets, for the images this run measured.
+fn print_targets(mean_host_ms: Option<f64>, twelve_mp_host_ms: Option<f64>) {
+    println!("targets:");
+    let rows = [
+        (
+            "mean host path per bench photo <= 1.5 ms",
+            mean_host_ms,
+            1.5,
+        ),
+        (
+            "12 MP JPEG to 224x224, host path <= 10 ms",
+            twelve_mp_host_ms,
+            10.0,
+        ),
+    ];
+    for (what, measured, want) in rows {
+        if let Some(measured) = measured {
+            let verdict = if measured <= want { "met" } else { "MISSED" };
+            println!(
+                "  {what:<44} {measured:>8.2} ms {:>+9.2} ms  {verdict}",
+                want - measured
+            );
+        }
     }
 }

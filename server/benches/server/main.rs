@@ -11,7 +11,7 @@
 //!
 //! `cargo bench` builds this bench and the server binary with the release
 //! (`bench`) profile; the bench spawns `target/release/configurable-ls-backend`
-//! (override with `CLS_SERVER_BIN`). It takes about four minutes on 2 cores;
+//! (override with `CLS_SERVER_BIN`). It takes about five minutes on 2 cores;
 //! results and their analysis are in `docs/benchmarks.md`.
 //! Knobs: `CLS_BENCH_CELL_SECONDS` (10) and `CLS_BENCH_CELL_REQUESTS` (200)
 //! bound each load cell; `CLS_BENCH_LIMIT_SECONDS` (3) is the length of each
@@ -22,7 +22,10 @@
 //! 1. **Physical limits** ([`native`]), in this process: (a) the model alone
 //!    through `ort` on pre-made tensors; (b) the native pipeline (the
 //!    server's image code + `ort` + the example hooks' post-processing
-//!    compiled natively + result JSON), no HTTP, no WebAssembly.
+//!    compiled natively + result JSON), no HTTP, no WebAssembly; (c) the
+//!    model alone one task at a time. Measured before the server starts
+//!    and again after its load cells, with it idle: the VM's speed drifts,
+//!    and every ratio is against the better of the two.
 //! 2. **The server**: started on a fresh state dir; the backends are
 //!    configured with their real models and hooks, then `/predict` load
 //!    ([`load`]) with 1 and 16 tasks per request at concurrency 1 and 4;
@@ -63,7 +66,7 @@ use cases::{CASES, Case, IMAGES};
 use cpu::Usage;
 use load::{Bounds, Cell, Http, Stages};
 use native::{NativeModel, NativeStages};
-use report::{Limits, ModelReport, Report, ServerCell, SwapParts};
+use report::{Alone, Limits, ModelReport, Report, ServerCell, SwapParts};
 use stats::{Latencies, Rate};
 
 /// Tasks per request: interactive and batch retrieve.
@@ -142,19 +145,19 @@ async fn run() -> Report {
         .with_name("bench")
         .build()
         .expect("ONNX Runtime environment");
+    let inputs = LimitInputs {
+        env: &env,
+        images: &images,
+        urls: &urls,
+        window: limit_window,
+    };
     for (case, path) in cases.iter().copied().zip(&models) {
-        report::reset_peak(std::process::id());
-        let mut limits = tokio::task::block_in_place(|| {
-            measure_limits(&env, case, path, &images, &urls, limit_window)
-        });
-        limits.bench_peak = report::rss(std::process::id());
-        report::print_limits(case, &limits);
+        let limits = measure_limits(&inputs, case, path);
         report.models.push(ModelReport::new(case, limits));
     }
     // What a hot swap has to redo, measured in process: compiling a new
     // post-hook and creating a model's sessions.
     report.swap_parts = swap_parts(&env, &models, &hooks).await;
-    drop(env);
 
     // 2-4. The server.
     let client = reqwest::Client::builder()
@@ -194,6 +197,15 @@ async fn run() -> Report {
         }
     }
     report.rss_three = report::rss(server.pid());
+
+    // 1 again, the server idle: the VM's speed drifts, so every ratio is
+    // against the better of the two measurements of each limit.
+    println!("physical limits again, after the load cells (the server idle)");
+    for (i, (case, path)) in cases.iter().copied().zip(&models).enumerate() {
+        let later = measure_limits(&inputs, case, path);
+        report.models[i].limits.keep_best(later);
+    }
+    drop(env);
 
     // 4. Hot swaps under load.
     for (i, case) in cases.iter().copied().enumerate() {
@@ -356,15 +368,34 @@ fn stage_deltas(backend: &str, before: &Stages, after: &Stages) -> report::Stage
     sums
 }
 
-/// (a), (b) and (c) for one model.
-fn measure_limits(
-    env: &ort::environment::Environment,
-    case: &Case,
-    path: &std::path::Path,
-    images: &[Vec<u8>],
-    urls: &[String],
+/// What measuring a model's limits needs besides the model.
+#[derive(Clone, Copy)]
+struct LimitInputs<'a> {
+    env: &'a ort::environment::Environment,
+    images: &'a [Vec<u8>],
+    urls: &'a [String],
     window: Duration,
-) -> Limits {
+}
+
+/// Measures and prints one model's limits, with this process's peak RSS
+/// during them.
+fn measure_limits(inputs: &LimitInputs, case: &Case, path: &std::path::Path) -> Limits {
+    report::reset_peak(std::process::id());
+    let mut limits = tokio::task::block_in_place(|| measure_native(inputs, case, path));
+    limits.bench_peak = report::rss(std::process::id());
+    report::print_limits(case, &limits);
+    limits
+}
+
+/// (c), then per batch size (a) and (b) with one thread and with one per
+/// core.
+fn measure_native(inputs: &LimitInputs, case: &Case, path: &std::path::Path) -> Limits {
+    let LimitInputs {
+        env,
+        images,
+        urls,
+        window,
+    } = *inputs;
     let mut native = NativeModel::load(env, case, path, images);
     let cores = native.sessions();
     let mut limits = Limits {
@@ -373,9 +404,10 @@ fn measure_limits(
         ..Limits::default()
     };
     for tasks in TASKS {
-        limits
-            .model_alone
-            .push((tasks, native.model_alone(images, tasks, cores, window)));
+        limits.model_alone.push(Alone {
+            tasks,
+            runs: vec![native.model_alone(images, tasks, cores, window)],
+        });
         for threads in [1, cores] {
             let before = cpu::sample(None);
             let started = Instant::now();
