@@ -66,7 +66,7 @@ use cases::{CASES, Case, IMAGES};
 use cpu::Usage;
 use load::{Bounds, Cell, Http, Stages};
 use native::{NativeModel, NativeStages};
-use report::{Alone, Limits, ModelReport, Report, ServerCell, SwapParts};
+use report::{Limits, ModelReport, Report, ServerCell, SwapParts};
 use stats::{Latencies, Rate};
 
 /// Tasks per request: interactive and batch retrieve.
@@ -404,10 +404,9 @@ fn measure_native(inputs: &LimitInputs, case: &Case, path: &std::path::Path) -> 
         ..Limits::default()
     };
     for tasks in TASKS {
-        limits.model_alone.push(Alone {
-            tasks,
-            runs: vec![native.model_alone(images, tasks, cores, window)],
-        });
+        limits
+            .model_alone
+            .push((tasks, native.model_alone(images, tasks, cores, window)));
         for threads in [1, cores] {
             let before = cpu::sample(None);
             let started = Instant::now();

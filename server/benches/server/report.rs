@@ -48,25 +48,12 @@ pub struct Native {
     pub cpu: Usage,
 }
 
-/// Limit (a) at one batch size, every time it was measured: a shared VM's
-/// speed drifts within minutes, and the limit is the best the machine did.
-pub struct Alone {
-    pub tasks: usize,
-    pub runs: Vec<Rate>,
-}
-
-impl Alone {
-    pub fn best(&self) -> f64 {
-        self.runs.iter().map(|r| r.0).fold(0.0, f64::max)
-    }
-}
-
 /// The limits (a) and (b) of one model.
 #[derive(Default)]
 pub struct Limits {
     pub cores: usize,
-    /// (a) with one thread per core, per batch size.
-    pub model_alone: Vec<Alone>,
+    /// (tasks per request, rate) with one thread per core.
+    pub model_alone: Vec<(usize, Rate)>,
     /// (c): one task at a time on one session with a thread per core.
     pub lone: Option<(Rate, Latencies)>,
     pub pipeline: Vec<Native>,
@@ -76,13 +63,15 @@ pub struct Limits {
 
 impl Limits {
     /// Folds a later measurement of the same limits in, so that each is the
-    /// best this machine did: (a) keeps every run, (b) and (c) the faster
-    /// measurement of each shape, the bench process's peak the larger.
+    /// best this machine did (a shared VM's speed drifts within minutes):
+    /// the faster measurement of each shape of (a), (b) and (c), the bench
+    /// process's peak the larger.
     pub fn keep_best(&mut self, later: Limits) {
-        for alone in later.model_alone {
-            match self.model_alone.iter_mut().find(|a| a.tasks == alone.tasks) {
-                Some(a) => a.runs.extend(alone.runs),
-                None => self.model_alone.push(alone),
+        for (tasks, rate) in later.model_alone {
+            match self.model_alone.iter_mut().find(|(t, _)| *t == tasks) {
+                Some((_, kept)) if kept.0 >= rate.0 => {}
+                Some((_, kept)) => *kept = rate,
+                None => self.model_alone.push((tasks, rate)),
             }
         }
         for native in later.pipeline {
@@ -108,8 +97,13 @@ impl Limits {
     fn alone(&self, tasks: usize) -> f64 {
         self.model_alone
             .iter()
-            .find(|a| a.tasks == tasks)
-            .map_or(0.0, Alone::best)
+            .find(|(t, _)| *t == tasks)
+            .map_or(0.0, |(_, r)| r.0)
+    }
+
+    /// `rate` as a share of (a) at the same number of tasks per run.
+    fn share_of_alone(&self, rate: f64, tasks: usize) -> f64 {
+        rate / self.alone(tasks).max(1e-9)
     }
 
     /// (b) at the server cell's shape: one thread for concurrency 1, one
@@ -334,7 +328,7 @@ impl Report {
                     ms(c.cell.latencies.quantile(0.99)),
                     alone,
                     native,
-                    c.rate() / alone.max(1e-9),
+                    m.limits.share_of_alone(c.rate(), c.tasks),
                     c.rate() / native.max(1e-9),
                 );
             }
@@ -640,8 +634,7 @@ impl Report {
                 " ms",
                 p50_ms <= 4.0,
             );
-            let alone = c.limits.alone(16);
-            let ratio = r16 / alone.max(1e-9);
+            let ratio = c.limits.share_of_alone(r16, 16);
             row(
                 "classification: server >= 0.6 x (a) at 16/req, c4 (issue 18)".into(),
                 format!("{ratio:.3}"),
@@ -757,12 +750,10 @@ pub fn print_limits(case: &Case, limits: &Limits) {
         "{} ({}): physical limits, {} sessions",
         case.name, case.model_file, limits.cores
     );
-    for alone in &limits.model_alone {
+    for (tasks, rate) in &limits.model_alone {
         println!(
-            "  (a) model alone      {:>2} tasks/request, {} threads: {:>8.1} tasks/s",
-            alone.tasks,
-            limits.cores,
-            alone.best(),
+            "  (a) model alone      {tasks:>2} tasks/request, {} threads: {:>8.1} tasks/s",
+            limits.cores, rate.0
         );
     }
     if let Some((rate, latencies)) = &limits.lone {
@@ -816,7 +807,7 @@ pub fn print_cell(case: &Case, cell: &ServerCell, limits: &Limits) {
         ms(c.latencies.quantile(0.99)),
         c.requests,
         c.failed,
-        rate / limits.alone(cell.tasks).max(1e-9),
+        limits.share_of_alone(rate, cell.tasks),
         rate / native.max(1e-9),
         cell.cpu.server,
         cell.cpu.bench,
