@@ -13,6 +13,7 @@ use super::convert::{
     Datapoint, DatapointInfo, datapoint_to_wit, info_to_wit, spec_to_wit, tensor_from_wit,
     tensor_to_wit,
 };
+use super::epoch::Ticking;
 use super::host::HostState;
 use super::text::{MAX_ERROR_MESSAGE, sanitize};
 use super::{CallTag, HookCallError, HookFailure, HookKind, HookLimits, HookRuntime};
@@ -107,7 +108,7 @@ impl Hook {
             task: ctx.task_id,
             failure,
         };
-        let _permit = runtime.instance_permit().await.map_err(fail)?;
+        let _slot = runtime.call_slot().await.map_err(fail)?;
         let mut store = new_store(instance_pre.engine(), tag, limits, ctx);
         let input: Vec<wit::Datapoint> = datapoints.iter().map(datapoint_to_wit).collect();
         let result = async {
@@ -187,7 +188,7 @@ impl Hook {
             task: ctx.task_id,
             failure,
         };
-        let _permit = runtime.instance_permit().await.map_err(fail)?;
+        let _slot = runtime.call_slot().await.map_err(fail)?;
         let mut store = new_store(instance_pre.engine(), tag, limits, ctx);
         let input: Vec<wit::Tensor> = outputs.into_iter().map(tensor_to_wit).collect();
         let result = async {
@@ -213,12 +214,24 @@ impl Hook {
     }
 }
 
+/// A call's place among the instances allowed at once, with the epochs
+/// advancing for its deadline while it is held.
+struct CallSlot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    _ticking: Ticking<'a>,
+}
+
 impl HookRuntime {
-    async fn instance_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HookFailure> {
-        self.instances
+    async fn call_slot(&self) -> Result<CallSlot<'_>, HookFailure> {
+        let permit = self
+            .instances
             .acquire()
             .await
-            .map_err(|e| HookFailure::Instantiate(e.to_string()))
+            .map_err(|e| HookFailure::Instantiate(e.to_string()))?;
+        Ok(CallSlot {
+            _permit: permit,
+            _ticking: self.ticker.busy(),
+        })
     }
 }
 

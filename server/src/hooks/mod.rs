@@ -4,9 +4,9 @@
 //! This is the only module that touches wasmtime. It owns:
 //! - one shared [`HookRuntime`]: an `Engine` per compiler tier (Cranelift,
 //!   and Winch to serve new hooks while Cranelift compiles), each with the
-//!   pooling allocator and epoch interruption (a ticker thread advances the
-//!   epochs every millisecond) and a `Linker` with WASI (granting nothing)
-//!   plus our `host` interface;
+//!   pooling allocator and epoch interruption (`epoch`: a thread advances
+//!   the epochs every millisecond while a call runs) and a `Linker` with
+//!   WASI (granting nothing) plus our `host` interface;
 //! - loading uploads ([`HookRuntime::load`]): size cap, refusal of core
 //!   modules and precompiled artefacts, compilation off the request path with
 //!   a time cap, world check, and a bounded on-disk cache of our *own*
@@ -33,6 +33,7 @@ mod bindings;
 mod call;
 mod compile;
 mod convert;
+mod epoch;
 mod functions;
 mod host;
 mod host_ops;
@@ -43,7 +44,6 @@ mod text;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,7 @@ pub use convert::{Datapoint, DatapointInfo};
 pub use host::{MAX_LOG_LINE, MAX_LOG_LINES_PER_CALL};
 pub use text::{MAX_ERROR_MESSAGE, sanitize};
 
+use epoch::EpochTicker;
 use host::HostState;
 
 /// The WIT package hooks are built against (`wit/hooks.wit`). Hooks built
@@ -475,36 +476,5 @@ fn keep_resident(strategy: Strategy, bytes: usize) -> usize {
     match strategy {
         Strategy::Winch => 0,
         _ => bytes,
-    }
-}
-
-/// Advances the engines' epoch every millisecond so deadlines can fire.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-const EPOCH_TICK: Duration = Duration::from_millis(1);
-
-impl EpochTicker {
-    /// Without this thread no deadline would ever fire, so failing to start
-    /// it is fatal.
-    fn start(engines: Vec<Engine>) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("hook-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    for engine in &engines {
-                        engine.increment_epoch();
-                    }
-                }
-            })?;
-        Ok(Self { stop })
-    }
-
-    fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
