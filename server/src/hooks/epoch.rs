@@ -27,7 +27,7 @@ struct TickerState {
     stop: AtomicBool,
     /// Hook calls in flight.
     calls: AtomicUsize,
-    /// Epochs advanced so far (for tests and diagnostics).
+    /// Epochs advanced so far (read by the tests).
     ticks: AtomicU64,
     /// Whether the thread is asleep for want of calls.
     parked: AtomicBool,
@@ -104,16 +104,11 @@ impl Drop for Ticking<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
 
-    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::yield_now();
-        }
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let waited = harness::poll(Duration::from_secs(10), || done().then_some(()));
+        assert!(waited.is_some(), "timed out waiting for {what}");
     }
 
     #[test]
