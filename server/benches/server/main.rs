@@ -27,8 +27,10 @@
 //!    and again after its load cells, with it idle: the VM's speed drifts,
 //!    and every ratio is against the better of the two.
 //! 2. **The server**: started on a fresh state dir; the backends are
-//!    configured with their real models and hooks, then `/predict` load
-//!    ([`load`]) with 1 and 16 tasks per request at concurrency 1 and 4;
+//!    configured with their real models and hooks and warmed up until
+//!    Cranelift's code of their hooks has taken over from Winch's, then
+//!    `/predict` load ([`load`]) with 1 and 16 tasks per request at
+//!    concurrency 1 and 4;
 //!    task data are plain `http://127.0.0.1:<port>/<photo>` URLs served by
 //!    this process. Per-stage times come from `/metrics`; HTTP is what the
 //!    client saw minus the server's `total`; CPU use of the server, this
@@ -299,9 +301,57 @@ fn backend_config(case: &Case, model: &std::path::Path) -> Value {
     })
 }
 
-/// Every image once, then one batch: ORT's arenas, the hooks' first
-/// instances and the connection pool are warm before anything is timed.
+/// Brings a just-configured backend to its steady state before anything
+/// is timed: warm-up requests, then Cranelift's code of both hooks taking
+/// over from Winch's. Without the wait, the first few hundred milliseconds
+/// of the first cell ran on Winch's code beside Cranelift's background
+/// compile; hot swaps, which measure that transition, are timed apart.
 async fn warm_up(http: &Http, case: &Case) {
+    send_warm_up_requests(http, case).await;
+    let waited = wait_for_optimized_hooks(http, case).await;
+    println!(
+        "  {:<15} hooks on Cranelift's code {} ms after the warm-up",
+        case.name,
+        stats::ms(waited)
+    );
+}
+
+/// How long until `GET /backends/<name>` says each of its hooks runs
+/// optimised code (a backend on the built-in pre-hook has no `pre_hook`
+/// to wait for); panics after a minute.
+async fn wait_for_optimized_hooks(http: &Http, case: &Case) -> Duration {
+    let url = format!("{}/backends/{}", http.server, case.name);
+    let started = Instant::now();
+    loop {
+        let backend: Value = http
+            .client
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("GET /backends/<name>")
+            .json()
+            .await
+            .expect("backend JSON");
+        let optimized = |hook: &Value| hook["optimized"] == true;
+        let hooks = &backend["hooks"];
+        if optimized(&hooks["post_hook"])
+            && (hooks["pre_hook"].is_null() || optimized(&hooks["pre_hook"]))
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}'s hooks still not optimised after a minute: {backend}",
+            case.name
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every image once, then one batch: ORT's arenas, the hooks' first
+/// instances and the connection pool are warm.
+async fn send_warm_up_requests(http: &Http, case: &Case) {
     let url = format!("{}/backends/{}/predict", http.server, case.name);
     for r in 0..IMAGES.len() {
         let body = cases::predict_body(case, &http.files, r, 1).to_string();
