@@ -25,6 +25,7 @@ use crate::size::human;
 use crate::tensor::{ElementType, Tensor};
 
 mod encoded;
+mod lanczos;
 mod pack;
 
 pub use encoded::{EncodedImage, MIN_REDUCED_PIXELS, REDUCING_GAP};
@@ -561,7 +562,7 @@ impl Image {
             Filter::Nearest => fr::ResizeAlg::Nearest,
             Filter::Bilinear => fr::ResizeAlg::Convolution(fr::FilterType::Bilinear),
             Filter::Cubic => fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom),
-            Filter::Lanczos3 => fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3),
+            Filter::Lanczos3 => fr::ResizeAlg::Convolution(lanczos::filter_type()),
         };
         let mut options = fr::ResizeOptions::new().resize_alg(alg);
         if window != Window::whole(width, height) {
