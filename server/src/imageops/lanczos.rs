@@ -147,9 +147,10 @@ mod tests {
     #[test]
     fn resizes_to_the_same_bytes_as_the_built_in_kernel() {
         let cases = [
-            // Down by 3.4 with a centre crop (a photo for a 224 model),
-            // down by 2, a little up, and a strong reduction.
-            ((1000, 872), (224, 224), Some((119.0, 0.0, 875.0, 762.6))),
+            // Down by 3.4 to the centre 224×224 of a 294×256 resize (the
+            // source rectangle `Image::resize_window` passes), down by 1.6,
+            // up by 1.3, and down by 16.
+            ((1000, 872), (224, 224), Some((119.05, 0.0, 761.9, 763.0))),
             ((600, 400), (384, 256), None),
             ((200, 150), (256, 192), None),
             ((1280, 960), (80, 60), None),
